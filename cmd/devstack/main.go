@@ -1,0 +1,229 @@
+// Command devstack runs the whole system in one process for development: a
+// private PostgreSQL (when DATABASE_URL is unset), an embedded NATS
+// JetStream server (when NATS_URL is unset), the migrations, a bootstrap
+// global admin, and sessiond. It prints a short curl walkthrough at start.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/pgserver"
+	"github.com/sessionguard/revoke/services/sessions"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 {
+		return fmt.Errorf("unexpected arguments %q: devstack is configured by environment variables (see the README)", args[1:])
+	}
+	dir := getenv("DEVSTACK_DIR")
+	if dir == "" {
+		dir = ".devstack"
+	}
+	// 0755: when run as root the private PostgreSQL runs as another user,
+	// which must be able to reach its own directory inside this one.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dir, _ = filepath.Abs(dir)
+	logFile, err := os.OpenFile(filepath.Join(dir, "devstack.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	// JSON logs go to the log file and to stderr; the walkthrough to stdout.
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logFile, stderr), nil))
+	env := map[string]string{}
+	lookup := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
+
+	if getenv("DATABASE_URL") == "" {
+		fmt.Fprintln(stdout, "starting a private PostgreSQL in", filepath.Join(dir, "pg"), "(Unix socket only; port 5432 is left alone)")
+		pg, err := pgserver.Start(ctx, filepath.Join(dir, "pg"), pgserver.Options{})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := pg.Stop(stopCtx); err != nil {
+				log.Error("stopping PostgreSQL", "error", err.Error())
+			}
+		}()
+		if err := createDatabase(ctx, pg.URL("postgres"), "revoke"); err != nil {
+			return err
+		}
+		env["DATABASE_URL"] = pg.URL("revoke")
+	}
+	if getenv("NATS_URL") == "" {
+		ns, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: filepath.Join(dir, "nats")})
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		env["NATS_URL"] = ns.ClientURL()
+	}
+	if getenv("KEY_ENCRYPTION_KEY") == "" {
+		kek, err := readOrCreate(filepath.Join(dir, "key-encryption-key"), func() string {
+			var b [32]byte
+			_, _ = rand.Read(b[:])
+			return base64.StdEncoding.EncodeToString(b[:])
+		})
+		if err != nil {
+			return err
+		}
+		env["KEY_ENCRYPTION_KEY"] = kek
+	}
+	passwordRef := "$BOOTSTRAP_ADMIN_PASSWORD"
+	if getenv("BOOTSTRAP_ADMIN_EMAIL") == "" {
+		env["BOOTSTRAP_ADMIN_EMAIL"] = "admin@example.com"
+		if getenv("BOOTSTRAP_ADMIN_PASSWORD") == "" {
+			path := filepath.Join(dir, "admin-password")
+			_, statErr := os.Stat(path)
+			pw, err := readOrCreate(path, rand.Text)
+			if err != nil {
+				return err
+			}
+			env["BOOTSTRAP_ADMIN_PASSWORD"] = pw
+			passwordRef = "$(cat " + path + ")"
+			if errors.Is(statErr, os.ErrNotExist) {
+				fmt.Fprintf(stdout, "generated the bootstrap admin's password (shown once, kept in %s): %s\n", path, pw)
+			}
+		}
+	}
+	cfg, err := sessions.ConfigFromEnv(lookup)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	cfg.Migrate = true
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("sessiond: listen on %s: %w (set SESSIOND_ADDR to use another address)", cfg.Addr, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- sessions.Serve(ctx, cfg, ln, log.With("service", "sessiond")) }()
+
+	base := "http://" + loopback(ln.Addr().String())
+	if err := waitReady(ctx, base+"/readyz", errc); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, walkthrough(base, cfg.BootstrapEmail, passwordRef, cfg.NATSURL, cfg.DatabaseURL))
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return <-errc
+	}
+}
+
+func createDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil || exists {
+		return err
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
+func readOrCreate(path string, make func() string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	v := make()
+	return v, os.WriteFile(path, []byte(v+"\n"), 0o600)
+}
+
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func waitReady(ctx context.Context, url string, errc <-chan error) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func walkthrough(base, email, password, natsURL, dbURL string) string {
+	return fmt.Sprintf(`
+dev stack ready
+  sessiond   %[1]s      (OpenAPI: %[1]s/openapi.json)
+  NATS       %[4]s
+
+walkthrough (needs curl and jq):
+  # 1. log in as the bootstrap admin
+  TOKEN=$(curl -s %[1]s/v1/auth/login -H 'content-type: application/json' \
+    -d '{"email":"%[2]s","password":"'"%[3]s"'","device":{"type":"web","name":"laptop"}}' | jq -r .access_token)
+  # 2. list every active session
+  curl -s %[1]s/v1/sessions -H "authorization: Bearer $TOKEN" | jq
+  # 3. revoke one (the id from step 2), then see the token refused
+  curl -s -X DELETE %[1]s/v1/sessions/SESSION_ID -H "authorization: Bearer $TOKEN" -w '%%{http_code}\n'
+  curl -s %[1]s/v1/me/sessions -H "authorization: Bearer $TOKEN" | jq
+  # 4. the audit log of that revocation
+  psql '%[5]s' -c 'SELECT at, action, reason, session_id FROM audit_log ORDER BY id DESC LIMIT 5'
+
+press Ctrl-C to stop
+`, base, email, password, natsURL, dbURL)
+}

@@ -1,0 +1,46 @@
+// Command sessiond is the session API: login, refresh rotation, session
+// listing and revocation, the admin portal, the outbox relay and the erasure
+// consumer. Configuration is by environment variable; see the README.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sessionguard/revoke/services/sessions"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sessiond:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 {
+		fmt.Fprintln(stderr, "usage: sessiond (configured by environment variables; see the README)")
+		return fmt.Errorf("unexpected arguments %q", args[1:])
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: logLevel(getenv("LOG_LEVEL"))}))
+	cfg, err := sessions.ConfigFromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	return sessions.Serve(ctx, cfg, nil, log)
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

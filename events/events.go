@@ -1,0 +1,299 @@
+// Package events defines the wire contract between sessiond, the gateways and
+// the GDPR erasure pipeline: subjects, streams and JSON payloads. It imports
+// the standard library only, so any consumer can take it.
+//
+// Every event carries an event_id (a UUID) that is also sent as the
+// Nats-Msg-Id header, so JetStream drops duplicates; applying any event twice
+// or out of order changes nothing.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Subjects.
+const (
+	SubjectSessionRevoked = "revocations.v1.session"
+	SubjectTokenRevoked   = "revocations.v1.token"
+	SubjectUserRevoked    = "revocations.v1.user"
+	SubjectUserDeleted    = "identity.v1.user.deleted"
+	SubjectUserErased     = "sessions.v1.user.erased"
+)
+
+// Reason says why a revocation happened.
+type Reason string
+
+// The reasons of the contract.
+const (
+	ReasonLogout        Reason = "logout"
+	ReasonSelfRevoke    Reason = "self_revoke"
+	ReasonAdminRevoke   Reason = "admin_revoke"
+	ReasonUserRevokeAll Reason = "user_revoke_all"
+	ReasonRefreshReuse  Reason = "refresh_reuse"
+	ReasonUserDisabled  Reason = "user_disabled"
+	ReasonErasure       Reason = "erasure"
+)
+
+// Valid reports whether r is one of the contract's reasons.
+func (r Reason) Valid() bool {
+	switch r {
+	case ReasonLogout, ReasonSelfRevoke, ReasonAdminRevoke, ReasonUserRevokeAll,
+		ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure:
+		return true
+	}
+	return false
+}
+
+// ErrInvalid is wrapped by every decoding and validation error.
+var ErrInvalid = errors.New("invalid event")
+
+// Event is any payload of the contract.
+type Event interface {
+	// Subject is the NATS subject the event is published on.
+	Subject() string
+	// ID is the event_id, also the Nats-Msg-Id.
+	ID() string
+	// Validate returns an error wrapping ErrInvalid when a field is missing or malformed.
+	Validate() error
+}
+
+// SessionRevoked revokes every access token of one session.
+type SessionRevoked struct {
+	EventID   string    `json:"event_id"`
+	SID       string    `json:"sid"`
+	Sub       string    `json:"sub"`
+	Org       string    `json:"org"`
+	Reason    Reason    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// TokenRevoked revokes one access token by its jti.
+type TokenRevoked struct {
+	EventID   string    `json:"event_id"`
+	JTI       string    `json:"jti"`
+	SID       string    `json:"sid"`
+	Sub       string    `json:"sub"`
+	Org       string    `json:"org"`
+	Reason    Reason    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// UserRevoked revokes every access token of a user whose iat is before
+// NotBefore. NotBefore is always a whole second, and sessiond never issues a
+// token for that user with an earlier iat afterwards.
+type UserRevoked struct {
+	EventID   string    `json:"event_id"`
+	Sub       string    `json:"sub"`
+	Org       string    `json:"org"`
+	NotBefore time.Time `json:"not_before"`
+	Reason    Reason    `json:"reason"`
+	RevokedAt time.Time `json:"revoked_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// UserDeleted is the GDPR erasure pipeline's request.
+type UserDeleted struct {
+	EventID     string    `json:"event_id"`
+	UserID      string    `json:"user_id"`
+	OrgID       string    `json:"org_id"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// UserErased confirms that an erasure request has been carried out.
+type UserErased struct {
+	EventID         string    `json:"event_id"`
+	RequestEventID  string    `json:"request_event_id"`
+	UserID          string    `json:"user_id"`
+	SessionsRevoked int       `json:"sessions_revoked"`
+	CompletedAt     time.Time `json:"completed_at"`
+}
+
+// Subject implements Event.
+func (SessionRevoked) Subject() string { return SubjectSessionRevoked }
+
+// Subject implements Event.
+func (TokenRevoked) Subject() string { return SubjectTokenRevoked }
+
+// Subject implements Event.
+func (UserRevoked) Subject() string { return SubjectUserRevoked }
+
+// Subject implements Event.
+func (UserDeleted) Subject() string { return SubjectUserDeleted }
+
+// Subject implements Event.
+func (UserErased) Subject() string { return SubjectUserErased }
+
+// ID implements Event.
+func (e SessionRevoked) ID() string { return e.EventID }
+
+// ID implements Event.
+func (e TokenRevoked) ID() string { return e.EventID }
+
+// ID implements Event.
+func (e UserRevoked) ID() string { return e.EventID }
+
+// ID implements Event.
+func (e UserDeleted) ID() string { return e.EventID }
+
+// ID implements Event.
+func (e UserErased) ID() string { return e.EventID }
+
+type checker struct{ errs []string }
+
+func (c *checker) uuid(name, v string) {
+	if !IsUUID(v) {
+		c.errs = append(c.errs, name+" must be a UUID")
+	}
+}
+
+func (c *checker) time(name string, v time.Time) {
+	if v.IsZero() {
+		c.errs = append(c.errs, name+" is required")
+	}
+}
+
+func (c *checker) reason(r Reason) {
+	if !r.Valid() {
+		c.errs = append(c.errs, fmt.Sprintf("reason %q is not a known reason", string(r)))
+	}
+}
+
+func (c *checker) err(subject string) error {
+	if len(c.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %v", ErrInvalid, subject, c.errs)
+}
+
+// Validate implements Event.
+func (e SessionRevoked) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("sid", e.SID)
+	c.uuid("sub", e.Sub)
+	c.uuid("org", e.Org)
+	c.reason(e.Reason)
+	c.time("revoked_at", e.RevokedAt)
+	c.time("expires_at", e.ExpiresAt)
+	return c.err(e.Subject())
+}
+
+// Validate implements Event.
+func (e TokenRevoked) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("jti", e.JTI)
+	c.uuid("sid", e.SID)
+	c.uuid("sub", e.Sub)
+	c.uuid("org", e.Org)
+	c.reason(e.Reason)
+	c.time("revoked_at", e.RevokedAt)
+	c.time("expires_at", e.ExpiresAt)
+	return c.err(e.Subject())
+}
+
+// Validate implements Event.
+func (e UserRevoked) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("sub", e.Sub)
+	c.uuid("org", e.Org)
+	c.time("not_before", e.NotBefore)
+	c.reason(e.Reason)
+	c.time("revoked_at", e.RevokedAt)
+	c.time("expires_at", e.ExpiresAt)
+	return c.err(e.Subject())
+}
+
+// Validate implements Event.
+func (e UserDeleted) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("user_id", e.UserID)
+	c.uuid("org_id", e.OrgID)
+	c.time("requested_at", e.RequestedAt)
+	return c.err(e.Subject())
+}
+
+// Validate implements Event.
+func (e UserErased) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("request_event_id", e.RequestEventID)
+	c.uuid("user_id", e.UserID)
+	if e.SessionsRevoked < 0 {
+		c.errs = append(c.errs, "sessions_revoked must not be negative")
+	}
+	c.time("completed_at", e.CompletedAt)
+	return c.err(e.Subject())
+}
+
+// Encode validates e and returns its JSON payload.
+func Encode(e Event) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(e)
+}
+
+// Decode parses the payload of a message on subject. It returns an error
+// wrapping ErrInvalid for an unknown subject (or version), malformed JSON, or
+// a missing or malformed field. Unknown fields are ignored, so producers may
+// add fields without breaking consumers.
+func Decode(subject string, data []byte) (Event, error) {
+	var e Event
+	var err error
+	switch subject {
+	case SubjectSessionRevoked:
+		e, err = decodeAs[SessionRevoked](data)
+	case SubjectTokenRevoked:
+		e, err = decodeAs[TokenRevoked](data)
+	case SubjectUserRevoked:
+		e, err = decodeAs[UserRevoked](data)
+	case SubjectUserDeleted:
+		e, err = decodeAs[UserDeleted](data)
+	case SubjectUserErased:
+		e, err = decodeAs[UserErased](data)
+	default:
+		return nil, fmt.Errorf("%w: unknown subject %q", ErrInvalid, subject)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, subject, err)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func decodeAs[T Event](data []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(data, &v)
+	return v, err
+}
+
+// IsUUID reports whether s is a UUID in its canonical 36-character text form.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

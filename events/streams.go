@@ -1,0 +1,39 @@
+package events
+
+import "time"
+
+// Stream describes a JetStream stream of the contract; internal/natsx turns
+// it into a server configuration.
+type Stream struct {
+	Name     string
+	Subjects []string
+	// MaxAge bounds how long a message is kept; zero keeps it forever.
+	MaxAge time.Duration
+}
+
+// Stream names.
+const (
+	StreamRevocations = "REVOCATIONS"
+	StreamIdentity    = "IDENTITY"
+	StreamSessions    = "SESSIONS"
+)
+
+// RevocationLeeway is added to the access-token TTL to get the REVOCATIONS
+// stream's max age: long enough that an entry outlives every token it
+// revokes, short enough that the stream holds exactly the live blocklist.
+const RevocationLeeway = time.Minute
+
+// RevocationsStream is the live blocklist, for access tokens of ttl.
+func RevocationsStream(accessTokenTTL time.Duration) Stream {
+	return Stream{Name: StreamRevocations, Subjects: []string{"revocations.v1.>"}, MaxAge: accessTokenTTL + RevocationLeeway}
+}
+
+// IdentityStream carries the erasure pipeline's requests.
+func IdentityStream() Stream {
+	return Stream{Name: StreamIdentity, Subjects: []string{"identity.v1.>"}}
+}
+
+// SessionsStream carries sessiond's confirmations.
+func SessionsStream() Stream {
+	return Stream{Name: StreamSessions, Subjects: []string{"sessions.v1.>"}}
+}

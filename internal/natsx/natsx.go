@@ -1,0 +1,70 @@
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// Connect dials url and keeps reconnecting for ever; name identifies the
+// client in the server's monitoring.
+func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats: connect to %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// StreamConfig turns a contract stream into a JetStream file-stored stream
+// with replicas copies. No count or size limit is set: the only way a message
+// leaves is its max age.
+func StreamConfig(s events.Stream, replicas int) jetstream.StreamConfig {
+	if replicas < 1 {
+		replicas = 1
+	}
+	return jetstream.StreamConfig{
+		Name:       s.Name,
+		Subjects:   s.Subjects,
+		MaxAge:     s.MaxAge,
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		Replicas:   replicas,
+		Duplicates: 2 * time.Minute,
+		MaxMsgs:    -1,
+		MaxBytes:   -1,
+	}
+}
+
+// EnsureStreams creates or updates each stream so that it matches its
+// definition; it is safe to call from every replica at every start.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, streams ...events.Stream) error {
+	for _, s := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(s, replicas)); err != nil {
+			return fmt.Errorf("nats: stream %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// ErrNoJetStream is returned when the server has JetStream disabled.
+var ErrNoJetStream = errors.New("nats: JetStream is not enabled on the server (start nats-server with -js)")

@@ -1,0 +1,65 @@
+// Package postgres holds the PostgreSQL plumbing shared by the services: the
+// connection pool and the schema migrations.
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/sessionguard/revoke/migrations"
+)
+
+// Connect opens a pool to url and checks that the server answers.
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse DATABASE_URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: ping: %w", err)
+	}
+	return pool, nil
+}
+
+func provider(pool *pgxpool.Pool) (*goose.Provider, func() error, error) {
+	db := stdlib.OpenDBFromPool(pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, fmt.Errorf("postgres: migrations: %w", err)
+	}
+	return p, db.Close, nil
+}
+
+// Migrate applies every pending migration and returns how many it applied.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	p, closeDB, err := provider(pool)
+	if err != nil {
+		return 0, err
+	}
+	defer closeDB()
+	res, err := p.Up(ctx)
+	if err != nil {
+		return len(res), fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return len(res), nil
+}
+
+// Pending reports whether migrations remain to be applied.
+func Pending(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	p, closeDB, err := provider(pool)
+	if err != nil {
+		return false, err
+	}
+	defer closeDB()
+	return p.HasPending(ctx)
+}

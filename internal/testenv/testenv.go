@@ -1,0 +1,175 @@
+// Package testenv gives tests real infrastructure: a PostgreSQL database of
+// their own (on DATABASE_URL's server when set, else on a private server that
+// this process starts) and an embedded NATS JetStream server. Everything is
+// cleaned up with t.Cleanup, so tests may run in parallel.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/pgserver"
+	"github.com/sessionguard/revoke/internal/postgres"
+)
+
+var (
+	once     sync.Once
+	onceErr  error
+	server   *pgserver.Server
+	adminURL string // a URL whose database may be replaced per test
+	template string
+)
+
+// Main runs the tests of a package and stops the private PostgreSQL server,
+// if one was started. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = server.Stop(ctx)
+		cancel()
+		_ = os.RemoveAll(server.Dir())
+	}
+	os.Exit(code)
+}
+
+func setup() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	adminURL = os.Getenv("DATABASE_URL")
+	if adminURL == "" {
+		dir, err := os.MkdirTemp("", "revoke-pg-")
+		if err != nil {
+			return err
+		}
+		server, err = pgserver.Start(ctx, dir, pgserver.Options{NoSync: true})
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return err
+		}
+		adminURL = server.URL("postgres")
+	}
+	template = "revoke_tmpl_" + randomName()
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("testenv: connect: %w", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+template); err != nil {
+		return fmt.Errorf("testenv: create template: %w", err)
+	}
+	pool, err := postgres.Connect(ctx, withDatabase(adminURL, template))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	return nil
+}
+
+// DatabaseURL creates a fresh, migrated database for t and returns its URL.
+// The database is dropped when t ends.
+func DatabaseURL(t testing.TB) string {
+	t.Helper()
+	once.Do(func() { onceErr = setup() })
+	if onceErr != nil {
+		t.Fatalf("testenv: PostgreSQL: %v", onceErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "revoke_t_" + randomName()
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatalf("testenv: connect: %v", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
+		t.Fatalf("testenv: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, adminURL); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = c.Close(ctx)
+		}
+	})
+	return withDatabase(adminURL, name)
+}
+
+// Postgres returns a pool on a fresh, migrated database of t's own.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	u := DatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := postgres.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func withDatabase(raw, db string) string {
+	if u, err := url.Parse(raw); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + db
+		return u.String()
+	}
+	// keyword/value form
+	var parts []string
+	for _, f := range strings.Fields(raw) {
+		if !strings.HasPrefix(f, "dbname=") {
+			parts = append(parts, f)
+		}
+	}
+	return strings.Join(append(parts, "dbname="+db), " ")
+}
+
+func randomName() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Eventually polls cond every few milliseconds until it returns true or the
+// timeout passes, then fails t with msg.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// NATS starts an embedded NATS JetStream server for t on a free port and
+// returns its client URL. It shuts down when t ends.
+func NATS(t testing.TB) string {
+	t.Helper()
+	ns, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns.ClientURL()
+}

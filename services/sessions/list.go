@@ -1,0 +1,190 @@
+package sessions
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Session is a session as the API shows it. Absent metadata is null.
+type Session struct {
+	ID           string    `json:"id"`
+	UserID       string    `json:"user_id"`
+	OrgID        string    `json:"org_id"`
+	DeviceType   string    `json:"device_type"`
+	DeviceName   *string   `json:"device_name"`
+	UserAgent    *string   `json:"user_agent"`
+	IP           *string   `json:"ip"`
+	CreatedAt    time.Time `json:"created_at"`
+	LastActiveAt time.Time `json:"last_active_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	Current      bool      `json:"current"`
+}
+
+const sessionColumns = `id, user_id, org_id, device_type, device_name, user_agent, ip, created_at, last_active_at, expires_at`
+
+func scanSession(row pgx.CollectableRow) (Session, error) {
+	var (
+		s  Session
+		ip *netip.Prefix
+	)
+	err := row.Scan(&s.ID, &s.UserID, &s.OrgID, &s.DeviceType, &s.DeviceName, &s.UserAgent, &ip, &s.CreatedAt, &s.LastActiveAt, &s.ExpiresAt)
+	if ip != nil {
+		a := ip.Addr().String()
+		s.IP = &a
+	}
+	s.CreatedAt, s.LastActiveAt, s.ExpiresAt = s.CreatedAt.UTC(), s.LastActiveAt.UTC(), s.ExpiresAt.UTC()
+	return s, err
+}
+
+// ListOwn returns the caller's live sessions, newest activity first, the
+// current one marked.
+func (s *Service) ListOwn(ctx context.Context, p Principal) ([]Session, error) {
+	where, args := sessionFilter{userID: p.UserID}.where(s.now())
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+where+` ORDER BY last_active_at DESC, id DESC LIMIT 1000`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
+	}
+	out, err := pgx.CollectRows(rows, scanSession)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
+	}
+	for i := range out {
+		out[i].Current = out[i].ID == p.SessionID
+	}
+	return out, nil
+}
+
+// ListQuery is an admin listing request.
+type ListQuery struct {
+	OrgID  string
+	UserID string
+	Limit  int
+	Cursor string
+}
+
+// Page is one page of an admin listing; NextCursor is "" on the last page.
+type Page struct {
+	Sessions   []Session `json:"sessions"`
+	NextCursor *string   `json:"next_cursor"`
+}
+
+// Listing limits.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 500
+)
+
+// ListSessions lists live sessions in an admin's scope, newest activity
+// first, keyset-paginated. ErrForbidden for a plain user or an org admin
+// naming another org; ErrInvalid for a bad limit, id or cursor.
+func (s *Service) ListSessions(ctx context.Context, p Principal, q ListQuery) (Page, error) {
+	scope, err := adminScope(p)
+	if err != nil {
+		return Page{}, err
+	}
+	if q.OrgID != "" && !isUUID(q.OrgID) {
+		return Page{}, invalid("org_id must be a UUID")
+	}
+	if q.UserID != "" && !isUUID(q.UserID) {
+		return Page{}, invalid("user_id must be a UUID")
+	}
+	if scope != "" {
+		if q.OrgID != "" && q.OrgID != scope {
+			return Page{}, fmt.Errorf("%w: an org_admin lists its own org only", ErrForbidden)
+		}
+		q.OrgID = scope
+	}
+	if q.Limit == 0 {
+		q.Limit = DefaultListLimit
+	}
+	if q.Limit < 1 || q.Limit > MaxListLimit {
+		return Page{}, invalid("limit must be between 1 and %d", MaxListLimit)
+	}
+	where, args := sessionFilter{orgID: q.OrgID, userID: q.UserID}.where(s.now())
+	if q.Cursor != "" {
+		at, id, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		args = append(args, at, id)
+		where += fmt.Sprintf(" AND (last_active_at, id) < ($%d, $%d)", len(args)-1, len(args))
+	}
+	args = append(args, q.Limit+1)
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+where+
+		` ORDER BY last_active_at DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
+	}
+	list, err := pgx.CollectRows(rows, scanSession)
+	if err != nil {
+		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
+	}
+	page := Page{Sessions: list}
+	if len(list) > q.Limit {
+		page.Sessions = list[:q.Limit]
+		last := page.Sessions[q.Limit-1]
+		c := encodeCursor(last.LastActiveAt, last.ID)
+		page.NextCursor = &c
+	}
+	for i := range page.Sessions {
+		page.Sessions[i].Current = page.Sessions[i].ID == p.SessionID
+	}
+	return page, nil
+}
+
+// GetSession returns one live session in an admin's scope; ErrNotFound
+// otherwise.
+func (s *Service) GetSession(ctx context.Context, p Principal, id string) (Session, error) {
+	scope, err := adminScope(p)
+	if err != nil {
+		return Session{}, err
+	}
+	if !isUUID(id) {
+		return Session{}, invalid("session id must be a UUID")
+	}
+	where, args := sessionFilter{sessionID: id, orgID: scope}.where(s.now())
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+where, args...)
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: get session: %w", ErrUnavailable, err)
+	}
+	out, err := pgx.CollectExactlyOneRow(rows, scanSession)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, fmt.Errorf("%w: no active session with this id in your scope", ErrNotFound)
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: get session: %w", ErrUnavailable, err)
+	}
+	out.Current = out.ID == p.SessionID
+	return out, nil
+}
+
+// A cursor is the (last_active_at, id) of the last row of a page, opaque to
+// clients.
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + "|" + id))
+}
+
+func decodeCursor(c string) (time.Time, string, error) {
+	bad := invalid("cursor is not one this API returned")
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	us, id, ok := strings.Cut(string(b), "|")
+	if !ok || !isUUID(id) {
+		return time.Time{}, "", bad
+	}
+	n, err := strconv.ParseInt(us, 10, 64)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return time.UnixMicro(n).UTC(), id, nil
+}

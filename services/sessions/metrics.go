@@ -1,0 +1,42 @@
+package sessions
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the session service's Prometheus metrics.
+type Metrics struct {
+	logins      *prometheus.CounterVec
+	refreshes   *prometheus.CounterVec
+	reuse       prometheus.Counter
+	revocations *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiond_logins_total", Help: "Login attempts by result (success, failed, rate_limited).",
+		}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiond_refreshes_total", Help: "Refresh attempts by result (rotated, grace, invalid, reuse, error).",
+		}, []string{"result"}),
+		reuse: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiond_refresh_reuse_detected_total", Help: "Refresh tokens presented after rotation and grace; each revoked a session.",
+		}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiond_sessions_revoked_total", Help: "Sessions revoked, by reason.",
+		}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiond_http_requests_total", Help: "HTTP requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sessiond_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method"}),
+	}
+	reg.MustRegister(m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.latency)
+	return m
+}

@@ -1,0 +1,268 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// revocation says why and by whom sessions are revoked.
+type revocation struct {
+	reason  events.Reason
+	actorID string // "" for the system (reuse detection, erasure)
+	ip      netip.Addr
+}
+
+// sessionFilter selects live sessions; empty fields do not filter.
+type sessionFilter struct {
+	sessionID string
+	userID    string
+	orgID     string // scope of an org admin
+	exceptID  string
+}
+
+func (f sessionFilter) where(now time.Time) (string, []any) {
+	conds := []string{"revoked_at IS NULL", "expires_at > $1"}
+	args := []any{now}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.sessionID != "" {
+		add("id = ?", f.sessionID)
+	}
+	if f.userID != "" {
+		add("user_id = ?", f.userID)
+	}
+	if f.orgID != "" {
+		add("org_id = ?", f.orgID)
+	}
+	if f.exceptID != "" {
+		add("id <> ?", f.exceptID)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// revokeSessions revokes the live sessions that f selects, inside tx: marks
+// them revoked, deletes their refresh tokens, and writes one revocation row,
+// one outbox row (revocations.v1.session) and one audit row per session. It
+// returns how many it revoked.
+func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, f sessionFilter, r revocation) (int, error) {
+	where, args := f.where(now)
+	n := len(args)
+	args = append(args, now, string(r.reason), nullable(r.actorID))
+	rows, err := tx.Query(ctx, fmt.Sprintf(`UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d
+		WHERE %s RETURNING id, user_id, org_id`, n+1, n+2, n+3, where), args...)
+	if err != nil {
+		return 0, err
+	}
+	var sids, subs, orgs []string
+	for rows.Next() {
+		var sid, sub, org string
+		if err := rows.Scan(&sid, &sub, &org); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		sids, subs, orgs = append(sids, sid), append(subs, sub), append(orgs, org)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(sids) == 0 {
+		return 0, nil
+	}
+	expires := now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
+	eventIDs := make([]string, len(sids))
+	subjects := make([]string, len(sids))
+	payloads := make([][]byte, len(sids))
+	for i := range sids {
+		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: sids[i], Sub: subs[i], Org: orgs[i], Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
+		p, err := events.Encode(ev)
+		if err != nil {
+			return 0, err
+		}
+		eventIDs[i], subjects[i], payloads[i] = ev.EventID, ev.Subject(), p
+	}
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM refresh_tokens WHERE session_id = ANY($1::uuid[])`, sids)
+	b.Queue(`INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
+		SELECT e, 'session', sid::text, sid, sub, org, $5, $6, $7 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) AS x(e, sid, sub, org)`,
+		eventIDs, sids, subs, orgs, string(r.reason), now, expires)
+	queueOutbox(b, eventIDs, subjects, payloads)
+	b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
+		SELECT 'session_revoked', $4, org, sub, sid, $5, $6, $7 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS x(sid, sub, org)`,
+		sids, subs, orgs, nullable(r.actorID), nullableIP(r.ip), string(r.reason), now)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, err
+	}
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(sids)))
+	return len(sids), nil
+}
+
+// queueOutbox adds the outbox rows and the wake-up hint for the relay: one
+// tiny NOTIFY per transaction, never the data itself.
+func queueOutbox(b *pgx.Batch, eventIDs, subjects []string, payloads [][]byte) {
+	b.Queue(`INSERT INTO outbox (event_id, subject, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])`, eventIDs, subjects, payloads)
+	b.Queue(`SELECT pg_notify('outbox', '')`)
+}
+
+// revokeUser revokes every access token of a user issued before now (a
+// user-level revocation with a whole-second not_before) and every live
+// session of the user, inside tx. It returns how many sessions it revoked.
+func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, userID, orgID string, r revocation) (int, error) {
+	notBefore := ceilSecond(now)
+	if _, err := tx.Exec(ctx, `UPDATE users SET tokens_not_before = GREATEST(COALESCE(tokens_not_before, '-infinity'), $2), updated_at = $3 WHERE id = $1`,
+		userID, notBefore, now); err != nil {
+		return 0, err
+	}
+	where, args := sessionFilter{userID: userID}.where(now)
+	n := len(args)
+	args = append(args, now, string(r.reason), nullable(r.actorID))
+	rows, err := tx.Query(ctx, fmt.Sprintf(`UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d
+		WHERE %s RETURNING id`, n+1, n+2, n+3, where), args...)
+	if err != nil {
+		return 0, err
+	}
+	sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	expires := now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
+	ev := events.UserRevoked{EventID: uuid.NewString(), Sub: userID, Org: orgID, NotBefore: notBefore.UTC(), Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
+	payload, err := events.Encode(ev)
+	if err != nil {
+		return 0, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)
+	b.Queue(`INSERT INTO revocations (event_id, kind, value, sub, org, not_before, reason, revoked_at, expires_at)
+		VALUES ($1, 'user', $2, $2, $3, $4, $5, $6, $7)`, ev.EventID, userID, orgID, notBefore, string(r.reason), now, expires)
+	queueOutbox(b, []string{ev.EventID}, []string{ev.Subject()}, [][]byte{payload})
+	if len(sids) > 0 {
+		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
+			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7 FROM unnest($1::uuid[]) AS x(sid)`,
+			sids, nullable(r.actorID), orgID, userID, nullableIP(r.ip), string(r.reason), now)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, err
+	}
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(sids)))
+	return len(sids), nil
+}
+
+// revokeInTx revokes the sessions f selects in a transaction of its own.
+func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		n, err = s.revokeSessions(ctx, tx, s.now(), f, r)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
+	}
+	return n, nil
+}
+
+// RevokeOwnSession revokes one of the caller's live sessions (possibly the
+// current one). ErrNotFound when id is not one of them.
+func (s *Service) RevokeOwnSession(ctx context.Context, p Principal, id string, meta ClientMeta) error {
+	if !isUUID(id) {
+		return invalid("session id must be a UUID")
+	}
+	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, userID: p.UserID}, revocation{reason: events.ReasonSelfRevoke, actorID: p.UserID, ip: meta.IP})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: no active session of yours has this id", ErrNotFound)
+	}
+	return nil
+}
+
+// RevokeOtherSessions revokes all the caller's sessions but the current one.
+func (s *Service) RevokeOtherSessions(ctx context.Context, p Principal, meta ClientMeta) (int, error) {
+	return s.revokeInTx(ctx, sessionFilter{userID: p.UserID, exceptID: p.SessionID}, revocation{reason: events.ReasonUserRevokeAll, actorID: p.UserID, ip: meta.IP})
+}
+
+// RevokeSession is an admin's revocation of one session in scope.
+// ErrForbidden for a plain user, ErrNotFound when out of scope or not live.
+func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, meta ClientMeta) error {
+	scope, err := adminScope(p)
+	if err != nil {
+		return err
+	}
+	if !isUUID(id) {
+		return invalid("session id must be a UUID")
+	}
+	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, orgID: scope}, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: no active session with this id in your scope", ErrNotFound)
+	}
+	return nil
+}
+
+// RevokeUserSessions is an admin's revocation of every session of a user in
+// scope: a user-level revocation, so even tokens a gateway never saw die.
+func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID string, meta ClientMeta) (int, error) {
+	scope, err := adminScope(p)
+	if err != nil {
+		return 0, err
+	}
+	if !isUUID(userID) {
+		return 0, invalid("user id must be a UUID")
+	}
+	var n int
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		orgID, err := lockUserInScope(ctx, tx, userID, scope)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		if n, err = s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP}); err != nil {
+			return err
+		}
+		return writeAudit(ctx, tx, auditEntry{Action: ActionUserSessionsRevoked, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
+			Reason: string(events.ReasonAdminRevoke), Detail: map[string]any{"sessions_revoked": n}})
+	})
+	if err != nil {
+		return 0, domainOr(err, "revoke user sessions")
+	}
+	return n, nil
+}
+
+// lockUserInScope locks a user row for update and returns its org, or
+// ErrNotFound when the user does not exist, is erased or is out of scope.
+func lockUserInScope(ctx context.Context, tx pgx.Tx, userID, scope string) (string, error) {
+	var orgID string
+	err := tx.QueryRow(ctx, `SELECT org_id FROM users WHERE id = $1 AND erased_at IS NULL AND ($2::uuid IS NULL OR org_id = $2) FOR UPDATE`,
+		userID, nullable(scope)).Scan(&orgID)
+	if err == pgx.ErrNoRows {
+		return "", fmt.Errorf("%w: no user with this id in your scope", ErrNotFound)
+	}
+	return orgID, err
+}
+
+// adminScope returns the org an admin is limited to ("" for a global admin),
+// or ErrForbidden for a plain user.
+func adminScope(p Principal) (string, error) {
+	switch p.Role {
+	case "global_admin":
+		return "", nil
+	case "org_admin":
+		return p.OrgID, nil
+	}
+	return "", fmt.Errorf("%w: this needs an org_admin or global_admin", ErrForbidden)
+}

@@ -1,0 +1,229 @@
+// Package sessions is the session domain: login, refresh-token rotation,
+// session listing and revocation, organisations and users, all on
+// PostgreSQL. Every revocation is one transaction that also writes the
+// revocation rows, the outbox rows carrying the contract's events, and the
+// audit rows.
+package sessions
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/alexedwards/argon2id"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionguard/revoke/internal/tokens"
+)
+
+// Service is the session service.
+type Service struct {
+	pool      *pgxpool.Pool
+	keys      *KeyStore
+	cfg       Config
+	signer    tokens.Signer
+	verifier  *tokens.Verifier
+	rotKey    []byte
+	dummyHash string
+	metrics   *Metrics
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// NewService wires the service. kek is the key-encryption key, from which the
+// refresh-token rotation key is derived.
+func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metrics *Metrics, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// A hash to check unknown emails against, so that they cost the same time
+	// as known ones.
+	dummy, err := argon2id.CreateHash(rand.Text(), &cfg.Password)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		pool:      pool,
+		keys:      keys,
+		cfg:       cfg,
+		signer:    tokens.Signer{Issuer: cfg.Issuer, Audience: cfg.Audience},
+		verifier:  tokens.NewVerifier(cfg.Issuer, cfg.Audience, cfg.Leeway),
+		rotKey:    deriveKey(kek, "refresh-rotation"),
+		dummyHash: dummy,
+		metrics:   metrics,
+		log:       log,
+		now:       time.Now,
+	}, nil
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	UserID    string
+	OrgID     string
+	SessionID string
+	Role      string
+	TokenID   string
+}
+
+// IsAdmin reports whether p is an org or global admin.
+func (p Principal) IsAdmin() bool {
+	return p.Role == tokens.RoleOrgAdmin || p.Role == tokens.RoleGlobalAdmin
+}
+
+// ClientMeta describes the client of a request.
+type ClientMeta struct {
+	IP        netip.Addr
+	UserAgent string
+}
+
+// TokenPair is the answer to a login or refresh.
+type TokenPair struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	SessionID    string `json:"session_id"`
+}
+
+// Authenticate verifies an access token and checks it against the
+// authoritative revocation state: the session must be live, the user neither
+// disabled nor erased, the token not revoked by jti nor issued before the
+// user's not-before. Errors wrap ErrUnauthorized (with the reason) or
+// ErrUnavailable.
+func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, error) {
+	c, err := s.verifier.Verify(s.keys.Current(), raw)
+	if errors.Is(err, tokens.ErrUnknownKey) && s.keys.ReloadSoon(ctx) {
+		c, err = s.verifier.Verify(s.keys.Current(), raw)
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	if !isUUID(c.SessionID) || !isUUID(c.Subject) || !isUUID(c.ID) {
+		return Principal{}, fmt.Errorf("%w: malformed claims", ErrUnauthorized)
+	}
+	var (
+		sessionDead, userDead, tokenRevoked bool
+		notBefore                           *time.Time
+	)
+	err = s.pool.QueryRow(ctx, `
+		SELECT s.revoked_at IS NOT NULL OR s.expires_at <= $3,
+		       u.disabled_at IS NOT NULL OR u.erased_at IS NOT NULL,
+		       u.tokens_not_before,
+		       EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'token' AND r.value = $4)
+		FROM sessions s JOIN users u ON u.id = s.user_id
+		WHERE s.id = $1 AND s.user_id = $2`,
+		c.SessionID, c.Subject, s.now(), c.ID).Scan(&sessionDead, &userDead, &notBefore, &tokenRevoked)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Principal{}, fmt.Errorf("%w: unknown session", ErrUnauthorized)
+	case err != nil:
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case sessionDead:
+		return Principal{}, fmt.Errorf("%w: session revoked", ErrUnauthorized)
+	case userDead:
+		return Principal{}, fmt.Errorf("%w: user disabled", ErrUnauthorized)
+	case tokenRevoked:
+		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
+	case notBefore != nil && c.IssuedAtTime().Before(*notBefore):
+		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
+	}
+	return Principal{UserID: c.Subject, OrgID: c.Org, SessionID: c.SessionID, Role: c.Role, TokenID: c.ID}, nil
+}
+
+// issue signs an access token for a session and builds the answer.
+func (s *Service) issue(userID, orgID, sessionID, role, refresh string, now time.Time, notBefore *time.Time) (TokenPair, error) {
+	g := tokens.Grant{Subject: userID, SessionID: sessionID, Org: orgID, Role: role, Now: now, TTL: s.cfg.AccessTTL, ID: uuid.NewString()}
+	if notBefore != nil {
+		g.IssuedAt = *notBefore // Sign keeps the later of Now and IssuedAt
+	}
+	at, _, err := s.signer.Sign(s.keys.Current(), g)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{AccessToken: at, RefreshToken: refresh, TokenType: "Bearer", ExpiresIn: int(s.cfg.AccessTTL / time.Second), SessionID: sessionID}, nil
+}
+
+// newRefreshToken returns 256 random bits, base64url.
+func newRefreshToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// successor derives the token that replaces tok on rotation. It is a keyed
+// PRF of tok, so only the server can compute it, and concurrent refreshes of
+// the same token within the reuse grace all receive the same successor
+// without the server ever storing a token in plain text.
+func (s *Service) successor(tok string) string {
+	m := hmac.New(sha256.New, s.rotKey)
+	m.Write([]byte(tok))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func hashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+func plausibleRefreshToken(tok string) bool {
+	if len(tok) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(tok)
+	return err == nil
+}
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
+// nullable turns "" into NULL.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullableIP(a netip.Addr) any {
+	if !a.IsValid() {
+		return nil
+	}
+	return a
+}
+
+// ceilSecond rounds t up to a whole second.
+func ceilSecond(t time.Time) time.Time {
+	if tt := t.Truncate(time.Second); !tt.Equal(t) {
+		return tt.Add(time.Second)
+	}
+	return t
+}
+
+func normEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// SystemPrincipal acts for the operator's CLI: a global admin with no user,
+// recorded in the audit log with no actor.
+var SystemPrincipal = Principal{Role: tokens.RoleGlobalAdmin}
