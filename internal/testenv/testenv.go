@@ -54,7 +54,10 @@ func setup() error {
 		if err != nil {
 			return err
 		}
-		server, err = pgserver.Start(ctx, dir, pgserver.Options{NoSync: true})
+		// fsync is off for speed, unless REVOKE_TEST_PG_FSYNC=on (benchmarks
+		// that must measure durable commits).
+		durable := os.Getenv("REVOKE_TEST_PG_FSYNC") == "on"
+		server, err = pgserver.Start(ctx, dir, pgserver.Options{NoSync: !durable})
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return err

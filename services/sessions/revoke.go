@@ -145,7 +145,7 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)
 	b.Queue(`INSERT INTO revocations (event_id, kind, value, sub, org, not_before, reason, revoked_at, expires_at)
-		VALUES ($1, 'user', $2, $2, $3, $4, $5, $6, $7)`, ev.EventID, userID, orgID, notBefore, string(r.reason), now, expires)
+		VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8)`, ev.EventID, userID, userID, orgID, notBefore, string(r.reason), now, expires)
 	queueOutbox(b, []string{ev.EventID}, []string{ev.Subject()}, [][]byte{payload})
 	if len(sids) > 0 {
 		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
@@ -247,7 +247,9 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 // ErrNotFound when the user does not exist, is erased or is out of scope.
 func lockUserInScope(ctx context.Context, tx pgx.Tx, userID, scope string) (string, error) {
 	var orgID string
-	err := tx.QueryRow(ctx, `SELECT org_id FROM users WHERE id = $1 AND erased_at IS NULL AND ($2::uuid IS NULL OR org_id = $2) FOR UPDATE`,
+	// A global admin is never in an org admin's scope, even in its own org.
+	err := tx.QueryRow(ctx, `SELECT org_id FROM users WHERE id = $1 AND erased_at IS NULL
+		AND ($2::uuid IS NULL OR (org_id = $2 AND role <> 'global_admin')) FOR UPDATE`,
 		userID, nullable(scope)).Scan(&orgID)
 	if err == pgx.ErrNoRows {
 		return "", fmt.Errorf("%w: no user with this id in your scope", ErrNotFound)

@@ -1,0 +1,100 @@
+package sessions
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestMalformedInputIsRefusedAndWritesNothing sends bad input to every
+// endpoint that takes any, and checks for a 400 problem and an untouched
+// database.
+func TestMalformedInputIsRefusedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := e.org("A")
+	uid, p := e.newUser(org, "user")
+	admin := e.admin.AccessToken
+	big := `{"email":"` + strings.Repeat("a", 70<<10) + `","password":"x"}`
+
+	type req struct {
+		method, path, token, ctype, body string
+	}
+	json := "application/json"
+	cases := map[string]req{
+		"login: not JSON":           {"POST", "/v1/auth/login", "", json, `email=a&password=b`},
+		"login: empty body":         {"POST", "/v1/auth/login", "", json, ``},
+		"login: array":              {"POST", "/v1/auth/login", "", json, `[]`},
+		"login: unknown field":      {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"x","admin":true}`},
+		"login: wrong type":         {"POST", "/v1/auth/login", "", json, `{"email":1,"password":"x"}`},
+		"login: missing password":   {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c"}`},
+		"login: missing email":      {"POST", "/v1/auth/login", "", json, `{"password":"x"}`},
+		"login: bad device type":    {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"x","device":{"type":"toaster"}}`},
+		"login: device not object":  {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"x","device":"ios"}`},
+		"login: two objects":        {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"x"}{}`},
+		"login: too large":          {"POST", "/v1/auth/login", "", json, big},
+		"login: form content type":  {"POST", "/v1/auth/login", "", "application/x-www-form-urlencoded", `{"email":"a@b.c","password":"x"}`},
+		"login: truncated":          {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","pass`},
+		"refresh: missing token":    {"POST", "/v1/auth/refresh", "", json, `{}`},
+		"refresh: null token":       {"POST", "/v1/auth/refresh", "", json, `{"refresh_token":null}`},
+		"refresh: number":           {"POST", "/v1/auth/refresh", "", json, `{"refresh_token":42}`},
+		"refresh: unknown field":    {"POST", "/v1/auth/refresh", "", json, `{"refresh_token":"` + p.RefreshToken + `","x":1}`},
+		"me revoke: bad id":         {"DELETE", "/v1/me/sessions/not-a-uuid", p.AccessToken, "", ``},
+		"sessions: limit zero":      {"GET", "/v1/sessions?limit=0", admin, "", ``},
+		"sessions: limit too big":   {"GET", "/v1/sessions?limit=501", admin, "", ``},
+		"sessions: limit not int":   {"GET", "/v1/sessions?limit=ten", admin, "", ``},
+		"sessions: bad cursor":      {"GET", "/v1/sessions?cursor=%%%", admin, "", ``},
+		"sessions: forged cursor":   {"GET", "/v1/sessions?cursor=MTIzfGFiYw", admin, "", ``},
+		"sessions: bad org_id":      {"GET", "/v1/sessions?org_id=42", admin, "", ``},
+		"sessions: bad user_id":     {"GET", "/v1/sessions?user_id=x", admin, "", ``},
+		"get session: bad id":       {"GET", "/v1/sessions/123", admin, "", ``},
+		"delete session: bad id":    {"DELETE", "/v1/sessions/123", admin, "", ``},
+		"revoke user: bad id":       {"DELETE", "/v1/users/123/sessions", admin, "", ``},
+		"org: missing name":         {"POST", "/v1/orgs", admin, json, `{}`},
+		"org: blank name":           {"POST", "/v1/orgs", admin, json, `{"name":"   "}`},
+		"org: long name":            {"POST", "/v1/orgs", admin, json, `{"name":"` + strings.Repeat("n", 201) + `"}`},
+		"org: unknown field":        {"POST", "/v1/orgs", admin, json, `{"name":"x","id":"y"}`},
+		"user: bad email":           {"POST", "/v1/users", admin, json, `{"org_id":"` + org + `","email":"not an email","password":"password-1","role":"user"}`},
+		"user: email with name":     {"POST", "/v1/users", admin, json, `{"org_id":"` + org + `","email":"Bob <bob@example.com>","password":"password-1","role":"user"}`},
+		"user: short password":      {"POST", "/v1/users", admin, json, `{"org_id":"` + org + `","email":"x@example.com","password":"short","role":"user"}`},
+		"user: bad role":            {"POST", "/v1/users", admin, json, `{"org_id":"` + org + `","email":"x@example.com","password":"password-1","role":"root"}`},
+		"user: bad org":             {"POST", "/v1/users", admin, json, `{"org_id":"nope","email":"x@example.com","password":"password-1","role":"user"}`},
+		"user: unknown org":         {"POST", "/v1/users", admin, json, `{"org_id":"00000000-0000-0000-0000-000000000000","email":"x@example.com","password":"password-1","role":"user"}`},
+		"patch: missing disabled":   {"PATCH", "/v1/users/" + uid, admin, json, `{}`},
+		"patch: disabled string":    {"PATCH", "/v1/users/" + uid, admin, json, `{"disabled":"yes"}`},
+		"patch: unknown field":      {"PATCH", "/v1/users/" + uid, admin, json, `{"disabled":true,"role":"global_admin"}`},
+		"patch: bad id":             {"PATCH", "/v1/users/zzz", admin, json, `{"disabled":true}`},
+		"patch: disable yourself":   {"PATCH", "/v1/users/" + e.adminID, admin, json, `{"disabled":true}`},
+		"patch: null disabled":      {"PATCH", "/v1/users/" + uid, admin, json, `{"disabled":null}`},
+		"login: password too large": {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"` + strings.Repeat("p", 1025) + `"}`},
+	}
+	before := e.snapshot()
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := e.raw(c.method, c.path, c.token, c.ctype, []byte(c.body))
+			assertProblem(t, r, 400)
+		})
+	}
+	if after := e.snapshot(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("malformed requests changed the database: %v -> %v", before, after)
+	}
+	if !e.alive(p.AccessToken) {
+		t.Fatal("the user's session died")
+	}
+}
+
+func TestAuthenticationRequired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, path := range []string{"/v1/me/sessions", "/v1/sessions"} {
+		for name, h := range map[string]string{"none": "", "garbage": "x.y.z", "refresh token as bearer": newRefreshToken()} {
+			r := e.raw("GET", path, h, "", nil)
+			assertProblem(t, r, 401)
+			if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Fatalf("%s %s: no WWW-Authenticate", path, name)
+			}
+		}
+	}
+	assertProblem(t, e.raw("GET", "/v1/nope", "", "", nil), 404)
+	assertProblem(t, e.raw("PUT", "/v1/auth/login", "", "", nil), 405)
+}

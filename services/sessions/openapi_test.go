@@ -1,0 +1,47 @@
+package sessions
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// TestOpenAPIDescribesEveryRoute keeps /openapi.json and routes.go in step.
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi version %q", doc.OpenAPI)
+	}
+	h := &Handler{}
+	routes := map[string]bool{}
+	err := chi.Walk(h.Routes().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		key := strings.ToLower(method) + " " + route
+		routes[key] = true
+		if _, ok := doc.Paths[route][strings.ToLower(method)]; !ok {
+			t.Errorf("route %s %s is not in openapi.json", method, route)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method == "parameters" || method == "summary" || method == "description" {
+				continue
+			}
+			if !routes[method+" "+path] {
+				t.Errorf("openapi.json describes %s %s, which is not routed", method, path)
+			}
+		}
+	}
+}
