@@ -28,6 +28,9 @@ commands:
   org create NAME               create an organisation; prints its id
   user create -org ID -email E -password P [-role user|org_admin|global_admin]
                                 create a user; prints its id
+  republish                     queue every live revocation in the outbox again, for a
+                                REVOCATIONS stream that was lost or recreated; a running
+                                sessiond's relay publishes them
 
 environment: DATABASE_URL (all commands), KEY_ENCRYPTION_KEY (keys), ACCESS_TOKEN_TTL, TOKEN_LEEWAY
 `
@@ -97,6 +100,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		fmt.Fprintln(stdout, o.ID)
+		return nil
+	case cmd == "republish" && len(rest) == 0:
+		svc, err := service(pool, getenv, log)
+		if err != nil {
+			return err
+		}
+		n, err := svc.Republish(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "queued %d live revocation(s) for publishing\n", n)
 		return nil
 	case cmd == "user" && len(rest) >= 1 && rest[0] == "create":
 		fs := flag.NewFlagSet("user create", flag.ContinueOnError)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/internal/testenv"
 )
@@ -75,14 +80,58 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		return resp.StatusCode == 200
 	}, "sessiond never became ready; log:\n%s", out.String())
 
+	var login struct {
+		AccessToken string `json:"access_token"`
+		SessionID   string `json:"session_id"`
+	}
 	resp, err := http.Post("http://"+addr+"/v1/auth/login", "application/json", strings.NewReader(`{"email":"boot@example.com","password":"boot-password"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	_ = json.NewDecoder(resp.Body).Decode(&login)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("bootstrap admin login: %d", resp.StatusCode)
 	}
+
+	// A subscriber with a few lines of nats.go sees the contract's event
+	// for a revocation made through the API.
+	nc, err := nats.Connect(env["NATS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 10)
+	sub, err := nc.ChanSubscribe("revocations.v1.>", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/auth/logout", nil)
+	req.Header.Set("Authorization", "Bearer "+login.AccessToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 {
+		t.Fatalf("logout: %v %v", resp, err)
+	}
+	select {
+	case m := <-msgs:
+		ev, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, ok := ev.(events.SessionRevoked)
+		if !ok || sr.SID != login.SessionID || sr.Reason != events.ReasonLogout || m.Header.Get("Nats-Msg-Id") != sr.EventID {
+			t.Fatalf("unexpected event %s %+v (msg id %q)", m.Subject, ev, m.Header.Get("Nats-Msg-Id"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no revocation event on NATS")
+	}
+	js, _ := jetstream.New(nc)
+	for _, name := range []string{"REVOCATIONS", "IDENTITY", "SESSIONS"} {
+		if _, err := js.Stream(t.Context(), name); err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+	}
+
 	resp, err = http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +139,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	var metrics bytes.Buffer
 	_, _ = metrics.ReadFrom(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`sessiond_logins_total{result="success"} 1`, `sessiond_http_requests_total{code="200",method="POST",route="/v1/auth/login"} 1`} {
+	for _, m := range []string{`sessiond_logins_total{result="success"} 1`, `sessiond_http_requests_total{code="200",method="POST",route="/v1/auth/login"} 1`,
+		`outbox_published_total{subject="revocations.v1.session"} 1`, "outbox_depth 0", "outbox_commit_to_ack_seconds_bucket"} {
 		if !strings.Contains(metrics.String(), m) {
 			t.Fatalf("metrics lack %q", m)
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/pgserver"
@@ -27,7 +29,7 @@ import (
 var (
 	once     sync.Once
 	onceErr  error
-	server   *pgserver.Server
+	pgServer *pgserver.Server
 	adminURL string // a URL whose database may be replaced per test
 	template string
 )
@@ -36,11 +38,11 @@ var (
 // if one was started. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	if server != nil {
+	if pgServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_ = server.Stop(ctx)
+		_ = pgServer.Stop(ctx)
 		cancel()
-		_ = os.RemoveAll(server.Dir())
+		_ = os.RemoveAll(pgServer.Dir())
 	}
 	os.Exit(code)
 }
@@ -57,12 +59,12 @@ func setup() error {
 		// fsync is off for speed, unless REVOKE_TEST_PG_FSYNC=on (benchmarks
 		// that must measure durable commits).
 		durable := os.Getenv("REVOKE_TEST_PG_FSYNC") == "on"
-		server, err = pgserver.Start(ctx, dir, pgserver.Options{NoSync: !durable})
+		pgServer, err = pgserver.Start(ctx, dir, pgserver.Options{NoSync: !durable})
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return err
 		}
-		adminURL = server.URL("postgres")
+		adminURL = pgServer.URL("postgres")
 	}
 	template = "revoke_tmpl_" + randomName()
 	admin, err := pgx.Connect(ctx, adminURL)
@@ -169,10 +171,59 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 // returns its client URL. It shuts down when t ends.
 func NATS(t testing.TB) string {
 	t.Helper()
-	ns, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: t.TempDir()})
+	return StartNATS(t).URL()
+}
+
+// NATSServer is an embedded NATS JetStream server that a test can stop and
+// start again on the same port with the same store, to play an outage.
+type NATSServer struct {
+	t    testing.TB
+	mu   sync.Mutex
+	port int
+	dir  string
+	ns   *server.Server
+}
+
+// StartNATS starts a restartable embedded server for t.
+func StartNATS(t testing.TB) *NATSServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testenv: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL()
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	s := &NATSServer{t: t, port: port, dir: t.TempDir()}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the client URL; it stays the same across restarts.
+func (s *NATSServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// Start starts the server (again).
+func (s *NATSServer) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns != nil {
+		return
+	}
+	ns, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: s.port, StoreDir: s.dir})
+	if err != nil {
+		s.t.Fatalf("testenv: %v", err)
+	}
+	s.ns = ns
+}
+
+// Stop shuts the server down; its JetStream store stays for the next Start.
+func (s *NATSServer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.ns = nil
+	}
 }

@@ -15,7 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/httpx"
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/outbox"
 	"github.com/sessionguard/revoke/internal/postgres"
 )
 
@@ -198,6 +203,22 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 			log.Info("bootstrap global admin created", "email", cfg.BootstrapEmail)
 		}
 	}
+	nc, err := natsx.Connect(cfg.NATSURL, "sessiond", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	relayCfg := outbox.DefaultConfig()
+	relayCfg.Prepare = func(ctx context.Context) error {
+		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
+			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
+	}
+	relay := outbox.New(pool, js, relayCfg, reg, log.With("component", "outbox"))
+
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
@@ -225,6 +246,12 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go keys.Run(bg, 30*time.Second)
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		_ = relay.Run(bg)
+	}()
+	defer func() { stopBG(); <-relayDone }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -41,10 +41,10 @@ func TestLoginAnswersTheContract(t *testing.T) {
 func TestDeviceTypeFromUserAgent(t *testing.T) {
 	t.Parallel()
 	for ua, want := range map[string]string{
-		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15":                        "ios",
-		"MyApp/3.1 CFNetwork/1485 Darwin/23.1.0":                                                             "ios",
-		"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36":      "android",
-		"okhttp/4.12.0":                                                                                      "android",
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15":                   "ios",
+		"MyApp/3.1 CFNetwork/1485 Darwin/23.1.0":                                                        "ios",
+		"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36": "android",
+		"okhttp/4.12.0": "android",
 		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36":            "web",
 		"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/537.36 (KHTML) Slack/4.35 Electron/27.0.0": "desktop",
 		"curl/8.4.0": "other",
@@ -335,7 +335,9 @@ func TestKeyRotation(t *testing.T) {
 	if kid == oldKid {
 		t.Fatal("rotation kept the kid")
 	}
-	var jwks struct{ Keys []struct{ Kid, Alg, Crv string } }
+	var jwks struct {
+		Keys []struct{ Kid, Alg, Crv string }
+	}
 	if code := e.call("GET", "/.well-known/jwks.json", "", nil, &jwks); code != 200 || len(jwks.Keys) != 2 {
 		t.Fatalf("jwks: %d %+v", code, jwks)
 	}

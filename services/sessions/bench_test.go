@@ -1,0 +1,402 @@
+package sessions
+
+// Benchmarks of the session API's performance goals; see BENCHMARKS.md for
+// the commands, the targets and the recorded results. They measure durable
+// commits only when the private PostgreSQL server runs with fsync on:
+//
+//	REVOKE_TEST_PG_FSYNC=on go test -run '^$' -bench 'Refresh|Revoke' -benchtime 5s -count 5 ./services/sessions/
+//	REVOKE_TEST_PG_FSYNC=on REVOKE_BENCH_LARGE=1 go test -run '^$' -bench Listing -benchtime 2000x -count 5 -timeout 60m ./services/sessions/
+//
+// All the set-up runs inside the Benchmark functions, so `go test` without
+// -bench pays nothing for them. They assert nothing about time.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// benchPoolSizes are the connection pool sizes the throughput benchmarks run
+// with: 0 is pgxpool's default (max(4, GOMAXPROCS), what sessiond gets unless
+// DATABASE_URL sets pool_max_conns), 16 keeps more commits in flight for the
+// WAL flush to group.
+var benchPoolSizes = []int{0, 16}
+
+// benchEnv is newEnv for a benchmark: it logs whether the server makes its
+// commits durable, since the numbers mean little otherwise.
+func benchEnv(b *testing.B) *env {
+	b.Helper()
+	e := newEnv(b)
+	var fsync, syncCommit, version string
+	if err := e.pool.QueryRow(context.Background(), `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('server_version')`).
+		Scan(&fsync, &syncCommit, &version); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("PostgreSQL %s: fsync=%s synchronous_commit=%s, GOMAXPROCS=%d", version, fsync, syncCommit, runtime.GOMAXPROCS(0))
+	if fsync != "on" {
+		b.Logf("WARNING: fsync is off; set REVOKE_TEST_PG_FSYNC=on to measure durable commits")
+	}
+	return e
+}
+
+// benchService returns a service on e's database with a pool of its own of
+// maxConns connections (0: pgxpool's default), sharing e's signing keys.
+func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) {
+	b.Helper()
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(e.pool.Config().ConnString())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = int32(maxConns)
+		cfg.MinConns = int32(maxConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	kek := make([]byte, 32)
+	svc, err := NewService(pool, e.keys, kek, testConfig(), NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Open every connection before the timer starts.
+	conns := make([]*pgxpool.Conn, 0, cfg.MaxConns)
+	for range cfg.MaxConns {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+	return svc, pool
+}
+
+func poolName(maxConns int) string {
+	if maxConns == 0 {
+		return "conns=default"
+	}
+	return fmt.Sprintf("conns=%d", maxConns)
+}
+
+// runThroughput runs op b.N times over goroutines (2 per pool connection,
+// at least 8) and reports ops/s. op gets the goroutine's index, counted from
+// 0; a failing op fails the benchmark.
+func runThroughput(b *testing.B, pool *pgxpool.Pool, op func(ctx context.Context, g int) error) {
+	b.Helper()
+	par := goroutinesFor(pool)
+	b.SetParallelism(par / runtime.GOMAXPROCS(0))
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		g := int(next.Add(1) - 1)
+		for pb.Next() {
+			if err := op(ctx, g); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	if !b.Failed() {
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	}
+}
+
+// goroutinesFor is how many goroutines runThroughput starts for pool: a
+// multiple of GOMAXPROCS, as b.SetParallelism gives.
+func goroutinesFor(pool *pgxpool.Pool) int {
+	procs := runtime.GOMAXPROCS(0)
+	want := max(8, 2*int(pool.Config().MaxConns))
+	return (want + procs - 1) / procs * procs
+}
+
+// BenchmarkRefresh measures refresh-token rotation through Service.Refresh:
+// every goroutine rotates the chain of a session of its own (refresh, then
+// refresh the returned token, ...), each session of a user of its own, so no
+// two transactions wait for the same row. Goal: 2,000/s or more.
+func BenchmarkRefresh(b *testing.B) {
+	e := benchEnv(b)
+	org := e.org("bench refresh")
+	for _, conns := range benchPoolSizes {
+		b.Run(poolName(conns), func(b *testing.B) {
+			svc, pool := benchService(b, e, conns)
+			toks := seedRefreshSessions(b, pool, org, goroutinesFor(pool))
+			runThroughput(b, pool, func(ctx context.Context, g int) error {
+				p, err := svc.Refresh(ctx, toks[g], ClientMeta{})
+				if err != nil {
+					return err
+				}
+				toks[g] = p.RefreshToken
+				return nil
+			})
+		})
+	}
+}
+
+// seedRefreshSessions creates n users of org, one live session each with a
+// refresh token as Login makes them, and returns the refresh tokens.
+func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []string {
+	b.Helper()
+	users, sessions, rtIDs, hashes := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
+	toks := make([]string, n)
+	for i := range n {
+		users[i], sessions[i], rtIDs[i] = uuid.NewString(), uuid.NewString(), uuid.NewString()
+		toks[i] = newRefreshToken()
+		hashes[i] = hashToken(toks[i])
+	}
+	ctx := context.Background()
+	now := time.Now()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+			SELECT u, $2, 'bench-' || u || '@example.com', 'user' FROM unnest($1::uuid[]) AS u`, users, org); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
+			SELECT s, u, $3, 'web', $4, $4, $5 FROM unnest($1::uuid[], $2::uuid[]) AS x(s, u)`,
+			sessions, users, org, now, now.Add(testConfig().RefreshTTL)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+			SELECT r, s, h, $4, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS x(r, s, h)`,
+			rtIDs, sessions, hashes, now, now.Add(testConfig().RefreshTTL))
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return toks
+}
+
+// BenchmarkRevokeSession measures an org admin revoking one distinct live
+// session per operation (Service.RevokeSession: the UPDATE, the refresh
+// tokens' DELETE, the revocation, outbox and audit rows and the NOTIFY, in
+// one transaction). Goal: 3,000/s or more.
+func BenchmarkRevokeSession(b *testing.B) {
+	e := benchEnv(b)
+	ctx := context.Background()
+	org := e.org("bench revoke")
+	adminID, _ := e.user(org, "org_admin")
+	admin := Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
+	if _, err := e.pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+		SELECT gen_random_uuid(), $1, 'bench-revoke-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org); err != nil {
+		b.Fatal(err)
+	}
+	for _, conns := range benchPoolSizes {
+		b.Run(poolName(conns), func(b *testing.B) {
+			svc, pool := benchService(b, e, conns)
+			ids := seedLiveSessions(b, pool, org, b.N)
+			var next atomic.Int64
+			runThroughput(b, pool, func(ctx context.Context, _ int) error {
+				return svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], ClientMeta{})
+			})
+		})
+	}
+}
+
+// seedLiveSessions creates n live sessions of org's users, each with one
+// refresh token, and returns their ids.
+func seedLiveSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []string {
+	b.Helper()
+	rows, err := pool.Query(context.Background(), `
+		WITH u AS (SELECT array_agg(id) AS ids FROM users WHERE org_id = $1 AND role = 'user'),
+		s AS (
+			INSERT INTO sessions (id, user_id, org_id, device_type, device_name, user_agent, ip, created_at, last_active_at, expires_at)
+			SELECT gen_random_uuid(), u.ids[1 + g % cardinality(u.ids)], $1, 'web', 'bench', 'Mozilla/5.0 (bench)', '192.0.2.1',
+				now() - interval '1 day', now() - g * interval '1 ms', now() + interval '29 days'
+			FROM generate_series(1, $2::int) g, u
+			RETURNING id, expires_at)
+		INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+		SELECT gen_random_uuid(), id, sha256(convert_to(id::text, 'UTF8')), now(), expires_at FROM s
+		RETURNING session_id::text`, org, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(ids) != n {
+		b.Fatalf("seeded %d sessions, want %d", len(ids), n)
+	}
+	return ids
+}
+
+// Listing data set: benchTotalSessions sessions, benchOrgSessions of them in
+// one org, the rest over 99 other orgs; last activity spread over the 29
+// days before now, 2% revoked.
+const (
+	benchTotalSessions = 1_000_000
+	benchOrgSessions   = 100_000
+	benchOrgUsers      = 5_000
+	benchOtherUsers    = 45_000
+	benchOtherOrgs     = 99
+)
+
+// BenchmarkListing measures the latency of Service.ListSessions (limit 50)
+// on 1,000,000 sessions: p50 and p99 in ms, for an org admin's first page and
+// deep pages (cursors spread over its 100,000 sessions) and a global admin's
+// first and deep pages without a filter. Seeding takes a minute or more, so
+// it runs only with REVOKE_BENCH_LARGE=1.
+func BenchmarkListing(b *testing.B) {
+	if os.Getenv("REVOKE_BENCH_LARGE") != "1" {
+		b.Skip("set REVOKE_BENCH_LARGE=1 to seed 1,000,000 sessions and run this benchmark")
+	}
+	e := benchEnv(b)
+	ctx := context.Background()
+	start := time.Now()
+	bigOrg := seedListing(b, e.pool)
+	b.Logf("seeded %d sessions in %s", benchTotalSessions, time.Since(start).Round(time.Second))
+
+	orgAdmin := Principal{UserID: uuid.NewString(), OrgID: bigOrg, Role: "org_admin", SessionID: uuid.NewString()}
+	globalAdmin := Principal{UserID: e.adminID, OrgID: e.orgP, Role: "global_admin", SessionID: uuid.NewString()}
+	orgCursors := keysetCursors(b, e.pool, bigOrg, 200)
+	globalCursors := keysetCursors(b, e.pool, "", 200)
+
+	cases := []struct {
+		name    string
+		p       Principal
+		cursors []string // cycled through; nil: first page
+	}{
+		{"org/first", orgAdmin, nil},
+		{"org/deep", orgAdmin, orgCursors},
+		{"global/first", globalAdmin, nil},
+		{"global/deep", globalAdmin, globalCursors},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				q := ListQuery{Limit: 50}
+				if c.cursors != nil {
+					q.Cursor = c.cursors[i%len(c.cursors)]
+				}
+				t0 := time.Now()
+				page, err := e.svc.ListSessions(ctx, c.p, q)
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(page.Sessions) != 50 {
+					b.Fatalf("page of %d sessions, want 50", len(page.Sessions))
+				}
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(ms(percentile(lat, 0.50)), "p50-ms")
+			b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// percentile returns the q-quantile of sorted (nearest rank).
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// seedListing fills the listing data set with SQL and returns the big org.
+// Ids are derived from the row numbers (md5(...)::uuid), so sessions name
+// their users and orgs without a join.
+func seedListing(b *testing.B, pool *pgxpool.Pool) string {
+	b.Helper()
+	ctx := context.Background()
+	stmts := []string{
+		// org 0 is the big one
+		fmt.Sprintf(`INSERT INTO orgs (id, name) SELECT md5('org' || o)::uuid, 'bench org ' || o FROM generate_series(0, %d) o`, benchOtherOrgs),
+		// users 0..benchOrgUsers-1 are in org 0, the others spread over orgs 1..benchOtherOrgs
+		fmt.Sprintf(`INSERT INTO users (id, org_id, email, role)
+			SELECT md5('user' || u)::uuid,
+				md5('org' || CASE WHEN u < %[1]d THEN 0 ELSE 1 + u %% %[2]d END)::uuid,
+				'bench-list-' || u || '@example.com', 'user'
+			FROM generate_series(0, %[3]d) u`, benchOrgUsers, benchOtherOrgs, benchOrgUsers+benchOtherUsers-1),
+		// sessions 0..benchOrgSessions-1 belong to org 0's users
+		fmt.Sprintf(`INSERT INTO sessions (id, user_id, org_id, device_type, device_name, user_agent, ip,
+				created_at, last_active_at, expires_at, revoked_at, revoked_reason)
+			SELECT gen_random_uuid(), md5('user' || x.u)::uuid,
+				md5('org' || CASE WHEN x.u < %[1]d THEN 0 ELSE 1 + x.u %% %[2]d END)::uuid,
+				(ARRAY['ios', 'android', 'web', 'desktop', 'other'])[1 + s %% 5], 'device ' || s %% 7,
+				'Mozilla/5.0 (bench) ' || s %% 13, ('10.' || s %% 250 || '.' || s / 250 %% 250 || '.1')::inet,
+				x.at - interval '1 day', x.at, x.at + interval '30 days',
+				CASE WHEN s %% 50 = 0 THEN x.at END, CASE WHEN s %% 50 = 0 THEN 'logout' END
+			FROM generate_series(0, %[3]d) s,
+				LATERAL (SELECT CASE WHEN s < %[4]d THEN s %% %[1]d ELSE %[1]d + s %% %[5]d END AS u,
+					now() - random() * interval '29 days' AS at) x`,
+			benchOrgUsers, benchOtherOrgs, benchTotalSessions-1, benchOrgSessions, benchOtherUsers),
+		`ANALYZE orgs`, `ANALYZE users`, `ANALYZE sessions`,
+	}
+	for _, q := range stmts {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			b.Fatalf("seed: %v\n%s", err, q)
+		}
+	}
+	var n, inOrg int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE org_id = md5('org0')::uuid) FROM sessions`).Scan(&n, &inOrg); err != nil {
+		b.Fatal(err)
+	}
+	// +1 for the global admin's own session
+	if n < benchTotalSessions || inOrg != benchOrgSessions {
+		b.Fatalf("seeded %d sessions, %d in the big org", n, inOrg)
+	}
+	var org string
+	if err := pool.QueryRow(ctx, `SELECT md5('org0')::uuid::text`).Scan(&org); err != nil {
+		b.Fatal(err)
+	}
+	return org
+}
+
+// keysetCursors returns n cursors spread evenly over the live sessions'
+// keyset (of org, or of all sessions when org is ""), each at least 50 rows
+// before its end, as ListSessions would have returned them.
+func keysetCursors(b *testing.B, pool *pgxpool.Pool, org string, n int) []string {
+	b.Helper()
+	rows, err := pool.Query(context.Background(), `
+		SELECT last_active_at, id::text FROM (
+			SELECT last_active_at, id, row_number() OVER (ORDER BY last_active_at DESC, id DESC) AS r, count(*) OVER () AS total
+			FROM sessions WHERE revoked_at IS NULL AND expires_at > now() AND ($1::uuid IS NULL OR org_id = $1)) k
+		WHERE r % ((total - 100) / $2) = 0 AND r < total - 100
+		ORDER BY r`, nullable(org), n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		var at time.Time
+		var id string
+		if err := rows.Scan(&at, &id); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, encodeCursor(at, id))
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	if len(out) < n/2 {
+		b.Fatalf("got %d cursors, want about %d", len(out), n)
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// Republish puts every live revocation back in the outbox, as new events with
+// the same content, for a REVOCATIONS stream that was lost or recreated. The
+// relay then publishes them like any other; gateways apply them idempotently.
+// It returns how many it queued.
+func (s *Service) Republish(ctx context.Context) (int, error) {
+	total := 0
+	var after int64
+	for {
+		var n int
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var ids, subjects []string
+			var payloads [][]byte
+			rows, err := tx.Query(ctx, `SELECT id, kind, value, sid, sub, org, not_before, reason, revoked_at, expires_at
+				FROM revocations WHERE expires_at > now() AND id > $1 ORDER BY id LIMIT 1000`, after)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var (
+					id                    int64
+					kind, value, sub, org string
+					reason                string
+					sid                   *string
+					notBefore             *time.Time
+					revokedAt, expiresAt  time.Time
+				)
+				if err := rows.Scan(&id, &kind, &value, &sid, &sub, &org, &notBefore, &reason, &revokedAt, &expiresAt); err != nil {
+					rows.Close()
+					return err
+				}
+				after = id
+				ev, err := revocationEvent(kind, value, sid, sub, org, notBefore, events.Reason(reason), revokedAt, expiresAt)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				p, err := events.Encode(ev)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				ids, subjects, payloads = append(ids, ev.ID()), append(subjects, ev.Subject()), append(payloads, p)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			n = len(ids)
+			if n == 0 {
+				return nil
+			}
+			b := &pgx.Batch{}
+			queueOutbox(b, ids, subjects, payloads)
+			return tx.SendBatch(ctx, b).Close()
+		})
+		if err != nil {
+			return total, fmt.Errorf("%w: republish: %w", ErrUnavailable, err)
+		}
+		total += n
+		if n < 1000 {
+			return total, nil
+		}
+	}
+}
+
+func revocationEvent(kind, value string, sid *string, sub, org string, notBefore *time.Time, reason events.Reason, revokedAt, expiresAt time.Time) (events.Event, error) {
+	id := uuid.NewString()
+	switch kind {
+	case "session":
+		return events.SessionRevoked{EventID: id, SID: value, Sub: sub, Org: org, Reason: reason, RevokedAt: revokedAt.UTC(), ExpiresAt: expiresAt.UTC()}, nil
+	case "token":
+		s := ""
+		if sid != nil {
+			s = *sid
+		}
+		return events.TokenRevoked{EventID: id, JTI: value, SID: s, Sub: sub, Org: org, Reason: reason, RevokedAt: revokedAt.UTC(), ExpiresAt: expiresAt.UTC()}, nil
+	case "user":
+		if notBefore == nil {
+			return nil, fmt.Errorf("user revocation of %s without not_before", value)
+		}
+		return events.UserRevoked{EventID: id, Sub: sub, Org: org, NotBefore: notBefore.UTC(), Reason: reason, RevokedAt: revokedAt.UTC(), ExpiresAt: expiresAt.UTC()}, nil
+	}
+	return nil, fmt.Errorf("unknown revocation kind %q", kind)
+}
