@@ -185,6 +185,12 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	var taken int
 	var pubErr error
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		// Marking rows sent need not wait for the disk: if the mark is lost
+		// in a crash the rows are published again, and JetStream drops the
+		// duplicates. This keeps an fsync off the path of the next batch.
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `SELECT id, event_id, subject, payload, created_at FROM outbox
 			WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
 		if err != nil {

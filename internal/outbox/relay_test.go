@@ -33,7 +33,9 @@ type fixture struct {
 	js   jetstream.JetStream
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureTB(t) }
+
+func newFixtureTB(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{pool: testenv.Postgres(t), nats: testenv.StartNATS(t)}
 	nc, err := natsx.Connect(f.nats.URL(), "test", quiet)
@@ -51,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) relay(t *testing.T, js Publisher) *Relay {
+func (f *fixture) relay(_ testing.TB, js Publisher) *Relay {
 	cfg := DefaultConfig()
 	cfg.MaxBackoff = 200 * time.Millisecond
 	cfg.AckTimeout = time.Second
@@ -59,7 +61,7 @@ func (f *fixture) relay(t *testing.T, js Publisher) *Relay {
 	return New(f.pool, js, cfg, prometheus.NewRegistry(), quiet)
 }
 
-func (f *fixture) run(t *testing.T, r *Relay) {
+func (f *fixture) run(t testing.TB, r *Relay) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
