@@ -21,6 +21,11 @@ const (
 	SubjectUserRevoked    = "revocations.v1.user"
 	SubjectUserDeleted    = "identity.v1.user.deleted"
 	SubjectUserErased     = "sessions.v1.user.erased"
+	// SubjectSessionActivity carries the gateways' last-seen reports to
+	// sessiond. It is internal to this system (not in the public contract),
+	// best effort, on core NATS outside every stream: a lost report only
+	// delays a session's last_active_at.
+	SubjectSessionActivity = "gateway.v1.activity"
 )
 
 // Reason says why a revocation happened.
@@ -111,6 +116,38 @@ type UserErased struct {
 	UserID          string    `json:"user_id"`
 	SessionsRevoked int       `json:"sessions_revoked"`
 	CompletedAt     time.Time `json:"completed_at"`
+}
+
+// SessionActivity reports when sessions were last seen at a gateway.
+type SessionActivity struct {
+	EventID  string        `json:"event_id"`
+	Sessions []SessionSeen `json:"sessions"`
+}
+
+// SessionSeen is one session's last request at a gateway.
+type SessionSeen struct {
+	SID    string    `json:"sid"`
+	SeenAt time.Time `json:"seen_at"`
+}
+
+// Subject implements Event.
+func (SessionActivity) Subject() string { return SubjectSessionActivity }
+
+// ID implements Event.
+func (e SessionActivity) ID() string { return e.EventID }
+
+// Validate implements Event.
+func (e SessionActivity) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	if len(e.Sessions) == 0 {
+		c.errs = append(c.errs, "sessions must not be empty")
+	}
+	for _, s := range e.Sessions {
+		c.uuid("sessions[].sid", s.SID)
+		c.time("sessions[].seen_at", s.SeenAt)
+	}
+	return c.err(e.Subject())
 }
 
 // Subject implements Event.
@@ -259,6 +296,8 @@ func Decode(subject string, data []byte) (Event, error) {
 		e, err = decodeAs[UserDeleted](data)
 	case SubjectUserErased:
 		e, err = decodeAs[UserErased](data)
+	case SubjectSessionActivity:
+		e, err = decodeAs[SessionActivity](data)
 	default:
 		return nil, fmt.Errorf("%w: unknown subject %q", ErrInvalid, subject)
 	}

@@ -246,6 +246,11 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go keys.Run(bg, 30*time.Second)
+	activitySub, err := svc.SubscribeActivity(bg, nc)
+	if err != nil {
+		return fmt.Errorf("nats: subscribe to activity reports: %w", err)
+	}
+	defer func() { _ = activitySub.Unsubscribe() }()
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)

@@ -1,0 +1,41 @@
+// Command gatewayd is the edge auth gateway: a reverse proxy that lets only
+// valid, unrevoked access tokens through, plus a forward-auth endpoint for
+// NGINX, Traefik and Envoy. Configuration is by environment variable; see
+// the README.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sessionguard/revoke/services/gateway"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "gatewayd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 {
+		fmt.Fprintln(stderr, "usage: gatewayd (configured by environment variables; see the README)")
+		return fmt.Errorf("unexpected arguments %q", args[1:])
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(getenv("LOG_LEVEL")))
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
+	cfg, err := gateway.ConfigFromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	return gateway.Serve(ctx, cfg, gateway.Listeners{}, log)
+}

@@ -1,0 +1,198 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// ID is a UUID in binary form: the blocklist's keys.
+type ID [16]byte
+
+// ParseID parses a canonical UUID string.
+func ParseID(s string) (ID, bool) {
+	u, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		return ID{}, false
+	}
+	return ID(u), true
+}
+
+const shards = 64
+
+// Blocklist is the exact set of live revocations: it never drops or evicts a
+// live entry. Entries are keyed by token id (jti), session id (sid) and user
+// (sub, with a not-before time), and expire at their expires_at, so memory is
+// bounded by the revocation rate times the access-token TTL. Applying an
+// entry twice, or entries in any order, gives the same set.
+type Blocklist struct {
+	shards [shards]shard
+	size   atomic.Int64
+}
+
+type shard struct {
+	mu       sync.RWMutex
+	tokens   map[ID]int64 // jti -> expires (unix ns)
+	sessions map[ID]int64 // sid -> expires
+	users    map[ID]userEntry
+}
+
+type userEntry struct {
+	notBefore int64 // unix seconds: tokens with iat below it are revoked
+	expires   int64 // unix ns
+}
+
+// NewBlocklist returns an empty blocklist.
+func NewBlocklist() *Blocklist {
+	b := &Blocklist{}
+	for i := range b.shards {
+		b.shards[i].tokens = map[ID]int64{}
+		b.shards[i].sessions = map[ID]int64{}
+		b.shards[i].users = map[ID]userEntry{}
+	}
+	return b
+}
+
+func (b *Blocklist) shard(id ID) *shard { return &b.shards[id[0]%shards] }
+
+// Apply adds the entry that a revocation event carries; it reports false
+// for an event that is not a revocation or names no valid id. Entries that
+// have already expired are ignored.
+func (b *Blocklist) Apply(ev events.Event, now time.Time) bool {
+	switch e := ev.(type) {
+	case events.SessionRevoked:
+		id, ok := ParseID(e.SID)
+		if ok {
+			b.add(id, e.ExpiresAt, now, func(s *shard) map[ID]int64 { return s.sessions })
+		}
+		return ok
+	case events.TokenRevoked:
+		id, ok := ParseID(e.JTI)
+		if ok {
+			b.add(id, e.ExpiresAt, now, func(s *shard) map[ID]int64 { return s.tokens })
+		}
+		return ok
+	case events.UserRevoked:
+		id, ok := ParseID(e.Sub)
+		if ok {
+			b.AddUser(id, e.NotBefore, e.ExpiresAt, now)
+		}
+		return ok
+	}
+	return false
+}
+
+func (b *Blocklist) add(id ID, expires, now time.Time, m func(*shard) map[ID]int64) {
+	if !expires.After(now) {
+		return
+	}
+	exp := expires.UnixNano()
+	s := b.shard(id)
+	s.mu.Lock()
+	mm := m(s)
+	old, ok := mm[id]
+	if !ok {
+		b.size.Add(1)
+	}
+	if exp > old {
+		mm[id] = exp
+	}
+	s.mu.Unlock()
+}
+
+// AddSession revokes every token of a session until expires.
+func (b *Blocklist) AddSession(sid ID, expires, now time.Time) {
+	b.add(sid, expires, now, func(s *shard) map[ID]int64 { return s.sessions })
+}
+
+// AddToken revokes one token until expires.
+func (b *Blocklist) AddToken(jti ID, expires, now time.Time) {
+	b.add(jti, expires, now, func(s *shard) map[ID]int64 { return s.tokens })
+}
+
+// AddUser revokes every token of a user issued before notBefore, until
+// expires. Of several entries for one user the latest not-before and the
+// latest expiry hold: both grow with the revocation time.
+func (b *Blocklist) AddUser(sub ID, notBefore, expires, now time.Time) {
+	if !expires.After(now) {
+		return
+	}
+	e := userEntry{notBefore: notBefore.Unix(), expires: expires.UnixNano()}
+	if notBefore.Nanosecond() != 0 { // a not-before inside a second covers that whole second's earlier tokens conservatively
+		e.notBefore++
+	}
+	s := b.shard(sub)
+	s.mu.Lock()
+	old, ok := s.users[sub]
+	if !ok {
+		b.size.Add(1)
+	}
+	s.users[sub] = userEntry{notBefore: max(old.notBefore, e.notBefore), expires: max(old.expires, e.expires)}
+	s.mu.Unlock()
+}
+
+// Revoked reports whether a token is revoked at now (unix ns): by its jti,
+// its session, or its user's not-before (iat in unix seconds).
+func (b *Blocklist) Revoked(jti, sid, sub ID, iat, now int64) (bool, string) {
+	if exp, ok := b.lookup(jti, func(s *shard) map[ID]int64 { return s.tokens }); ok && exp > now {
+		return true, "token revoked"
+	}
+	if exp, ok := b.lookup(sid, func(s *shard) map[ID]int64 { return s.sessions }); ok && exp > now {
+		return true, "session revoked"
+	}
+	s := b.shard(sub)
+	s.mu.RLock()
+	u, ok := s.users[sub]
+	s.mu.RUnlock()
+	if ok && u.expires > now && iat < u.notBefore {
+		return true, "user revoked"
+	}
+	return false, ""
+}
+
+func (b *Blocklist) lookup(id ID, m func(*shard) map[ID]int64) (int64, bool) {
+	s := b.shard(id)
+	s.mu.RLock()
+	exp, ok := m(s)[id]
+	s.mu.RUnlock()
+	return exp, ok
+}
+
+// Len is the number of entries held, live or expired but not yet swept.
+func (b *Blocklist) Len() int { return int(b.size.Load()) }
+
+// Sweep deletes expired entries, one shard at a time so no lock is held
+// for long, and returns how many it deleted.
+func (b *Blocklist) Sweep(now time.Time) int {
+	n := now.UnixNano()
+	removed := 0
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		for k, exp := range s.tokens {
+			if exp <= n {
+				delete(s.tokens, k)
+				removed++
+			}
+		}
+		for k, exp := range s.sessions {
+			if exp <= n {
+				delete(s.sessions, k)
+				removed++
+			}
+		}
+		for k, u := range s.users {
+			if u.expires <= n {
+				delete(s.users, k)
+				removed++
+			}
+		}
+		s.mu.Unlock()
+	}
+	b.size.Add(-int64(removed))
+	return removed
+}

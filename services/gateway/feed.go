@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// Feed keeps the blocklist current from the REVOCATIONS stream: it replays
+// the stream from its first message, then applies new ones as they come. It
+// confirms several times a second that it has applied everything the stream
+// holds; past the staleness bound without such a confirmation the gateway
+// fails closed.
+type Feed struct {
+	js           jetstream.JetStream
+	bl           *Blocklist
+	maxStaleness time.Duration
+	log          *slog.Logger
+	metrics      *Metrics
+	now          func() time.Time
+
+	applied     atomic.Uint64 // stream sequence of the last applied message
+	replayed    atomic.Bool   // the messages that existed at start are applied
+	lastCurrent atomic.Int64  // unix ns when the feed was last known to be current
+
+	mu      sync.Mutex
+	pending []check
+}
+
+type check struct {
+	seq uint64
+	at  int64
+}
+
+// NewFeed returns a feed into bl.
+func NewFeed(js jetstream.JetStream, bl *Blocklist, maxStaleness time.Duration, metrics *Metrics, log *slog.Logger) *Feed {
+	return &Feed{js: js, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now}
+}
+
+// Replayed reports whether every revocation that existed at start has been
+// applied.
+func (f *Feed) Replayed() bool { return f.replayed.Load() }
+
+// Staleness is how long ago the feed was last confirmed current.
+func (f *Feed) Staleness(now time.Time) time.Duration {
+	lc := f.lastCurrent.Load()
+	if lc == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(now.UnixNano() - lc)
+}
+
+// Current reports whether the gateway may decide: replay done and
+// confirmed current within the staleness bound.
+func (f *Feed) Current(now time.Time) bool {
+	return f.replayed.Load() && f.Staleness(now) <= f.maxStaleness
+}
+
+// Run feeds the blocklist until ctx ends. It waits for the stream to exist,
+// and starts over from the first message if the stream is recreated.
+func (f *Feed) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		err := f.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.log.WarnContext(ctx, "revocation feed restarting", "error", errString(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+var errStreamRecreated = errors.New("the REVOCATIONS stream was recreated")
+
+func (f *Feed) runOnce(ctx context.Context) error {
+	stream, err := f.js.Stream(ctx, events.StreamRevocations)
+	if err != nil {
+		return err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	created := info.Created
+	startSeq := info.State.LastSeq
+	start := f.now()
+	if f.applied.Load() > startSeq {
+		// A new stream behind our back: start again from its beginning.
+		f.applied.Store(0)
+	}
+	if info.State.Msgs == 0 || f.applied.Load() >= startSeq {
+		f.markReplayed(start)
+	}
+
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		f.apply(m.Subject(), m.Data())
+		f.applied.Store(meta.Sequence.Stream)
+		if !f.replayed.Load() && meta.Sequence.Stream >= startSeq {
+			f.markReplayed(start)
+		}
+		f.confirm()
+	}, jetstream.PullHeartbeat(time.Second), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		f.log.Debug("revocation feed", "error", err.Error())
+	}))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		// What does the stream hold now? Once we have applied that much,
+		// we were current at the time we asked.
+		asked := f.now()
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := stream.Info(ictx)
+		cancel()
+		if err != nil {
+			continue // staleness grows; the gateway fails closed past the bound
+		}
+		if !info.Created.Equal(created) {
+			return errStreamRecreated
+		}
+		f.mu.Lock()
+		f.pending = append(f.pending, check{seq: info.State.LastSeq, at: asked.UnixNano()})
+		if len(f.pending) > 64 { // a stalled feed: keep the newest checks
+			f.pending = f.pending[len(f.pending)-64:]
+		}
+		f.mu.Unlock()
+		f.confirm()
+		f.metrics.staleness.Set(min(f.Staleness(f.now()), 1<<40).Seconds())
+	}
+}
+
+func (f *Feed) markReplayed(start time.Time) {
+	if f.replayed.CompareAndSwap(false, true) {
+		now := f.now()
+		f.lastCurrent.Store(now.UnixNano())
+		f.metrics.replaySeconds.Set(now.Sub(start).Seconds())
+		f.log.Info("revocation feed replayed", "entries", f.bl.Len(), "seconds", now.Sub(start).Seconds())
+	}
+}
+
+// confirm moves lastCurrent forward for every check whose sequence has been
+// applied.
+func (f *Feed) confirm() {
+	applied := f.applied.Load()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := 0
+	for ; i < len(f.pending) && f.pending[i].seq <= applied; i++ {
+		if f.replayed.Load() && f.pending[i].at > f.lastCurrent.Load() {
+			f.lastCurrent.Store(f.pending[i].at)
+		}
+	}
+	f.pending = f.pending[i:]
+}
+
+func (f *Feed) apply(subject string, data []byte) {
+	ev, err := events.Decode(subject, data)
+	if err != nil {
+		f.metrics.feedErrors.Inc()
+		f.log.Warn("revocation feed: undecodable event skipped", "subject", subject, "error", err.Error())
+		return
+	}
+	now := f.now()
+	if f.bl.Apply(ev, now) {
+		f.metrics.applied.Inc()
+		if !f.replayed.Load() {
+			f.metrics.blocklistSize.Set(float64(f.bl.Len()))
+			return // the lag of replayed history means nothing
+		}
+		switch e := ev.(type) {
+		case events.SessionRevoked:
+			f.metrics.lag.Observe(now.Sub(e.RevokedAt).Seconds())
+		case events.TokenRevoked:
+			f.metrics.lag.Observe(now.Sub(e.RevokedAt).Seconds())
+		case events.UserRevoked:
+			f.metrics.lag.Observe(now.Sub(e.RevokedAt).Seconds())
+		}
+	}
+	f.metrics.blocklistSize.Set(float64(f.bl.Len()))
+}

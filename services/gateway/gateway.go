@@ -1,0 +1,196 @@
+// Package gateway is the edge auth gateway: it verifies access tokens
+// against the issuer's JWKS, refuses revoked ones from an exact in-memory
+// blocklist fed by the REVOCATIONS stream, and fails closed when it cannot
+// confirm that the blocklist is current. It serves as a reverse proxy, as a
+// forward-auth endpoint, and as Go middleware.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sessionguard/revoke/internal/httpx"
+)
+
+// Gateway decides on requests.
+type Gateway struct {
+	verifier *Verifier
+	bl       *Blocklist
+	feed     *Feed
+	activity *Activity // nil: no activity reports
+	metrics  *Metrics
+	log      *slog.Logger
+}
+
+// New wires a gateway. activity may be nil.
+func New(verifier *Verifier, bl *Blocklist, feed *Feed, activity *Activity, metrics *Metrics, log *slog.Logger) *Gateway {
+	return &Gateway{verifier: verifier, bl: bl, feed: feed, activity: activity, metrics: metrics, log: log}
+}
+
+// Outcome of a decision.
+type Outcome int
+
+// Outcomes.
+const (
+	Allow       Outcome = iota
+	Deny                // 401
+	Unavailable         // 503: the blocklist is not known to be current
+)
+
+// Decision is the answer for one request.
+type Decision struct {
+	Outcome  Outcome
+	Identity *Identity
+	// Reason is the error_description of a denial.
+	Reason string
+}
+
+// Headers set on requests that reach the upstream.
+const (
+	HeaderUser    = "X-Auth-User"
+	HeaderOrg     = "X-Auth-Org"
+	HeaderSession = "X-Auth-Session"
+	HeaderRole    = "X-Auth-Role"
+)
+
+// Decide checks the bearer token of an Authorization header value.
+func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Time) Decision {
+	if !g.feed.Current(now) || g.verifier.keys.Current() == nil {
+		g.metrics.stale.Inc()
+		return Decision{Outcome: Unavailable, Reason: "revocation list not current"}
+	}
+	raw, ok := bearer(authorization)
+	if !ok {
+		g.metrics.invalid.Inc()
+		return Decision{Outcome: Deny, Reason: "missing bearer token"}
+	}
+	id, err := g.verifier.Verify(ctx, raw, now)
+	if err != nil {
+		g.metrics.invalid.Inc()
+		return Decision{Outcome: Deny, Reason: describe(err)}
+	}
+	ns := now.UnixNano()
+	if revoked, why := g.bl.Revoked(id.jti, id.sid, id.sub, id.iat, ns); revoked {
+		g.metrics.revoked.Inc()
+		return Decision{Outcome: Deny, Reason: why, Identity: id}
+	}
+	if g.activity != nil {
+		g.activity.Seen(id, ns)
+	}
+	g.metrics.allowed.Inc()
+	return Decision{Outcome: Allow, Identity: id}
+}
+
+func bearer(h string) (string, bool) {
+	if len(h) < 8 || (h[:7] != "Bearer " && h[:7] != "bearer " && h[:7] != "BEARER ") {
+		return "", false
+	}
+	return h[7:], true
+}
+
+// describe turns a verification error into a short, quotable description.
+func describe(err error) string {
+	s := err.Error()
+	const prefix = "invalid token: "
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		s = s[len(prefix):]
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s) && len(b) < 120; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// deny writes the 401 or 503 of a decision.
+func deny(w http.ResponseWriter, d Decision) {
+	if d.Outcome == Unavailable {
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteProblem(w, http.StatusServiceUnavailable, "unavailable", "the gateway cannot confirm that its revocation list is current")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="`+d.Reason+`"`)
+	httpx.WriteProblem(w, http.StatusUnauthorized, "unauthorized", d.Reason)
+}
+
+// setIdentity replaces any X-Auth-* headers with the identity's.
+func setIdentity(h http.Header, id *Identity) {
+	h[HeaderUser] = []string{id.Subject}
+	h[HeaderOrg] = []string{id.Org}
+	h[HeaderSession] = []string{id.Session}
+	h[HeaderRole] = []string{id.Role}
+}
+
+func stripIdentity(h http.Header) {
+	for _, k := range []string{HeaderUser, HeaderOrg, HeaderSession, HeaderRole} {
+		delete(h, k)
+	}
+}
+
+type ctxKey struct{}
+
+// IdentityFrom returns the identity the middleware put in ctx.
+func IdentityFrom(ctx context.Context) (*Identity, bool) {
+	id, ok := ctx.Value(ctxKey{}).(*Identity)
+	return id, ok
+}
+
+// Middleware lets only requests with a valid, unrevoked token through, with
+// the X-Auth-* headers set (client-sent ones removed) and the identity in
+// the request context.
+func (g *Gateway) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		d := g.Decide(r.Context(), r.Header.Get("Authorization"), start)
+		g.metrics.latency.Observe(time.Since(start).Seconds())
+		if d.Outcome != Allow {
+			deny(w, d)
+			return
+		}
+		stripIdentity(r.Header)
+		setIdentity(r.Header, d.Identity)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d.Identity)))
+	})
+}
+
+// Check is the forward-auth endpoint (NGINX auth_request, Traefik
+// ForwardAuth, Envoy ext_authz over HTTP): 200 with the X-Auth-* headers, or
+// 401, or 503 while failing closed.
+func (g *Gateway) Check(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	d := g.Decide(r.Context(), r.Header.Get("Authorization"), start)
+	g.metrics.latency.Observe(time.Since(start).Seconds())
+	if d.Outcome != Allow {
+		deny(w, d)
+		return
+	}
+	setIdentity(w.Header(), d.Identity)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// Healthz answers 200 while the process runs.
+func (g *Gateway) Healthz(w http.ResponseWriter, _ *http.Request) {
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Readyz answers 200 once the replay is done and while the blocklist is
+// confirmed current; 503 otherwise.
+func (g *Gateway) Readyz(w http.ResponseWriter, _ *http.Request) {
+	now := time.Now()
+	switch {
+	case !g.feed.Replayed():
+		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "replaying the revocation stream")
+	case g.verifier.keys.Current() == nil:
+		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "signing keys (JWKS) not loaded yet")
+	case !g.feed.Current(now):
+		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "revocation list stale for "+strconv.FormatFloat(g.feed.Staleness(now).Seconds(), 'f', 1, 64)+"s")
+	default:
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "blocklist_entries": g.bl.Len()})
+	}
+}

@@ -1,0 +1,58 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// RecordActivity moves the last_active_at of live sessions forward to when a
+// gateway last saw them. Reports for unknown or revoked sessions, and stale
+// ones, change nothing.
+func (s *Service) RecordActivity(ctx context.Context, seen []events.SessionSeen) error {
+	ids := make([]string, 0, len(seen))
+	times := make([]time.Time, 0, len(seen))
+	limit := s.now().Add(time.Minute) // a gateway's clock far ahead must not pin a session on top
+	for _, x := range seen {
+		if !isUUID(x.SID) {
+			continue
+		}
+		t := x.SeenAt
+		if t.After(limit) {
+			t = limit
+		}
+		ids, times = append(ids, x.SID), append(times, t)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE sessions s SET last_active_at = x.seen
+		FROM unnest($1::uuid[], $2::timestamptz[]) AS x(id, seen)
+		WHERE s.id = x.id AND s.revoked_at IS NULL AND s.last_active_at < x.seen`, ids, times)
+	if err != nil {
+		return fmt.Errorf("%w: record activity: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// SubscribeActivity consumes the gateways' activity reports; replicas share
+// them through a queue group.
+func (s *Service) SubscribeActivity(ctx context.Context, nc *nats.Conn) (*nats.Subscription, error) {
+	return nc.QueueSubscribe(events.SubjectSessionActivity, "sessiond", func(m *nats.Msg) {
+		ev, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			s.log.Warn("activity report skipped", "error", err.Error())
+			return
+		}
+		a := ev.(events.SessionActivity)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := s.RecordActivity(ctx, a.Sessions); err != nil {
+			s.log.Warn("activity report not recorded", "error", err.Error())
+		}
+	})
+}
