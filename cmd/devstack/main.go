@@ -19,12 +19,15 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"text/template"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sessionguard/revoke/internal/demo"
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/pgserver"
+	"github.com/sessionguard/revoke/services/gateway"
 	"github.com/sessionguard/revoke/services/sessions"
 )
 
@@ -138,13 +141,61 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := waitReady(ctx, base+"/readyz", errc); err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, walkthrough(base, cfg.BootstrapEmail, passwordRef, cfg.NATSURL, cfg.DatabaseURL))
+
+	// The demo upstream, and gatewayd in front of it.
+	upAddr := getenv("DEMO_UPSTREAM_ADDR")
+	if upAddr == "" {
+		upAddr = ":8082"
+	}
+	upLn, err := net.Listen("tcp", upAddr)
+	if err != nil {
+		return fmt.Errorf("demo upstream: listen on %s: %w (set DEMO_UPSTREAM_ADDR to use another address)", upAddr, err)
+	}
+	upstream := &http.Server{Handler: demo.Upstream(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = upstream.Serve(upLn) }()
+	defer upstream.Close()
+	upURL := "http://" + loopback(upLn.Addr().String())
+	if getenv("JWKS_URL") == "" {
+		env["JWKS_URL"] = base + "/.well-known/jwks.json"
+	}
+	if getenv("GATEWAY_UPSTREAM") == "" {
+		env["GATEWAY_UPSTREAM"] = upURL
+	}
+	if getenv("ISSUER") == "" {
+		env["ISSUER"] = cfg.Service.Issuer
+	}
+	gcfg, err := gateway.ConfigFromEnv(lookup)
+	if err != nil {
+		return fmt.Errorf("gateway configuration:\n%w", err)
+	}
+	var lns gateway.Listeners
+	if lns.Proxy, err = net.Listen("tcp", gcfg.Addr); err != nil {
+		return fmt.Errorf("gatewayd: listen on %s: %w (set GATEWAY_ADDR to use another address)", gcfg.Addr, err)
+	}
+	if lns.Control, err = net.Listen("tcp", gcfg.ControlAddr); err != nil {
+		return fmt.Errorf("gatewayd: listen on %s: %w (set GATEWAY_CONTROL_ADDR to use another address)", gcfg.ControlAddr, err)
+	}
+	gerrc := make(chan error, 1)
+	go func() { gerrc <- gateway.Serve(ctx, gcfg, lns, log.With("service", "gatewayd")) }()
+	gwBase := "http://" + loopback(lns.Proxy.Addr().String())
+	ctlBase := "http://" + loopback(lns.Control.Addr().String())
+	if err := waitReady(ctx, ctlBase+"/readyz", gerrc); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, walkthrough(walk{Base: base, Gateway: gwBase, Control: ctlBase, Upstream: upURL,
+		Email: cfg.BootstrapEmail, Password: passwordRef, NATS: cfg.NATSURL, DB: cfg.DatabaseURL}))
 
 	select {
 	case err := <-errc:
+		cancel()
+		<-gerrc
+		return err
+	case err := <-gerrc:
+		cancel()
+		<-errc
 		return err
 	case <-ctx.Done():
-		return <-errc
+		return errors.Join(<-errc, <-gerrc)
 	}
 }
 
@@ -206,24 +257,37 @@ func waitReady(ctx context.Context, url string, errc <-chan error) error {
 	}
 }
 
-func walkthrough(base, email, password, natsURL, dbURL string) string {
-	return fmt.Sprintf(`
+type walk struct {
+	Base, Gateway, Control, Upstream, Email, Password, NATS, DB string
+}
+
+func walkthrough(w walk) string {
+	var b strings.Builder
+	_ = walkTemplate.Execute(&b, w)
+	return b.String()
+}
+
+var walkTemplate = template.Must(template.New("walk").Parse(`
 dev stack ready
-  sessiond   %[1]s      (OpenAPI: %[1]s/openapi.json)
-  NATS       %[4]s
+  sessiond        {{.Base}}      (OpenAPI: {{.Base}}/openapi.json)
+  gatewayd proxy  {{.Gateway}}      (forward-auth: {{.Control}}/v1/check)
+  demo upstream   {{.Upstream}}
+  NATS            {{.NATS}}
 
 walkthrough (needs curl and jq):
   # 1. log in as the bootstrap admin
-  TOKEN=$(curl -s %[1]s/v1/auth/login -H 'content-type: application/json' \
-    -d '{"email":"%[2]s","password":"'"%[3]s"'","device":{"type":"web","name":"laptop"}}' | jq -r .access_token)
-  # 2. list every active session
-  curl -s %[1]s/v1/sessions -H "authorization: Bearer $TOKEN" | jq
-  # 3. revoke one (the id from step 2), then see the token refused
-  curl -s -X DELETE %[1]s/v1/sessions/SESSION_ID -H "authorization: Bearer $TOKEN" -w '%%{http_code}\n'
-  curl -s %[1]s/v1/me/sessions -H "authorization: Bearer $TOKEN" | jq
-  # 4. the audit log of that revocation
-  psql '%[5]s' -c 'SELECT at, action, reason, session_id FROM audit_log ORDER BY id DESC LIMIT 5'
+  TOKEN=$(curl -s {{.Base}}/v1/auth/login -H 'content-type: application/json' \
+    -d '{"email":"{{.Email}}","password":"'"{{.Password}}"'","device":{"type":"web","name":"laptop"}}' | jq -r .access_token)
+  # 2. a request through the gateway reaches the upstream with X-Auth-* headers
+  curl -s {{.Gateway}}/hello -H "authorization: Bearer $TOKEN" | jq
+  # 3. list the active sessions and revoke yours (the one marked current)
+  curl -s {{.Base}}/v1/sessions -H "authorization: Bearer $TOKEN" | jq
+  SID=$(curl -s {{.Base}}/v1/me/sessions -H "authorization: Bearer $TOKEN" | jq -r '.sessions[] | select(.current) | .id')
+  curl -s -X DELETE {{.Base}}/v1/sessions/$SID -H "authorization: Bearer $TOKEN" -w '%{http_code}\n'
+  # 4. the same token is now refused at the gateway, within milliseconds
+  curl -s -i {{.Gateway}}/hello -H "authorization: Bearer $TOKEN" | head -5
+  # 5. the revocation in the audit log
+  psql '{{.DB}}' -c 'SELECT at, action, reason, session_id FROM audit_log ORDER BY id DESC LIMIT 5'
 
 press Ctrl-C to stop
-`, base, email, password, natsURL, dbURL)
-}
+`))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -181,3 +182,5 @@ func (w *world) waitDenied(tok string) {
 }
 
 func urlParse(s string) (*url.URL, error) { return url.Parse(s) }
+
+func b64decode(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -32,7 +32,7 @@ type Identity struct {
 // entry never outlives its token.
 type Verifier struct {
 	keys   *KeySource
-	v      *tokens.Verifier
+	v      *tokens.EdgeVerifier
 	leeway time.Duration
 	cache  *ristretto.Cache[string, *Identity]
 }
@@ -49,7 +49,7 @@ func NewVerifier(keys *KeySource, issuer, audience string, leeway time.Duration,
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{keys: keys, v: tokens.NewVerifier(issuer, audience, leeway), leeway: leeway, cache: cache}, nil
+	return &Verifier{keys: keys, v: tokens.NewEdgeVerifier(issuer, audience, leeway), leeway: leeway, cache: cache}, nil
 }
 
 // Close releases the cache.
@@ -72,9 +72,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string, now time.Time) (*Iden
 		}
 		return nil, errors.New("token is expired")
 	}
-	c, err := v.v.Verify(v.keys.Current(), raw)
+	c, err := v.v.Verify(v.keys.Current(), raw, now)
 	if errors.Is(err, tokens.ErrUnknownKey) && v.keys.RefreshForUnknownKid(ctx) {
-		c, err = v.v.Verify(v.keys.Current(), raw)
+		c, err = v.v.Verify(v.keys.Current(), raw, now)
 	}
 	if err != nil {
 		return nil, err
