@@ -53,6 +53,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	dir, _ = filepath.Abs(dir)
 	logFile, err := os.OpenFile(filepath.Join(dir, "devstack.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {

@@ -93,6 +93,9 @@ func Start(ctx context.Context, dir string, opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.cred = cred
+		if err := reachable(filepath.Dir(dir)); err != nil {
+			return nil, err
+		}
 		if err := chownTree(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return nil, fmt.Errorf("pgserver: %w", err)
 		}
@@ -177,6 +180,23 @@ func unprivileged() (*syscall.Credential, error) {
 		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 	}
 	return nil, errors.New("pgserver: running as root and found neither a postgres nor a nobody user to run PostgreSQL as")
+}
+
+// reachable checks that every directory from / down to dir lets others
+// pass (o+x): PostgreSQL runs as another user and must reach its directory.
+func reachable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("pgserver: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("pgserver: PostgreSQL runs as an unprivileged user when started by root, and cannot enter %s (mode %v): use a directory that others may traverse", d, fi.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 func chownTree(dir string, uid, gid int) error {

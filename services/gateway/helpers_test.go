@@ -63,7 +63,7 @@ func newIssuer(t testing.TB) *issuer {
 
 type grant struct {
 	sub, sid, org, jti string
-	iat               time.Time
+	iat                time.Time
 }
 
 func newGrant() grant {

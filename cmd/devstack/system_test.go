@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionguard/revoke/internal/postgres"
+	"github.com/sessionguard/revoke/internal/testenv"
+	"github.com/sessionguard/revoke/services/gateway"
+	"github.com/sessionguard/revoke/services/sessions"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// system is the whole product in one test process: a real sessiond and
+// real gateways over loopback, on a real PostgreSQL and NATS JetStream.
+type system struct {
+	t        testing.TB
+	api      string
+	dbURL    string
+	nats     *testenv.NATSServer
+	upstream *httptest.Server
+	seen     chan http.Header
+	gateways []*gw
+	admin    string // access token of the bootstrap admin
+}
+
+type gw struct {
+	proxy, control string
+	stop           context.CancelFunc
+	done           chan error
+}
+
+func quietLog() *slog.Logger {
+	if os.Getenv("TEST_LOG") != "" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func newSystem(t testing.TB, gateways int) *system {
+	t.Helper()
+	s := &system{t: t, dbURL: testenv.DatabaseURL(t), nats: testenv.StartNATS(t), seen: make(chan http.Header, 1024)}
+	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.seen <- r.Header.Clone():
+		default:
+		}
+		w.WriteHeader(200)
+	}))
+	t.Cleanup(s.upstream.Close)
+	env := map[string]string{
+		"DATABASE_URL": s.dbURL, "NATS_URL": s.nats.URL(),
+		"KEY_ENCRYPTION_KEY":    base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)),
+		"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD": "admin-password",
+		"ISSUER": "http://sessiond.test", "LOGIN_RATE_LIMIT": "1000/1m",
+	}
+	cfg, err := sessions.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	s.api = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sessions.Serve(ctx, cfg, ln, quietLog()) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s.waitOK(s.api + "/readyz")
+	for i := 0; i < gateways; i++ {
+		s.startGateway()
+	}
+	s.admin = s.login("admin@example.com", "admin-password").AccessToken
+	return s
+}
+
+func (s *system) startGateway() *gw {
+	s.t.Helper()
+	u, _ := url.Parse(s.upstream.URL)
+	cfg := gateway.AppConfig{JWKSURL: s.api + "/.well-known/jwks.json", NATSURL: s.nats.URL(), Upstream: u,
+		MaxStaleness: 10 * time.Second, Issuer: "http://sessiond.test", Audience: "api", Leeway: 30 * time.Second,
+		CacheSize: 1 << 16, ActivityEvery: 30 * time.Second}
+	lns := gateway.Listeners{Proxy: listen(s.t), Control: listen(s.t)}
+	g := &gw{proxy: "http://" + lns.Proxy.Addr().String(), control: "http://" + lns.Control.Addr().String(), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	go func() { g.done <- gateway.Serve(ctx, cfg, lns, quietLog()) }()
+	s.t.Cleanup(func() { cancel(); <-g.done })
+	s.gateways = append(s.gateways, g)
+	s.waitOK(g.control + "/readyz")
+	return g
+}
+
+func (s *system) waitOK(u string) {
+	s.t.Helper()
+	testenv.Eventually(s.t, 15*time.Second, func() bool {
+		resp, err := http.Get(u)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "%s never answered 200", u)
+}
+
+type pair struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	SessionID    string `json:"session_id"`
+}
+
+func (s *system) do(method, path, token string, body any, out any) int {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.api+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode/100 == 2 {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func (s *system) login(email, password string) pair {
+	s.t.Helper()
+	var p pair
+	if code := s.do("POST", "/v1/auth/login", "", map[string]string{"email": email, "password": password}, &p); code != 200 {
+		s.t.Fatalf("login %s: %d", email, code)
+	}
+	return p
+}
+
+// user creates an org and a user in it and logs the user in.
+func (s *system) user() (string, pair) {
+	s.t.Helper()
+	var org struct{ ID string }
+	if code := s.do("POST", "/v1/orgs", s.admin, map[string]string{"name": "acme"}, &org); code != 201 {
+		s.t.Fatalf("create org: %d", code)
+	}
+	email := "u" + base64.RawURLEncoding.EncodeToString([]byte(time.Now().Format(time.RFC3339Nano))) + "@example.com"
+	var u struct{ ID string }
+	if code := s.do("POST", "/v1/users", s.admin, map[string]string{"org_id": org.ID, "email": email, "password": "password-1", "role": "user"}, &u); code != 201 {
+		s.t.Fatalf("create user: %d", code)
+	}
+	return u.ID, s.login(email, "password-1")
+}
+
+// check asks a gateway's forward-auth endpoint about a token.
+func check(t testing.TB, g *gw, token string) int {
+	req, _ := http.NewRequest("GET", g.control+"/v1/check", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (s *system) waitRefusedEverywhere(token string) {
+	s.t.Helper()
+	for _, g := range s.gateways {
+		testenv.Eventually(s.t, 10*time.Second, func() bool { return check(s.t, g, token) == 401 }, "gateway %s still accepts a revoked token", g.control)
+	}
+}
+
+func (s *system) acceptedEverywhere(token string) bool {
+	for _, g := range s.gateways {
+		if check(s.t, g, token) != 200 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *system) pool() *pgxpool.Pool {
+	s.t.Helper()
+	pool, err := postgres.Connect(s.t.Context(), s.dbURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(pool.Close)
+	return pool
+}
+
+func waitFor(t testing.TB, cond func() bool, msg string) {
+	t.Helper()
+	testenv.Eventually(t, 15*time.Second, cond, msg)
+}
