@@ -48,7 +48,9 @@ func TestDevStackStartsEverything(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"devstack"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"devstack"}, func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
 	var early error
 	testenv.Eventually(t, 60*time.Second, func() bool {
 		select {
