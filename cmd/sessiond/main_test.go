@@ -107,6 +107,9 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil { // the server knows the subscription before the logout
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/auth/logout", nil)
 	req.Header.Set("Authorization", "Bearer "+login.AccessToken)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 {
@@ -132,19 +135,25 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 	}
 
-	resp, err = http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var metrics bytes.Buffer
-	_, _ = metrics.ReadFrom(resp.Body)
-	resp.Body.Close()
-	for _, m := range []string{`sessiond_logins_total{result="success"} 1`, `sessiond_http_requests_total{code="200",method="POST",route="/v1/auth/login"} 1`,
-		`outbox_published_total{subject="revocations.v1.session"} 1`, "outbox_depth 0", "outbox_commit_to_ack_seconds_bucket"} {
-		if !strings.Contains(metrics.String(), m) {
-			t.Fatalf("metrics lack %q", m)
+	// The relay marks the row sent just after the ack, so poll.
+	var metrics string
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
 		}
-	}
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		metrics = b.String()
+		for _, m := range []string{`sessiond_logins_total{result="success"} 1`, `sessiond_http_requests_total{code="200",method="POST",route="/v1/auth/login"} 1`,
+			`outbox_published_total{subject="revocations.v1.session"} 1`, "outbox_depth 0", "outbox_commit_to_ack_seconds_bucket"} {
+			if !strings.Contains(metrics, m) {
+				return false
+			}
+		}
+		return true
+	}, "metrics lack an expected series:\n%s", metrics)
 	cancel()
 	select {
 	case err := <-done:
