@@ -98,9 +98,9 @@ func newSystem(t testing.TB, gateways int) *system {
 func (s *system) startGateway() *gw {
 	s.t.Helper()
 	u, _ := url.Parse(s.upstream.URL)
-	cfg := gateway.AppConfig{JWKSURL: s.api + "/.well-known/jwks.json", NATSURL: s.nats.URL(), Upstream: u,
-		MaxStaleness: 10 * time.Second, Issuer: "http://sessiond.test", Audience: "api", Leeway: 30 * time.Second,
-		CacheSize: 1 << 16, ActivityEvery: 30 * time.Second}
+	cfg := gateway.AppConfig{NATSURL: s.nats.URL(), Upstream: u, Config: gateway.Config{
+		JWKSURL: s.api + "/.well-known/jwks.json", MaxStaleness: 10 * time.Second, Issuer: "http://sessiond.test",
+		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second}}
 	lns := gateway.Listeners{Proxy: listen(s.t), Control: listen(s.t)}
 	g := &gw{proxy: "http://" + lns.Proxy.Addr().String(), control: "http://" + lns.Control.Addr().String(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,13 +20,9 @@ import (
 	"github.com/sessionguard/revoke/internal/natsx"
 )
 
-// AppConfig is everything gatewayd reads from its environment.
-type AppConfig struct {
+// Config is what an embedded gateway needs (Start).
+type Config struct {
 	JWKSURL      string
-	NATSURL      string
-	Upstream     *url.URL
-	Addr         string
-	ControlAddr  string
 	MaxStaleness time.Duration
 	Issuer       string
 	Audience     string
@@ -32,8 +30,17 @@ type AppConfig struct {
 	// CacheSize is how many verified tokens are cached.
 	CacheSize int64
 	// ActivityEvery is the least time between two activity reports of one
-	// session.
+	// session; zero turns activity reports off.
 	ActivityEvery time.Duration
+}
+
+// AppConfig is everything gatewayd reads from its environment.
+type AppConfig struct {
+	Config
+	NATSURL     string
+	Upstream    *url.URL
+	Addr        string
+	ControlAddr string
 }
 
 // ConfigFromEnv reads the configuration; every problem is reported at once.
@@ -57,16 +64,18 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 		return d
 	}
 	c := AppConfig{
-		JWKSURL:       getenv("JWKS_URL"),
-		NATSURL:       getenv("NATS_URL"),
-		Addr:          str("GATEWAY_ADDR", ":8081"),
-		ControlAddr:   str("GATEWAY_CONTROL_ADDR", ":9091"),
-		MaxStaleness:  dur("GATEWAY_MAX_STALENESS", 10*time.Second),
-		Issuer:        str("ISSUER", "http://localhost:8080"),
-		Audience:      str("AUDIENCE", "api"),
-		Leeway:        dur("TOKEN_LEEWAY", 30*time.Second),
-		CacheSize:     1 << 20,
-		ActivityEvery: 30 * time.Second,
+		Config: Config{
+			JWKSURL:       getenv("JWKS_URL"),
+			MaxStaleness:  dur("GATEWAY_MAX_STALENESS", 10*time.Second),
+			Issuer:        str("ISSUER", "http://localhost:8080"),
+			Audience:      str("AUDIENCE", "api"),
+			Leeway:        dur("TOKEN_LEEWAY", 30*time.Second),
+			CacheSize:     1 << 20,
+			ActivityEvery: 30 * time.Second,
+		},
+		NATSURL:     getenv("NATS_URL"),
+		Addr:        str("GATEWAY_ADDR", ":8081"),
+		ControlAddr: str("GATEWAY_CONTROL_ADDR", ":9091"),
 	}
 	if c.JWKSURL == "" {
 		errs = append(errs, errors.New("JWKS_URL is required (e.g. http://sessiond:8080/.well-known/jwks.json)"))
@@ -90,42 +99,68 @@ type Listeners struct {
 	Control net.Listener
 }
 
-// Serve runs gatewayd until ctx ends.
-func Serve(ctx context.Context, cfg AppConfig, lns Listeners, log *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := NewMetrics(reg)
-
-	nc, err := natsx.Connect(cfg.NATSURL, "gatewayd", log)
-	if err != nil {
-		return err
+// Start wires a gateway on nc and starts its background work (the
+// revocation feed, JWKS refreshes, blocklist sweeps, activity reports) until
+// ctx ends or Close is called. Use its Middleware in any Go service, or its
+// Check and Proxy handlers. The gateway answers 503 until it has replayed the
+// revocation stream and loaded the JWKS.
+func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
+	if cfg.JWKSURL == "" {
+		return nil, errors.New("gateway: JWKSURL is required")
 	}
-	defer nc.Close()
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 1 << 20
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fmt.Errorf("nats: %w", err)
+		return nil, fmt.Errorf("nats: %w", err)
 	}
+	metrics := NewMetrics(reg)
 	keys := NewKeySource(cfg.JWKSURL, &http.Client{Timeout: 5 * time.Second}, 5*time.Second, log)
 	if err := keys.Fetch(ctx); err != nil {
 		log.Warn("jwks not available yet; not ready until it is", "error", err.Error())
 	}
 	verifier, err := NewVerifier(keys, cfg.Issuer, cfg.Audience, cfg.Leeway, cfg.CacheSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer verifier.Close()
 	bl := NewBlocklist()
 	feed := NewFeed(js, bl, cfg.MaxStaleness, metrics, log.With("component", "feed"))
-	activity := NewActivity(nc, cfg.ActivityEvery, time.Second, metrics, log)
+	var activity *Activity
+	if cfg.ActivityEvery > 0 {
+		activity = NewActivity(nc, cfg.ActivityEvery, time.Second, metrics, log)
+	}
 	g := New(verifier, bl, feed, activity, metrics, log)
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	go func() { _ = feed.Run(bg) }()
-	go activity.Run(bg)
-	go keys.Run(bg, 5*time.Minute)
-	go retryKeys(bg, keys, log)
-	go sweep(bg, bl, metrics)
+	var wg sync.WaitGroup
+	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	run(func() { _ = feed.Run(bg) })
+	if activity != nil {
+		run(func() { activity.Run(bg) })
+	}
+	run(func() { keys.Run(bg, 5*time.Minute) })
+	run(func() { retryKeys(bg, keys, log) })
+	run(func() { sweep(bg, bl, metrics) })
+	go func() { <-ctx.Done(); stop() }()
+	g.close = func() { stop(); wg.Wait(); verifier.Close() }
+	return g, nil
+}
+
+// Serve runs gatewayd until ctx ends.
+func Serve(ctx context.Context, cfg AppConfig, lns Listeners, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	nc, err := natsx.Connect(cfg.NATSURL, "gatewayd", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	g, err := Start(ctx, cfg.Config, nc, reg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
 
 	control := http.NewServeMux()
 	control.HandleFunc("GET /v1/check", g.Check)

@@ -23,6 +23,14 @@ type Gateway struct {
 	activity *Activity // nil: no activity reports
 	metrics  *Metrics
 	log      *slog.Logger
+	close    func()
+}
+
+// Close stops the background work that Start began.
+func (g *Gateway) Close() {
+	if g.close != nil {
+		g.close()
+	}
 }
 
 // New wires a gateway. activity may be nil.
