@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,9 @@ type AppConfig struct {
 	// StreamReplicas is the JetStream replica count of the streams sessiond
 	// creates (3 in a cluster).
 	StreamReplicas int
+	Retention      RetentionConfig
+	// OutboxRetention is how long sent outbox rows are kept.
+	OutboxRetention time.Duration
 }
 
 // envReader collects every configuration problem, to report them at once.
@@ -112,7 +116,13 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 		BootstrapPassword: getenv("BOOTSTRAP_ADMIN_PASSWORD"),
 		Service:           e.serviceConfig(),
 		StreamReplicas:    1,
+		Retention:         DefaultRetention(),
 	}
+	c.Retention.Sessions = e.dur("SESSION_RETENTION", c.Retention.Sessions)
+	c.Retention.UsedRefreshTokens = e.dur("USED_REFRESH_TOKEN_RETENTION", c.Retention.UsedRefreshTokens)
+	c.Retention.Revocations = e.dur("REVOCATION_RETENTION", c.Retention.Revocations)
+	c.Retention.LoginFailures = max(c.Retention.LoginFailures, c.Service.LoginWindow)
+	c.OutboxRetention = e.dur("OUTBOX_RETENTION", 24*time.Hour)
 	if c.DatabaseURL == "" {
 		e.errs = append(e.errs, errors.New("DATABASE_URL is required (e.g. postgres://user:pass@localhost:5432/revoke)"))
 	}
@@ -213,6 +223,7 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		return fmt.Errorf("nats: %w", err)
 	}
 	relayCfg := outbox.DefaultConfig()
+	relayCfg.Retention = cfg.OutboxRetention
 	relayCfg.Prepare = func(ctx context.Context) error {
 		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
 			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
@@ -251,6 +262,13 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		return fmt.Errorf("nats: subscribe to activity reports: %w", err)
 	}
 	defer func() { _ = activitySub.Unsubscribe() }()
+	erasure := NewErasure(svc, js, reg, log.With("component", "erasure"))
+	retention := NewRetention(pool, cfg.Retention, reg, log.With("component", "retention"))
+	var workers sync.WaitGroup
+	workers.Add(2)
+	go func() { defer workers.Done(); erasure.Run(bg) }()
+	go func() { defer workers.Done(); retention.Run(bg) }()
+	defer workers.Wait() // runs after stopBG below
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)

@@ -302,3 +302,5 @@ func assertProblem(t testing.TB, r response, status int) {
 }
 
 func base64URLDecode(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func nilRegistry() *prometheus.Registry { return prometheus.NewRegistry() }

@@ -330,6 +330,29 @@ func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, u)
 }
 
+func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeError(w, r, invalid("malformed query string"))
+		return
+	}
+	aq := AuditQuery{UserID: q.Get("user_id"), OrgID: q.Get("org_id"), Action: q.Get("action"), Cursor: q.Get("cursor")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			h.writeError(w, r, invalid("limit must be an integer between 1 and %d", MaxListLimit))
+			return
+		}
+		aq.Limit = n
+	}
+	page, err := h.svc.ListAudit(r.Context(), principal(r), aq)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, page)
+}
+
 func (h *Handler) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{})
 }

@@ -42,6 +42,7 @@ func (e *env) outbox() []outboxRow {
 		want := map[string][]string{
 			events.SubjectSessionRevoked: {"event_id", "sid", "sub", "org", "reason", "revoked_at", "expires_at"},
 			events.SubjectUserRevoked:    {"event_id", "sub", "org", "not_before", "reason", "revoked_at", "expires_at"},
+			events.SubjectUserErased:     {"event_id", "request_event_id", "user_id", "sessions_revoked", "completed_at"},
 		}[subject]
 		if len(raw) != len(want) {
 			e.t.Fatalf("payload %s has fields %v, want %v", payload, raw, want)

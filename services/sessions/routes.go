@@ -44,6 +44,8 @@ func (h *Handler) Routes() http.Handler {
 		r.Post("/v1/orgs", h.createOrg)
 		r.Post("/v1/users", h.createUser)
 		r.Patch("/v1/users/{id}", h.patchUser)
+
+		r.Get("/v1/audit", h.listAudit)
 	})
 	return r
 }
