@@ -83,7 +83,9 @@ func (r *Retention) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('retention'))").Scan(&got); err != nil || !got {
 		return nil, err
 	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('retention'))") }()
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('retention'))")
+	}()
 
 	secs := func(d time.Duration) float64 { return d.Seconds() }
 	jobs := []struct {
