@@ -30,12 +30,15 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type system struct {
 	t        testing.TB
 	api      string
+	apiLn    string // sessiond's address, kept across restarts
+	stopAPI  func()
 	dbURL    string
 	nats     *testenv.NATSServer
 	upstream *httptest.Server
 	seen     chan http.Header
 	gateways []*gw
 	admin    string // access token of the bootstrap admin
+	sessiond sessions.AppConfig
 }
 
 type gw struct {
@@ -81,18 +84,40 @@ func newSystem(t testing.TB, gateways int) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.sessiond = cfg
 	ln := listen(t)
-	s.api = "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sessions.Serve(ctx, cfg, ln, quietLog()) }()
-	t.Cleanup(func() { cancel(); <-done })
-	s.waitOK(s.api + "/readyz")
+	s.apiLn = ln.Addr().String()
+	s.api = "http://" + s.apiLn
+	s.startSessiond(ln)
 	for i := 0; i < gateways; i++ {
 		s.startGateway()
 	}
 	s.admin = s.login("admin@example.com", "admin-password").AccessToken
 	return s
+}
+
+// startSessiond starts sessiond on ln, or on its previous address.
+func (s *system) startSessiond(ln net.Listener) {
+	s.t.Helper()
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.apiLn); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sessions.Serve(ctx, s.sessiond, ln, quietLog()) }()
+	stopped := false
+	s.stopAPI = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	s.t.Cleanup(s.stopAPI)
+	s.waitOK(s.api + "/readyz")
 }
 
 func (s *system) startGateway() *gw {

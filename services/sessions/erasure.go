@@ -105,9 +105,13 @@ func (e *Erasure) handle(ctx context.Context, m jetstream.Msg) {
 			e.park(ctx, m, err)
 			return
 		}
+		delay := erasureBackoff[len(erasureBackoff)-1]
+		if meta != nil && int(meta.NumDelivered) <= len(erasureBackoff) {
+			delay = erasureBackoff[meta.NumDelivered-1]
+		}
 		e.handled.WithLabelValues("retried").Inc()
-		e.log.WarnContext(ctx, "erasure failed; it will be redelivered", "request_event_id", req.EventID, "error", err.Error())
-		_ = m.Nak() // redelivered on the consumer's backoff schedule
+		e.log.WarnContext(ctx, "erasure failed; it will be redelivered", "request_event_id", req.EventID, "error", err.Error(), "retry_in", delay.String())
+		_ = m.NakWithDelay(delay)
 		return
 	}
 	if err := m.Ack(); err != nil {
