@@ -32,6 +32,8 @@ type Config struct {
 	// ActivityEvery is the least time between two activity reports of one
 	// session; zero turns activity reports off.
 	ActivityEvery time.Duration
+	// Now is the gateway's clock (nil: time.Now); tests skew it.
+	Now func() time.Time
 }
 
 // AppConfig is everything gatewayd reads from its environment.
@@ -131,6 +133,9 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 		activity = NewActivity(nc, cfg.ActivityEvery, time.Second, metrics, log)
 	}
 	g := New(verifier, bl, feed, activity, metrics, log)
+	if cfg.Now != nil {
+		g.now, feed.now = cfg.Now, cfg.Now
+	}
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

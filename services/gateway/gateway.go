@@ -24,6 +24,7 @@ type Gateway struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	close    func()
+	now      func() time.Time
 }
 
 // Close stops the background work that Start began.
@@ -35,7 +36,7 @@ func (g *Gateway) Close() {
 
 // New wires a gateway. activity may be nil.
 func New(verifier *Verifier, bl *Blocklist, feed *Feed, activity *Activity, metrics *Metrics, log *slog.Logger) *Gateway {
-	return &Gateway{verifier: verifier, bl: bl, feed: feed, activity: activity, metrics: metrics, log: log}
+	return &Gateway{verifier: verifier, bl: bl, feed: feed, activity: activity, metrics: metrics, log: log, now: time.Now}
 }
 
 // Outcome of a decision.
@@ -154,7 +155,7 @@ func IdentityFrom(ctx context.Context) (*Identity, bool) {
 func (g *Gateway) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		d := g.Decide(r.Context(), r.Header.Get("Authorization"), start)
+		d := g.Decide(r.Context(), r.Header.Get("Authorization"), g.now())
 		g.metrics.latency.Observe(time.Since(start).Seconds())
 		if d.Outcome != Allow {
 			deny(w, d)
@@ -171,7 +172,7 @@ func (g *Gateway) Middleware(next http.Handler) http.Handler {
 // 401, or 503 while failing closed.
 func (g *Gateway) Check(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	d := g.Decide(r.Context(), r.Header.Get("Authorization"), start)
+	d := g.Decide(r.Context(), r.Header.Get("Authorization"), g.now())
 	g.metrics.latency.Observe(time.Since(start).Seconds())
 	if d.Outcome != Allow {
 		deny(w, d)
@@ -190,7 +191,7 @@ func (g *Gateway) Healthz(w http.ResponseWriter, _ *http.Request) {
 // Readyz answers 200 once the replay is done and while the blocklist is
 // confirmed current; 503 otherwise.
 func (g *Gateway) Readyz(w http.ResponseWriter, _ *http.Request) {
-	now := time.Now()
+	now := g.now()
 	switch {
 	case !g.feed.Replayed():
 		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "replaying the revocation stream")
