@@ -1,0 +1,421 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/pgserver"
+	"github.com/sessionguard/revoke/internal/postgres"
+	"github.com/sessionguard/revoke/internal/tokens"
+	"github.com/sessionguard/revoke/services/sessions"
+)
+
+const issuer = "http://revokebench.local"
+
+// benchEnv is the running system under test.
+type benchEnv struct {
+	dir      string
+	pg       *pgserver.Server
+	pool     *pgxpool.Pool
+	nats     *server.Server
+	binDir   string
+	kek      []byte
+	api      string
+	sessiond *proc
+	gateways []*gateway
+	upstream *proc
+	upURL    string
+	admin    string // bearer token of a global admin
+	keys     *sessions.KeyStore
+	client   *http.Client
+	log      io.Writer
+	keep     bool
+}
+
+type gateway struct {
+	proc           *proc
+	proxy, control string
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func (p *proc) kill() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error) {
+	dir, err := os.MkdirTemp("", "rb-")
+	if err != nil {
+		return nil, err
+	}
+	_ = os.Chmod(dir, 0o755)
+	e := &benchEnv{dir: dir, log: logw, keep: o.keep, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 4096}, Timeout: 30 * time.Second}}
+	ok := false
+	defer func() {
+		if !ok {
+			e.close()
+		}
+	}()
+	fmt.Fprintln(logw, "starting PostgreSQL (fsync on), NATS, sessiond and", o.gateways, "gateways in", dir)
+	if e.pg, err = pgserver.Start(ctx, filepath.Join(dir, "pg"), pgserver.Options{Settings: map[string]string{"max_connections": "400"}}); err != nil {
+		return nil, err
+	}
+	if err := createDB(ctx, e.pg.URL("postgres"), "revoke"); err != nil {
+		return nil, err
+	}
+	if e.pool, err = postgres.Connect(ctx, e.pg.URL("revoke")); err != nil {
+		return nil, err
+	}
+	if _, err := postgres.Migrate(ctx, e.pool); err != nil {
+		return nil, err
+	}
+	if e.nats, err = natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: filepath.Join(dir, "nats")}); err != nil {
+		return nil, err
+	}
+	e.binDir = o.binDir
+	if e.binDir == "" {
+		e.binDir = filepath.Join(dir, "bin")
+		fmt.Fprintln(logw, "building sessiond and gatewayd")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.binDir+"/", "./cmd/sessiond", "./cmd/gatewayd")
+		cmd.Stdout, cmd.Stderr = logw, logw
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("go build (run revokebench from the repository root, or pass -bin): %w", err)
+		}
+	}
+	e.kek = make([]byte, 32)
+	_, _ = rand.Read(e.kek)
+	if err := e.startSessiond(ctx); err != nil {
+		return nil, err
+	}
+	if e.upstream, e.upURL, err = e.startBare(ctx, "upstream", ""); err != nil {
+		return nil, err
+	}
+	for i := 0; i < o.gateways; i++ {
+		g, err := e.startGateway(ctx, fmt.Sprintf("gatewayd-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		e.gateways = append(e.gateways, g)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if e.keys, err = sessions.NewKeyStore(e.pool, e.kek, time.Hour, quiet); err != nil {
+		return nil, err
+	}
+	if err := e.keys.Reload(ctx); err != nil {
+		return nil, err
+	}
+	var p struct {
+		AccessToken string `json:"access_token"`
+	}
+	if code, err := e.call(ctx, "POST", "/v1/auth/login", "", map[string]string{"email": "bench@example.com", "password": "bench-password"}, &p); err != nil || code != 200 {
+		return nil, fmt.Errorf("admin login: %d %v", code, err)
+	}
+	e.admin = p.AccessToken
+	ok = true
+	return e, nil
+}
+
+func createDB(ctx context.Context, url, name string) error {
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "CREATE DATABASE "+name)
+	return err
+}
+
+func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ...string) (*proc, error) {
+	logf, err := os.Create(filepath.Join(e.dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(e.binDir, strings.SplitN(name, "-", 2)[0])
+	if len(args) > 0 && args[0] == "bare" {
+		if bin, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	return p, nil
+}
+
+func (e *benchEnv) startSessiond(ctx context.Context) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	e.api = "http://" + addr
+	e.sessiond, err = e.spawn(ctx, "sessiond", []string{
+		"DATABASE_URL=" + e.pg.URL("revoke"), "NATS_URL=" + e.nats.ClientURL(), "SESSIOND_ADDR=" + addr,
+		"KEY_ENCRYPTION_KEY=" + base64.StdEncoding.EncodeToString(e.kek), "ISSUER=" + issuer,
+		"BOOTSTRAP_ADMIN_EMAIL=bench@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench-password",
+		"LOGIN_RATE_LIMIT=100000/1m", "LOG_LEVEL=warn",
+	})
+	if err != nil {
+		return err
+	}
+	return e.waitOK(ctx, e.api+"/readyz", e.sessiond)
+}
+
+func (e *benchEnv) startGateway(ctx context.Context, name string) (*gateway, error) {
+	proxy, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	control, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.spawn(ctx, name, []string{
+		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.nats.ClientURL(), "GATEWAY_UPSTREAM=" + e.upURL,
+		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn",
+	})
+	if err != nil {
+		return nil, err
+	}
+	g := &gateway{proc: p, proxy: "http://" + proxy, control: "http://" + control}
+	return g, e.waitOK(ctx, g.control+"/readyz", p)
+}
+
+// startBare runs this binary as a bare server: "ok" answers 200, "proxy"
+// is a bare httputil.ReverseProxy to upstream, "upstream" answers 512 bytes.
+func (e *benchEnv) startBare(ctx context.Context, mode, upstream string) (*proc, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := e.spawn(ctx, "bare-"+mode, nil, "bare", "-mode", mode, "-addr", addr, "-upstream", upstream)
+	if err != nil {
+		return nil, "", err
+	}
+	u := "http://" + addr
+	return p, u, e.waitOK(ctx, u+"/healthz", p)
+}
+
+func (e *benchEnv) waitOK(ctx context.Context, url string, p *proc) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			return fmt.Errorf("%s exited before it was ready: %v (logs in %s)", filepath.Base(p.cmd.Path), err, e.dir)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if resp, err := e.client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after 60 s (logs in %s)", url, e.dir)
+}
+
+func (e *benchEnv) close() {
+	for _, g := range e.gateways {
+		g.proc.kill()
+	}
+	e.upstream.kill()
+	e.sessiond.kill()
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	if e.nats != nil {
+		e.nats.Shutdown()
+	}
+	if e.pg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = e.pg.Stop(ctx)
+		cancel()
+	}
+	if !e.keep {
+		_ = os.RemoveAll(e.dir)
+	}
+}
+
+// call makes a JSON request to sessiond.
+func (e *benchEnv) call(ctx context.Context, method, path, token string, body, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, e.api+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode/100 == 2 {
+		return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// check asks a gateway's forward-auth endpoint about a token.
+func (e *benchEnv) check(ctx context.Context, g *gateway, token string) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", g.control+"/v1/check", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// fixture is a batch of live sessions with signed access tokens.
+type fixture struct {
+	org      string
+	users    []string
+	sessions []string
+	tokens   []string
+}
+
+// makeSessions creates users x perUser live sessions directly in
+// PostgreSQL and signs an access token for each with sessiond's own key:
+// logging in a hundred thousand times would only measure argon2id.
+func (e *benchEnv) makeSessions(ctx context.Context, users, perUser int) (*fixture, error) {
+	f := &fixture{org: uuid.NewString()}
+	if _, err := e.pool.Exec(ctx, "INSERT INTO orgs (id, name) VALUES ($1, 'bench')", f.org); err != nil {
+		return nil, err
+	}
+	for i := 0; i < users; i++ {
+		f.users = append(f.users, uuid.NewString())
+	}
+	if _, err := e.pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+		SELECT u, $2, 'bench-' || u::text || '@example.com', 'user' FROM unnest($1::uuid[]) AS u`, f.users, f.org); err != nil {
+		return nil, err
+	}
+	rows, err := e.pool.Query(ctx, `INSERT INTO sessions (id, user_id, org_id, device_type, user_agent, ip, last_active_at, expires_at)
+		SELECT gen_random_uuid(), u, $2, 'web', 'revokebench', '127.0.0.1', now() - random() * interval '1 day', now() + interval '30 days'
+		FROM unnest($1::uuid[]) AS u, generate_series(1, $3)
+		RETURNING id, user_id`, f.users, f.org, perUser)
+	if err != nil {
+		return nil, err
+	}
+	ks := e.keys.Current()
+	signer := tokens.Signer{Issuer: issuer, Audience: "api"}
+	now := time.Now()
+	for rows.Next() {
+		var sid, uid string
+		if err := rows.Scan(&sid, &uid); err != nil {
+			return nil, err
+		}
+		tok, _, err := signer.Sign(ks, tokens.Grant{Subject: uid, SessionID: sid, Org: f.org, Role: "user", Now: now, TTL: 5 * time.Minute, ID: uuid.NewString()})
+		if err != nil {
+			return nil, err
+		}
+		f.sessions, f.tokens = append(f.sessions, sid), append(f.tokens, tok)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(f.tokens) == 0 {
+		return nil, errors.New("no sessions created")
+	}
+	return f, nil
+}
+
+// warm presents each token once at every gateway, as a client in use would.
+func (e *benchEnv) warm(ctx context.Context, toks []string) error {
+	for _, g := range e.gateways {
+		errs := parallel(ctx, len(toks), 16, func(i int) error {
+			code, err := e.check(ctx, g, toks[i])
+			if err == nil && code != 200 {
+				err = fmt.Errorf("gateway refused a fresh token: %d", code)
+			}
+			return err
+		})
+		if errs != nil {
+			return errs
+		}
+	}
+	return nil
+}
+
+func machine() map[string]string {
+	m := map[string]string{"go": runtime.Version(), "cpus": fmt.Sprint(runtime.NumCPU()), "os": runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				m["cpu"] = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return m
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

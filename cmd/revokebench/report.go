@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+type results struct {
+	Started     time.Time         `json:"started"`
+	Finished    time.Time         `json:"finished"`
+	Gateways    int               `json:"gateways"`
+	Machine     map[string]string `json:"machine"`
+	Propagation propagationResult `json:"propagation"`
+	Throughput  throughputResult  `json:"throughput"`
+	Revoke      revokeResult      `json:"revoke"`
+	OrgWide     orgWideResult     `json:"org_wide"`
+	ColdStart   coldStartResult   `json:"cold_start"`
+}
+
+type propagationResult struct {
+	RatePerSec   int       `json:"rate_per_sec"`
+	AchievedRate float64   `json:"achieved_rate_per_sec"`
+	Revocations  int       `json:"revocations"`
+	Probes       int       `json:"probes"`
+	API          stats     `json:"api_call"`
+	Latency      stats     `json:"call_start_to_401"`
+	PerGateway   []stats   `json:"per_gateway"`
+	SamplesMs    []float64 `json:"samples_ms"`
+}
+
+type rpsResult struct {
+	Name      string    `json:"name"`
+	ReqPerSec float64   `json:"req_per_sec_median"`
+	Rounds    []float64 `json:"rounds"`
+}
+
+type throughputResult struct {
+	Concurrency       int         `json:"concurrency"`
+	Mix               string      `json:"mix"`
+	Rounds            int         `json:"rounds"`
+	Runs              []rpsResult `json:"runs"`
+	CheckRatio        float64     `json:"check_vs_bare_200"`
+	ProxyRatio        float64     `json:"proxy_vs_bare_reverseproxy"`
+	NginxVsProxyRatio float64     `json:"nginx_auth_request_vs_gateway_proxy,omitempty"`
+	Note              string      `json:"note,omitempty"`
+}
+
+type revokeResult struct {
+	Concurrency int     `json:"concurrency"`
+	PerSec      float64 `json:"revocations_per_sec"`
+	Latency     stats   `json:"latency"`
+}
+
+type orgWideResult struct {
+	Sessions   int     `json:"sessions"`
+	Users      int     `json:"users"`
+	Revoked    int64   `json:"revoked"`
+	APIms      float64 `json:"api_ms"`
+	EnforcedMs float64 `json:"enforced_everywhere_ms"`
+	Sampled    int     `json:"sampled_tokens"`
+}
+
+type coldStartResult struct {
+	Entries          int     `json:"entries"`
+	PublishSeconds   float64 `json:"publish_seconds"`
+	ReadySeconds     float64 `json:"ready_seconds"`
+	RSSMB            float64 `json:"rss_mb"`
+	PeakRSSMB        float64 `json:"peak_rss_mb"`
+	BlocklistEntries int     `json:"blocklist_entries"`
+}
+
+func printTable(w io.Writer, r *results) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nrevokebench  %s  %s cpus, %s gateways\n", r.Machine["cpu"], r.Machine["cpus"], fmt.Sprint(r.Gateways))
+	if p := r.Propagation; p.Latency.N > 0 {
+		fmt.Fprintf(tw, "propagation @ %d/s (achieved %.0f/s)\tcall start → 401\tp50 %.2f ms\tp99 %.2f ms\tmax %.2f ms\t(%d samples)\n", p.RatePerSec, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Latency.N)
+		fmt.Fprintf(tw, "\trevoke API call\tp50 %.2f ms\tp99 %.2f ms\tmax %.2f ms\t\n", p.API.P50, p.API.P99, p.API.Max)
+	}
+	for _, run := range r.Throughput.Runs {
+		fmt.Fprintf(tw, "throughput\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
+	}
+	if r.Throughput.CheckRatio > 0 {
+		fmt.Fprintf(tw, "\tratios\tcheck/bare %.2f\tproxy/bare %.2f\t", r.Throughput.CheckRatio, r.Throughput.ProxyRatio)
+		if r.Throughput.NginxVsProxyRatio > 0 {
+			fmt.Fprintf(tw, "nginx/proxy %.2f", r.Throughput.NginxVsProxyRatio)
+		}
+		fmt.Fprintln(tw, "\t")
+	}
+	if r.Revoke.PerSec > 0 {
+		fmt.Fprintf(tw, "revocations\tsingle, %d clients\t%.0f /s\tp50 %.2f ms\tp99 %.2f ms\t\n", r.Revoke.Concurrency, r.Revoke.PerSec, r.Revoke.Latency.P50, r.Revoke.Latency.P99)
+	}
+	if r.OrgWide.Sessions > 0 {
+		fmt.Fprintf(tw, "org-wide revoke\t%d sessions, %d users\tAPI %.0f ms\tenforced everywhere %.0f ms\t\t\n", r.OrgWide.Sessions, r.OrgWide.Users, r.OrgWide.APIms, r.OrgWide.EnforcedMs)
+	}
+	if r.ColdStart.Entries > 0 {
+		fmt.Fprintf(tw, "cold start\t%d live revocations\tready in %.2f s\tRSS %.0f MB (peak %.0f MB)\t\t\n", r.ColdStart.Entries, r.ColdStart.ReadySeconds, r.ColdStart.RSSMB, r.ColdStart.PeakRSSMB)
+	}
+	_ = tw.Flush()
+}
+
+func writeJSON(path string, r *results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// writeSVG draws a histogram of the samples with the p50 and p99 marked.
+func writeSVG(path string, samples []float64, title string) error {
+	s := append([]float64(nil), samples...)
+	sort.Float64s(s)
+	p50, p99 := s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+	hi := math.Max(1, s[min(len(s)-1, len(s)*999/1000)]*1.1)
+	const W, H, L, B, bins = 800, 400, 60, 50, 60
+	counts := make([]int, bins)
+	for _, v := range s {
+		i := int(v / hi * bins)
+		if i >= bins {
+			i = bins - 1
+		}
+		counts[i]++
+	}
+	peak := 1
+	for _, c := range counts {
+		peak = max(peak, c)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%d" y="20" font-size="14">%s</text>`+"\n", L, escape(title))
+	pw, ph := float64(W-L-20), float64(H-B-40)
+	for i, c := range counts {
+		x := float64(L) + float64(i)*pw/bins
+		h := float64(c) / float64(peak) * ph
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4a78b5"/>`+"\n", x, float64(H-B)-h, pw/bins-1, h)
+	}
+	for _, m := range []struct {
+		v     float64
+		label string
+		color string
+	}{{p50, "p50", "#2a9d4a"}, {p99, "p99", "#c0392b"}} {
+		x := float64(L) + m.v/hi*pw
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="40" x2="%.1f" y2="%d" stroke="%s" stroke-dasharray="4"/><text x="%.1f" y="52" fill="%s">%s %.2f ms</text>`+"\n", x, x, H-B, m.color, x+4, m.color, m.label, m.v)
+	}
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", L, H-B, W-20, H-B)
+	for i := 0; i <= 5; i++ {
+		x := float64(L) + float64(i)*pw/5
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%.1f</text>`+"\n", x, H-B+18, hi*float64(i)/5)
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">milliseconds (%d samples)</text>`+"\n", L+int(pw/2), H-10, len(s))
+	fmt.Fprintf(&b, `<text x="15" y="%d" transform="rotate(-90 15 %d)" text-anchor="middle">count</text>`+"\n", H/2, H/2)
+	b.WriteString("</svg>\n")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func escape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}

@@ -1,0 +1,471 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// propagation revokes at a steady rate through the API; one revocation per
+// probe interval is watched at every gateway (polled every 200 µs) from the
+// revoke call's start until its first 401 there.
+func propagation(ctx context.Context, e *benchEnv, o options, res *results) error {
+	total := int(float64(o.rate) * o.duration.Seconds())
+	f, err := e.makeSessions(ctx, total/10+1, 10)
+	if err != nil {
+		return err
+	}
+	every := max(1, int(float64(o.rate)*o.probeEvery.Seconds()))
+	var probes []int
+	var probeToks []string
+	for i := 0; i < total; i += every {
+		probes = append(probes, i)
+		probeToks = append(probeToks, f.tokens[i])
+	}
+	if err := e.warm(ctx, probeToks); err != nil {
+		return err
+	}
+	isProbe := map[int]bool{}
+	for _, p := range probes {
+		isProbe[p] = true
+	}
+	var (
+		mu      sync.Mutex
+		api     []float64
+		lat     []float64
+		perGW   = make([][]float64, len(e.gateways))
+		failed  int
+		wg      sync.WaitGroup
+		inFlght = make(chan struct{}, 256)
+	)
+	tick := time.NewTicker(time.Second / time.Duration(o.rate))
+	defer tick.Stop()
+	begin := time.Now()
+	for i := 0; i < total && ctx.Err() == nil; i++ {
+		<-tick.C
+		inFlght <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-inFlght }()
+			start := time.Now()
+			var pw sync.WaitGroup
+			if isProbe[i] {
+				for gi, g := range e.gateways {
+					pw.Add(1)
+					go func() {
+						defer pw.Done()
+						deadline := start.Add(5 * time.Second)
+						for time.Now().Before(deadline) {
+							if code, _ := e.check(ctx, g, f.tokens[i]); code == 401 {
+								d := ms(time.Since(start))
+								mu.Lock()
+								lat = append(lat, d)
+								perGW[gi] = append(perGW[gi], d)
+								mu.Unlock()
+								return
+							}
+							time.Sleep(200 * time.Microsecond)
+						}
+						mu.Lock()
+						failed++
+						mu.Unlock()
+					}()
+				}
+			}
+			code, err := e.call(ctx, "DELETE", "/v1/sessions/"+f.sessions[i], e.admin, nil, nil)
+			d := ms(time.Since(start))
+			mu.Lock()
+			if err != nil || code != 204 {
+				failed++
+			} else {
+				api = append(api, d)
+			}
+			mu.Unlock()
+			pw.Wait()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	if failed > 0 {
+		return fmt.Errorf("%d revocations failed or were never refused", failed)
+	}
+	res.Propagation = propagationResult{
+		RatePerSec: o.rate, AchievedRate: round(float64(total) / elapsed.Seconds()), Revocations: total, Probes: len(probes),
+		API: summarise(api), Latency: summarise(lat), SamplesMs: lat,
+	}
+	for gi := range perGW {
+		res.Propagation.PerGateway = append(res.Propagation.PerGateway, summarise(perGW[gi]))
+	}
+	return nil
+}
+
+// throughput measures /v1/check and the proxy with a mix of valid (90 %),
+// revoked (5 %) and invalid (5 %) tokens, next to a bare 200 handler, a bare
+// httputil.ReverseProxy and, when installed, NGINX with auth_request, in
+// alternating rounds; the medians are reported.
+func throughput(ctx context.Context, e *benchEnv, o options, res *results) error {
+	f, err := e.makeSessions(ctx, 100, 10)
+	if err != nil {
+		return err
+	}
+	n := len(f.tokens)
+	kind := make([]int, n) // 0 valid, 1 revoked, 2 invalid
+	toks := append([]string(nil), f.tokens...)
+	for i := 0; i < n; i++ {
+		switch i % 20 {
+		case 0:
+			kind[i] = 1
+			if code, err := e.call(ctx, "DELETE", "/v1/sessions/"+f.sessions[i], e.admin, nil, nil); err != nil || code != 204 {
+				return fmt.Errorf("revoke: %d %v", code, err)
+			}
+		case 1:
+			kind[i] = 2
+			toks[i] = "eyJhbGciOiJFZERTQSJ9." + uuid.NewString() + ".x"
+		}
+	}
+	g := e.gateways[0]
+	var valid []string
+	for i, k := range kind {
+		if k == 0 {
+			valid = append(valid, toks[i])
+		}
+	}
+	if err := e.warm(ctx, valid); err != nil {
+		return err
+	}
+	// wait until the revoked ones are refused
+	for i, k := range kind {
+		if k != 1 {
+			continue
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if code, _ := e.check(ctx, g, toks[i]); code == 401 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("revoked token still accepted")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	bareOK, bareOKURL, err := e.startBare(ctx, "ok", "")
+	if err != nil {
+		return err
+	}
+	defer bareOK.kill()
+	bareProxy, bareProxyURL, err := e.startBare(ctx, "proxy", e.upURL)
+	if err != nil {
+		return err
+	}
+	defer bareProxy.kill()
+	nginxURL, stopNginx, nginxErr := startNginx(e, g)
+	if stopNginx != nil {
+		defer stopNginx()
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 4096}}
+	mk := func(base string) func(i int) *http.Request {
+		return func(i int) *http.Request {
+			r, _ := http.NewRequest("GET", base, nil)
+			r.Header.Set("Authorization", "Bearer "+toks[i%n])
+			return r
+		}
+	}
+	any200 := func(_, s int) bool { return s == 200 }
+	authz := func(i, s int) bool { return (kind[i%n] == 0) == (s == 200) && (s == 200 || s == 401) }
+	runs := []struct {
+		name string
+		url  string
+		want func(i, s int) bool
+	}{
+		{"bare 200 handler", bareOKURL + "/v1/check", any200},
+		{"gatewayd /v1/check", g.control + "/v1/check", authz},
+		{"bare httputil.ReverseProxy", bareProxyURL + "/x", any200},
+		{"gatewayd proxy", g.proxy + "/x", authz},
+	}
+	if nginxURL != "" {
+		runs = append(runs, struct {
+			name string
+			url  string
+			want func(i, s int) bool
+		}{"nginx auth_request → /v1/check", nginxURL + "/x", authz})
+	}
+	per := o.duration / 3
+	got := map[string][]float64{}
+	for round := 0; round < 3; round++ {
+		for _, r := range runs {
+			rps, bad := hammer(ctx, client, o.concurrency, per, mk(r.url), r.want)
+			if bad > 0 {
+				return fmt.Errorf("%s: %d wrong answers", r.name, bad)
+			}
+			got[r.name] = append(got[r.name], rps)
+		}
+	}
+	med := func(name string) float64 {
+		v := append([]float64(nil), got[name]...)
+		sort.Float64s(v)
+		return round(v[len(v)/2])
+	}
+	res.Throughput = throughputResult{Concurrency: o.concurrency, Mix: "90% valid, 5% revoked, 5% invalid", Rounds: 3}
+	for _, r := range runs {
+		res.Throughput.Runs = append(res.Throughput.Runs, rpsResult{Name: r.name, ReqPerSec: med(r.name), Rounds: got[r.name]})
+	}
+	res.Throughput.CheckRatio = round(med("gatewayd /v1/check") / med("bare 200 handler"))
+	res.Throughput.ProxyRatio = round(med("gatewayd proxy") / med("bare httputil.ReverseProxy"))
+	if nginxURL != "" {
+		res.Throughput.NginxVsProxyRatio = round(med("nginx auth_request → /v1/check") / med("gatewayd proxy"))
+	} else {
+		res.Throughput.Note = "nginx not measured: " + nginxErr
+	}
+	return nil
+}
+
+// startNginx runs NGINX with auth_request to g's /v1/check in front of the
+// upstream, when an nginx binary is installed.
+func startNginx(e *benchEnv, g *gateway) (string, func(), string) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			return "", nil, "no nginx binary"
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err.Error()
+	}
+	dir := filepath.Join(e.dir, "nginx")
+	_ = os.MkdirAll(dir, 0o755)
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;"
+	}
+	up := strings.TrimPrefix(e.upURL, "http://")
+	ctl := strings.TrimPrefix(g.control, "http://")
+	conf := fmt.Sprintf(`%s
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/body; proxy_temp_path %[2]s/proxy; fastcgi_temp_path %[2]s/fastcgi;
+  uwsgi_temp_path %[2]s/uwsgi; scgi_temp_path %[2]s/scgi;
+  upstream app { server %[3]s; keepalive 256; }
+  upstream auth { server %[4]s; keepalive 256; }
+  server {
+    listen %[5]s;
+    location / {
+      auth_request /_auth;
+      auth_request_set $auth_user $upstream_http_x_auth_user;
+      proxy_set_header X-Auth-User $auth_user;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass http://app;
+    }
+    location = /_auth {
+      internal;
+      proxy_pass http://auth/v1/check;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+  }
+}
+`, user, dir, up, ctl, addr)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		return "", nil, err.Error()
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	if err := cmd.Start(); err != nil {
+		return "", nil, err.Error()
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	u := "http://" + addr
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(u + "/"); err == nil {
+			resp.Body.Close()
+			return u, stop, ""
+		}
+	}
+	stop()
+	return "", nil, "nginx did not start"
+}
+
+// revokeThroughput: closed-loop single-session revocations through the API.
+func revokeThroughput(ctx context.Context, e *benchEnv, o options, res *results) error {
+	need := int(5000 * o.duration.Seconds())
+	f, err := e.makeSessions(ctx, need/50+1, 50)
+	if err != nil {
+		return err
+	}
+	var next, done, bad int64
+	var mu sync.Mutex
+	var lat []float64
+	stop := time.Now().Add(o.duration)
+	start := time.Now()
+	_ = parallel(ctx, o.concurrency, o.concurrency, func(int) error {
+		for time.Now().Before(stop) {
+			mu.Lock()
+			i := next
+			next++
+			mu.Unlock()
+			if int(i) >= len(f.sessions) {
+				return fmt.Errorf("ran out of sessions")
+			}
+			t := time.Now()
+			code, err := e.call(ctx, "DELETE", "/v1/sessions/"+f.sessions[i], e.admin, nil, nil)
+			mu.Lock()
+			if err != nil || code != 204 {
+				bad++
+			} else {
+				done++
+				lat = append(lat, ms(time.Since(t)))
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	if bad > 0 {
+		return fmt.Errorf("%d revocations failed", bad)
+	}
+	res.Revoke = revokeResult{Concurrency: o.concurrency, PerSec: round(float64(done) / elapsed.Seconds()), Latency: summarise(lat)}
+	return nil
+}
+
+// orgWide revokes every session of an org (every user's, through
+// DELETE /v1/users/{id}/sessions) and waits until a sample of its tokens is
+// refused at every gateway.
+func orgWide(ctx context.Context, e *benchEnv, o options, res *results) error {
+	perUser := 100
+	f, err := e.makeSessions(ctx, max(1, o.orgSessions/perUser), perUser)
+	if err != nil {
+		return err
+	}
+	var sample []string
+	for i := 0; i < len(f.tokens); i += max(1, len(f.tokens)/200) {
+		sample = append(sample, f.tokens[i])
+	}
+	if err := e.warm(ctx, sample); err != nil {
+		return err
+	}
+	start := time.Now()
+	var revoked int64
+	var mu sync.Mutex
+	if err := parallel(ctx, len(f.users), 16, func(i int) error {
+		var out struct{ Revoked int64 }
+		code, err := e.call(ctx, "DELETE", "/v1/users/"+f.users[i]+"/sessions", e.admin, nil, &out)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("status %d", code)
+		}
+		mu.Lock()
+		revoked += out.Revoked
+		mu.Unlock()
+		return err
+	}); err != nil {
+		return err
+	}
+	apiDone := time.Since(start)
+	for _, g := range e.gateways {
+		if err := parallel(ctx, len(sample), 8, func(i int) error {
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if code, _ := e.check(ctx, g, sample[i]); code == 401 {
+					return nil
+				}
+			}
+			return fmt.Errorf("a token of the org is still accepted at %s", g.control)
+		}); err != nil {
+			return err
+		}
+	}
+	res.OrgWide = orgWideResult{Sessions: len(f.sessions), Users: len(f.users), Revoked: revoked, APIms: ms(apiDone), EnforcedMs: ms(time.Since(start)), Sampled: len(sample)}
+	return nil
+}
+
+// coldStart fills REVOCATIONS with live entries and starts a new gateway:
+// time to ready and its memory.
+func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error {
+	nc, err := nats.Connect(e.nats.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	pubStart := time.Now()
+	for i := 0; i < o.coldEntries; i++ {
+		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: uuid.NewString(), Sub: uuid.NewString(), Org: uuid.NewString(),
+			Reason: events.ReasonAdminRevoke, RevokedAt: now, ExpiresAt: now.Add(5*time.Minute + time.Minute)}
+		data, err := events.Encode(ev)
+		if err != nil {
+			return err
+		}
+		msg := nats.NewMsg(ev.Subject())
+		msg.Data = data
+		if _, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.EventID)); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("publishing %d entries timed out", o.coldEntries)
+	}
+	pub := time.Since(pubStart)
+	t0 := time.Now()
+	g, err := e.startGateway(ctx, "gatewayd-cold")
+	if err != nil {
+		return err
+	}
+	ready := time.Since(t0)
+	rss, hwm := procMemory(g.proc.cmd.Process.Pid)
+	var body struct {
+		Entries int `json:"blocklist_entries"`
+	}
+	if resp, err := http.Get(g.control + "/readyz"); err == nil {
+		_ = jsonDecode(resp, &body)
+	}
+	g.proc.kill()
+	res.ColdStart = coldStartResult{Entries: o.coldEntries, PublishSeconds: round(pub.Seconds()), ReadySeconds: round(ready.Seconds()),
+		RSSMB: round(float64(rss) / 1024), PeakRSSMB: round(float64(hwm) / 1024), BlocklistEntries: body.Entries}
+	return nil
+}
+
+// procMemory reads VmRSS and VmHWM (kB) of a process.
+func procMemory(pid int) (rss, hwm int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	return rss, hwm
+}
