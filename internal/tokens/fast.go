@@ -31,23 +31,137 @@ func NewEdgeVerifier(issuer, audience string, leeway time.Duration) *EdgeVerifie
 }
 
 type edgeHeader struct {
-	Alg  string          `json:"alg"`
-	Typ  string          `json:"typ"`
-	Kid  string          `json:"kid"`
-	Crit json.RawMessage `json:"crit"`
+	Alg, Typ, Kid string
+	Crit          json.RawMessage
 }
 
 type edgeClaims struct {
-	Iss  string          `json:"iss"`
-	Sub  string          `json:"sub"`
-	Aud  json.RawMessage `json:"aud"`
-	Exp  *float64        `json:"exp"`
-	Iat  *float64        `json:"iat"`
-	Nbf  *float64        `json:"nbf"`
-	Jti  string          `json:"jti"`
-	Sid  string          `json:"sid"`
-	Org  string          `json:"org"`
-	Role string          `json:"role"`
+	Iss, Sub, Jti, Sid, Org, Role string
+	Aud                           json.RawMessage
+	Exp, Iat, Nbf                 *float64
+}
+
+var errMember = errors.New("unexpected member")
+
+// member stores a string member; a member whose name differs from a known
+// one only in case is refused, because encoding/json (and so the reference
+// verifier) would match it case-insensitively.
+func member(key string, raw []byte, known string, dst *string) (bool, error) {
+	if key != known {
+		if strings.EqualFold(key, known) {
+			return true, errMember
+		}
+		return false, nil
+	}
+	if string(raw) == "null" {
+		*dst = ""
+		return true, nil
+	}
+	s, ok := jsonString(raw)
+	if !ok {
+		return true, errMember
+	}
+	*dst = s
+	return true, nil
+}
+
+func numberMember(key string, raw []byte, known string, dst **float64) (bool, error) {
+	if key != known {
+		if strings.EqualFold(key, known) {
+			return true, errMember
+		}
+		return false, nil
+	}
+	if string(raw) == "null" {
+		*dst = nil
+		return true, nil
+	}
+	f, ok := jsonNumber(raw)
+	if !ok {
+		return true, errMember
+	}
+	*dst = &f
+	return true, nil
+}
+
+func rawMember(key string, raw []byte, known string, dst *json.RawMessage) (bool, error) {
+	if key != known {
+		if strings.EqualFold(key, known) {
+			return true, errMember
+		}
+		return false, nil
+	}
+	*dst = raw
+	return true, nil
+}
+
+// parseHeader decodes a JOSE header of valid JSON.
+func parseHeader(b []byte, h *edgeHeader) error {
+	if !json.Valid(b) {
+		return errScan
+	}
+	return scanObject(b, func(k string, raw []byte) error {
+		for _, m := range []func() (bool, error){
+			func() (bool, error) { return member(k, raw, "alg", &h.Alg) },
+			func() (bool, error) { return member(k, raw, "typ", &h.Typ) },
+			func() (bool, error) { return member(k, raw, "kid", &h.Kid) },
+			func() (bool, error) { return rawMember(k, raw, "crit", &h.Crit) },
+		} {
+			if done, err := m(); done || err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// parseClaims decodes the claims of valid JSON.
+func parseClaims(b []byte, c *edgeClaims) error {
+	if !json.Valid(b) {
+		return errScan
+	}
+	return scanObject(b, func(k string, raw []byte) error {
+		var done bool
+		var err error
+		switch {
+		case len(k) != 3 && len(k) != 4:
+			for _, known := range [...]string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "org", "role"} {
+				if strings.EqualFold(k, known) {
+					return errMember
+				}
+			}
+			return nil
+		}
+		if done, err = member(k, raw, "iss", &c.Iss); done || err != nil {
+			return err
+		}
+		if done, err = member(k, raw, "sub", &c.Sub); done || err != nil {
+			return err
+		}
+		if done, err = rawMember(k, raw, "aud", &c.Aud); done || err != nil {
+			return err
+		}
+		if done, err = numberMember(k, raw, "exp", &c.Exp); done || err != nil {
+			return err
+		}
+		if done, err = numberMember(k, raw, "iat", &c.Iat); done || err != nil {
+			return err
+		}
+		if done, err = numberMember(k, raw, "nbf", &c.Nbf); done || err != nil {
+			return err
+		}
+		if done, err = member(k, raw, "jti", &c.Jti); done || err != nil {
+			return err
+		}
+		if done, err = member(k, raw, "sid", &c.Sid); done || err != nil {
+			return err
+		}
+		if done, err = member(k, raw, "org", &c.Org); done || err != nil {
+			return err
+		}
+		_, err = member(k, raw, "role", &c.Role)
+		return err
+	})
 }
 
 func invalidf(format string, args ...any) error {
@@ -71,7 +185,7 @@ func (v *EdgeVerifier) Verify(ks *KeySet, raw string, now time.Time) (*Claims, e
 		return nil, invalidf("header is malformed")
 	}
 	var h edgeHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
+	if err := parseHeader(hb, &h); err != nil {
 		return nil, invalidf("header is malformed")
 	}
 	if h.Alg != jwt.SigningMethodEdDSA.Alg() {
@@ -103,7 +217,7 @@ func (v *EdgeVerifier) Verify(ks *KeySet, raw string, now time.Time) (*Claims, e
 		return nil, invalidf("claims are malformed")
 	}
 	var c edgeClaims
-	if err := json.Unmarshal(cb, &c); err != nil {
+	if err := parseClaims(cb, &c); err != nil {
 		return nil, invalidf("claims are malformed")
 	}
 	return v.check(&c, now)
