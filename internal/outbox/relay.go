@@ -188,12 +188,19 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		// Marking rows sent need not wait for the disk: if the mark is lost
 		// in a crash the rows are published again, and JetStream drops the
 		// duplicates. This keeps an fsync off the path of the next batch.
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
+		// One round trip for both statements.
+		q := &pgx.Batch{}
+		q.Queue("SET LOCAL synchronous_commit TO off")
+		q.Queue(`SELECT id, event_id, subject, payload, created_at FROM outbox
+			WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
+		br := tx.SendBatch(ctx, q)
+		if _, err := br.Exec(); err != nil {
+			br.Close()
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT id, event_id, subject, payload, created_at FROM outbox
-			WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
+		rows, err := br.Query()
 		if err != nil {
+			br.Close()
 			return err
 		}
 		batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
@@ -201,6 +208,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created)
 			return x, err
 		})
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil || len(batch) == 0 {
 			return err
 		}
