@@ -126,6 +126,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 	}
+	if getenv("PORTAL_COOKIE_SECURE") == "" {
+		// The dev stack serves plain http on localhost, where a browser
+		// would not send Secure cookies back.
+		env["PORTAL_COOKIE_SECURE"] = "false"
+	}
 	cfg, err := sessions.ConfigFromEnv(lookup)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
@@ -273,6 +278,7 @@ func walkthrough(w walk) string {
 var walkTemplate = template.Must(template.New("walk").Parse(`
 dev stack ready
   sessiond        {{.Base}}      (OpenAPI: {{.Base}}/openapi.json)
+  admin portal    {{.Base}}/admin/      (sign in as {{.Email}}; your own sessions: {{.Base}}/account/sessions)
   gatewayd proxy  {{.Gateway}}      (forward-auth: {{.Control}}/v1/check)
   demo upstream   {{.Upstream}}
   NATS            {{.NATS}}

@@ -45,6 +45,10 @@ type AppConfig struct {
 	Retention      RetentionConfig
 	// OutboxRetention is how long sent outbox rows are kept.
 	OutboxRetention time.Duration
+	// PortalCookieSecure marks the portal's cookies Secure
+	// (PORTAL_COOKIE_SECURE, default true); only a plain-http dev setup turns
+	// it off.
+	PortalCookieSecure bool
 }
 
 // envReader collects every configuration problem, to report them at once.
@@ -58,6 +62,18 @@ func (e *envReader) str(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func (e *envReader) boolean(name string, def bool) bool {
+	v := e.getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q must be true or false", name, v))
+	}
+	return b
 }
 
 func (e *envReader) dur(name string, def time.Duration) time.Duration {
@@ -123,6 +139,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 	c.Retention.Revocations = e.dur("REVOCATION_RETENTION", c.Retention.Revocations)
 	c.Retention.LoginFailures = max(c.Retention.LoginFailures, c.Service.LoginWindow)
 	c.OutboxRetention = e.dur("OUTBOX_RETENTION", 24*time.Hour)
+	c.PortalCookieSecure = e.boolean("PORTAL_COOKIE_SECURE", true)
 	if c.DatabaseURL == "" {
 		e.errs = append(e.errs, errors.New("DATABASE_URL is required (e.g. postgres://user:pass@localhost:5432/revoke)"))
 	}
@@ -239,7 +256,8 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		}
 		return nil
 	}
-	h := NewHandler(svc, log, metrics, reg, cfg.TrustedProxies, ready)
+	h := NewHandler(svc, log, metrics, reg, cfg.TrustedProxies, ready,
+		WithPortal(PortalConfig{CookieSecure: cfg.PortalCookieSecure, KEK: cfg.KEK}))
 
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {

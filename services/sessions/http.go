@@ -27,12 +27,14 @@ type Handler struct {
 	trusted  []netip.Prefix
 	ready    func(context.Context) error
 	openapi  []byte
+	portal   *portal
 }
 
 // NewHandler wires the HTTP layer. trusted lists the reverse proxies whose
-// X-Forwarded-For is believed; ready backs /readyz.
-func NewHandler(svc *Service, log *slog.Logger, metrics *Metrics, gatherer prometheus.Gatherer, trusted []netip.Prefix, ready func(context.Context) error) *Handler {
-	return &Handler{svc: svc, log: log, metrics: metrics, gatherer: gatherer, trusted: trusted, ready: ready, openapi: OpenAPI}
+// X-Forwarded-For is believed; ready backs /readyz; opts configure the
+// portal (WithPortal).
+func NewHandler(svc *Service, log *slog.Logger, metrics *Metrics, gatherer prometheus.Gatherer, trusted []netip.Prefix, ready func(context.Context) error, opts ...HandlerOption) *Handler {
+	return &Handler{svc: svc, log: log, metrics: metrics, gatherer: gatherer, trusted: trusted, ready: ready, openapi: OpenAPI, portal: newPortal(opts)}
 }
 
 type ctxKey int

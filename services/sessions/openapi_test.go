@@ -24,6 +24,9 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	h := &Handler{}
 	routes := map[string]bool{}
 	err := chi.Walk(h.Routes().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if strings.HasPrefix(route, "/admin") || strings.HasPrefix(route, "/account") {
+			return nil // the HTML portal, not part of the JSON API
+		}
 		key := strings.ToLower(method) + " " + route
 		routes[key] = true
 		if _, ok := doc.Paths[route][strings.ToLower(method)]; !ok {

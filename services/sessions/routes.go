@@ -47,5 +47,7 @@ func (h *Handler) Routes() http.Handler {
 
 		r.Get("/v1/audit", h.listAudit)
 	})
+
+	h.portalRoutes(r)
 	return r
 }
