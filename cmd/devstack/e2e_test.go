@@ -110,6 +110,11 @@ func TestGatewayRestartReplays(t *testing.T) {
 		s.do("POST", "/v1/auth/logout", p.AccessToken, nil, nil)
 		revoked = append(revoked, p)
 	}
+	// A confirmed revocation may still be in the outbox; once the running
+	// gateway refuses it, it is in the stream that a new gateway replays.
+	for _, p := range revoked {
+		s.waitRefusedEverywhere(p.AccessToken)
+	}
 	g := s.startGateway() // waits for /readyz
 	for _, p := range revoked {
 		if code := check(t, g, p.AccessToken); code != 401 {

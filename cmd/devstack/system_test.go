@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +40,9 @@ type system struct {
 	gateways []*gw
 	admin    string // access token of the bootstrap admin
 	sessiond sessions.AppConfig
+	natsURL  string            // s.nats's URL, or the servers systemOptions named
+	env      map[string]string // sessiond's environment, for a sessiond run as a process
+	checks   *pgxpool.Pool     // opened on first use by checks that read the database
 }
 
 type gw struct {
@@ -65,7 +69,30 @@ func listen(t testing.TB) net.Listener {
 
 func newSystem(t testing.TB, gateways int) *system {
 	t.Helper()
-	s := &system{t: t, dbURL: testenv.DatabaseURL(t), nats: testenv.StartNATS(t), seen: make(chan http.Header, 1024)}
+	return newSystemWith(t, gateways, systemOptions{})
+}
+
+// systemOptions vary what newSystemWith builds; the zero value builds what
+// newSystem does.
+type systemOptions struct {
+	dbURL   string            // default: a fresh database of the test's own (testenv)
+	natsURL string            // default: a restartable embedded server (s.nats)
+	env     map[string]string // sessiond settings added to or replacing the defaults
+	// noSessiond leaves sessiond and the gateways to the caller (to run
+	// sessiond as a process on s.apiLn with s.env, say); s.admin stays empty.
+	noSessiond bool
+}
+
+func newSystemWith(t testing.TB, gateways int, o systemOptions) *system {
+	t.Helper()
+	s := &system{t: t, dbURL: o.dbURL, natsURL: o.natsURL, seen: make(chan http.Header, 1024)}
+	if s.dbURL == "" {
+		s.dbURL = testenv.DatabaseURL(t)
+	}
+	if s.natsURL == "" {
+		s.nats = testenv.StartNATS(t)
+		s.natsURL = s.nats.URL()
+	}
 	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case s.seen <- r.Header.Clone():
@@ -75,11 +102,13 @@ func newSystem(t testing.TB, gateways int) *system {
 	}))
 	t.Cleanup(s.upstream.Close)
 	env := map[string]string{
-		"DATABASE_URL": s.dbURL, "NATS_URL": s.nats.URL(),
+		"DATABASE_URL": s.dbURL, "NATS_URL": s.natsURL,
 		"KEY_ENCRYPTION_KEY":    base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)),
 		"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD": "admin-password",
 		"ISSUER": "http://sessiond.test", "LOGIN_RATE_LIMIT": "1000/1m",
 	}
+	maps.Copy(env, o.env)
+	s.env = env
 	cfg, err := sessions.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +117,10 @@ func newSystem(t testing.TB, gateways int) *system {
 	ln := listen(t)
 	s.apiLn = ln.Addr().String()
 	s.api = "http://" + s.apiLn
+	if o.noSessiond {
+		ln.Close()
+		return s
+	}
 	s.startSessiond(ln)
 	for i := 0; i < gateways; i++ {
 		s.startGateway()
@@ -122,10 +155,25 @@ func (s *system) startSessiond(ln net.Listener) {
 
 func (s *system) startGateway() *gw {
 	s.t.Helper()
+	return s.startGatewayWith(gwOptions{})
+}
+
+// gwOptions vary what startGatewayWith starts; the zero value starts what
+// startGateway does.
+type gwOptions struct {
+	now          func() time.Time // the gateway's clock (nil: time.Now), to skew it
+	maxStaleness time.Duration    // default 10s
+}
+
+func (s *system) startGatewayWith(o gwOptions) *gw {
+	s.t.Helper()
+	if o.maxStaleness == 0 {
+		o.maxStaleness = 10 * time.Second
+	}
 	u, _ := url.Parse(s.upstream.URL)
-	cfg := gateway.AppConfig{NATSURL: s.nats.URL(), Upstream: u, Config: gateway.Config{
-		JWKSURL: s.api + "/.well-known/jwks.json", MaxStaleness: 10 * time.Second, Issuer: "http://sessiond.test",
-		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second}}
+	cfg := gateway.AppConfig{NATSURL: s.natsURL, Upstream: u, Config: gateway.Config{
+		JWKSURL: s.api + "/.well-known/jwks.json", MaxStaleness: o.maxStaleness, Issuer: "http://sessiond.test",
+		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second, Now: o.now}}
 	lns := gateway.Listeners{Proxy: listen(s.t), Control: listen(s.t)}
 	g := &gw{proxy: "http://" + lns.Proxy.Addr().String(), control: "http://" + lns.Control.Addr().String(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -47,7 +47,7 @@ type Config struct {
 
 // DefaultConfig is the production configuration.
 func DefaultConfig() Config {
-	return Config{Batch: 256, Poll: time.Second, AckTimeout: 5 * time.Second, Retention: 24 * time.Hour, MaxBackoff: 5 * time.Second}
+	return Config{Batch: 256, Poll: time.Second, AckTimeout: 5 * time.Second, Retention: 24 * time.Hour, MaxBackoff: time.Second}
 }
 
 // Relay publishes outbox rows.
