@@ -146,7 +146,7 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	}
 	run(func() { keys.Run(bg, 5*time.Minute) })
 	run(func() { retryKeys(bg, keys, log) })
-	run(func() { sweep(bg, bl, metrics) })
+	run(func() { sweep(bg, bl, metrics, g.now) })
 	go func() { <-ctx.Done(); stop() }()
 	g.close = func() { stop(); wg.Wait(); verifier.Close() }
 	return g, nil
@@ -222,15 +222,15 @@ func retryKeys(ctx context.Context, keys *KeySource, log *slog.Logger) {
 	}
 }
 
-func sweep(ctx context.Context, bl *Blocklist, m *Metrics) {
+func sweep(ctx context.Context, bl *Blocklist, m *Metrics, now func() time.Time) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			bl.Sweep(now)
+		case <-t.C:
+			bl.Sweep(now())
 			m.blocklistSize.Set(float64(bl.Len()))
 		}
 	}
