@@ -2,12 +2,10 @@ package sessions
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,21 +107,11 @@ func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (Aud
 		}
 		q.OrgID = scope
 	}
-	if q.Limit == 0 {
-		q.Limit = DefaultListLimit
+	if q.Limit, err = pageLimit(q.Limit); err != nil {
+		return AuditPage{}, err
 	}
-	if q.Limit < 1 || q.Limit > MaxListLimit {
-		return AuditPage{}, invalid("limit must be between 1 and %d", MaxListLimit)
-	}
-	var conds []string
-	var args []any
-	add := func(cond string, v ...any) {
-		for _, x := range v {
-			args = append(args, x)
-			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
-		}
-		conds = append(conds, cond)
-	}
+	var c conds
+	add := c.add
 	if q.OrgID != "" {
 		add("org_id = ?", q.OrgID)
 	}
@@ -134,19 +122,15 @@ func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (Aud
 		add("action = ?", q.Action)
 	}
 	if q.Cursor != "" {
-		at, id, err := decodeAuditCursor(q.Cursor)
+		at, id, err := decodeCursor(q.Cursor, func(id string) bool { _, err := strconv.ParseInt(id, 10, 64); return err == nil })
 		if err != nil {
 			return AuditPage{}, err
 		}
-		add("(at, id) < (?, ?)", at, id)
+		add("(at, id) < (?, ?::bigint)", at, id)
 	}
-	where := "TRUE"
-	if len(conds) > 0 {
-		where = strings.Join(conds, " AND ")
-	}
-	args = append(args, q.Limit+1)
+	limit := c.limitArg(q.Limit)
 	rows, err := s.pool.Query(ctx, `SELECT id, at, action, actor_id, org_id, target_user_id, session_id, host(ip), reason, detail
-		FROM audit_log WHERE `+where+` ORDER BY at DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+		FROM audit_log WHERE `+c.sql()+` ORDER BY at DESC, id DESC LIMIT `+limit, c.args...)
 	if err != nil {
 		return AuditPage{}, fmt.Errorf("%w: audit: %w", ErrUnavailable, err)
 	}
@@ -159,30 +143,11 @@ func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (Aud
 	if err != nil {
 		return AuditPage{}, fmt.Errorf("%w: audit: %w", ErrUnavailable, err)
 	}
-	page := AuditPage{Entries: entries}
-	if len(entries) > q.Limit {
-		page.Entries = entries[:q.Limit]
-		last := page.Entries[q.Limit-1]
-		c := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.At.UnixMicro(), 10) + "|" + strconv.FormatInt(last.ID, 10)))
-		page.NextCursor = &c
+	var page AuditPage
+	var next string
+	page.Entries, next = trimPage(entries, q.Limit, func(e AuditEntry) string { return encodeCursor(e.At, strconv.FormatInt(e.ID, 10)) })
+	if next != "" {
+		page.NextCursor = &next
 	}
 	return page, nil
-}
-
-func decodeAuditCursor(c string) (time.Time, int64, error) {
-	bad := invalid("cursor is not one this API returned")
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return time.Time{}, 0, bad
-	}
-	us, ids, ok := strings.Cut(string(b), "|")
-	if !ok {
-		return time.Time{}, 0, bad
-	}
-	n, err1 := strconv.ParseInt(us, 10, 64)
-	id, err2 := strconv.ParseInt(ids, 10, 64)
-	if err1 != nil || err2 != nil {
-		return time.Time{}, 0, bad
-	}
-	return time.UnixMicro(n).UTC(), id, nil
 }

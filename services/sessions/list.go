@@ -2,11 +2,9 @@ package sessions
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -47,8 +45,8 @@ func scanSession(row pgx.CollectableRow) (Session, error) {
 // ListOwn returns the caller's live sessions, newest activity first, the
 // current one marked.
 func (s *Service) ListOwn(ctx context.Context, p Principal) ([]Session, error) {
-	where, args := sessionFilter{userID: p.UserID}.where(s.now())
-	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+where+` ORDER BY last_active_at DESC, id DESC LIMIT 1000`, args...)
+	c := sessionFilter{userID: p.UserID}.conds(s.now())
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+c.sql()+` ORDER BY last_active_at DESC, id DESC LIMIT 1000`, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
@@ -102,24 +100,20 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q ListQuery) (P
 		}
 		q.OrgID = scope
 	}
-	if q.Limit == 0 {
-		q.Limit = DefaultListLimit
+	if q.Limit, err = pageLimit(q.Limit); err != nil {
+		return Page{}, err
 	}
-	if q.Limit < 1 || q.Limit > MaxListLimit {
-		return Page{}, invalid("limit must be between 1 and %d", MaxListLimit)
-	}
-	where, args := sessionFilter{orgID: q.OrgID, userID: q.UserID}.where(s.now())
+	c := sessionFilter{orgID: q.OrgID, userID: q.UserID}.conds(s.now())
 	if q.Cursor != "" {
-		at, id, err := decodeCursor(q.Cursor)
+		at, id, err := decodeCursor(q.Cursor, isUUID)
 		if err != nil {
 			return Page{}, err
 		}
-		args = append(args, at, id)
-		where += fmt.Sprintf(" AND (last_active_at, id) < ($%d, $%d)", len(args)-1, len(args))
+		c.add("(last_active_at, id) < (?, ?)", at, id)
 	}
-	args = append(args, q.Limit+1)
-	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+where+
-		` ORDER BY last_active_at DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	limit := c.limitArg(q.Limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+c.sql()+
+		` ORDER BY last_active_at DESC, id DESC LIMIT `+limit, c.args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
@@ -127,12 +121,11 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q ListQuery) (P
 	if err != nil {
 		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
-	page := Page{Sessions: list}
-	if len(list) > q.Limit {
-		page.Sessions = list[:q.Limit]
-		last := page.Sessions[q.Limit-1]
-		c := encodeCursor(last.LastActiveAt, last.ID)
-		page.NextCursor = &c
+	page := Page{}
+	var next string
+	page.Sessions, next = trimPage(list, q.Limit, func(x Session) string { return encodeCursor(x.LastActiveAt, x.ID) })
+	if next != "" {
+		page.NextCursor = &next
 	}
 	for i := range page.Sessions {
 		page.Sessions[i].Current = page.Sessions[i].ID == p.SessionID
@@ -150,8 +143,8 @@ func (s *Service) GetSession(ctx context.Context, p Principal, id string) (Sessi
 	if !isUUID(id) {
 		return Session{}, invalid("session id must be a UUID")
 	}
-	where, args := sessionFilter{sessionID: id, orgID: scope}.where(s.now())
-	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+where, args...)
+	c := sessionFilter{sessionID: id, orgID: scope}.conds(s.now())
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+c.sql(), c.args...)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: get session: %w", ErrUnavailable, err)
 	}
@@ -164,29 +157,6 @@ func (s *Service) GetSession(ctx context.Context, p Principal, id string) (Sessi
 	}
 	out.Current = out.ID == p.SessionID
 	return out, nil
-}
-
-// A cursor is the (last_active_at, id) of the last row of a page, opaque to
-// clients.
-func encodeCursor(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + "|" + id))
-}
-
-func decodeCursor(c string) (time.Time, string, error) {
-	bad := invalid("cursor is not one this API returned")
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	us, id, ok := strings.Cut(string(b), "|")
-	if !ok || !isUUID(id) {
-		return time.Time{}, "", bad
-	}
-	n, err := strconv.ParseInt(us, 10, 64)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	return time.UnixMicro(n).UTC(), id, nil
 }
 
 // SessionSearch is the admin portal's listing request: ListQuery's scope and
@@ -252,22 +222,14 @@ func (s *Service) SearchSessions(ctx context.Context, p Principal, q SessionSear
 		}
 		q.OrgID = scope
 	}
-	if q.Limit == 0 {
-		q.Limit = DefaultListLimit
-	}
-	if q.Limit < 1 || q.Limit > MaxListLimit {
-		return SearchPage{}, invalid("limit must be between 1 and %d", MaxListLimit)
+	if q.Limit, err = pageLimit(q.Limit); err != nil {
+		return SearchPage{}, err
 	}
 	now := s.now()
-	conds := []string{"s.revoked_at IS NULL", "s.expires_at > $1"}
-	args := []any{now}
-	add := func(cond string, v ...any) {
-		for _, x := range v {
-			args = append(args, x)
-			cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(args)), 1)
-		}
-		conds = append(conds, cond)
-	}
+	var c conds
+	add := c.add
+	add("s.revoked_at IS NULL")
+	add("s.expires_at > ?", now)
 	if q.OrgID != "" {
 		add("s.org_id = ?", q.OrgID)
 	}
@@ -297,18 +259,18 @@ func (s *Service) SearchSessions(ctx context.Context, p Principal, q SessionSear
 		}
 	}
 	if q.Cursor != "" {
-		at, id, err := decodeCursor(q.Cursor)
+		at, id, err := decodeCursor(q.Cursor, isUUID)
 		if err != nil {
 			return SearchPage{}, err
 		}
 		add("(s.last_active_at, s.id) < (?, ?)", at, id)
 	}
-	args = append(args, q.Limit+1)
+	limit := c.limitArg(q.Limit)
 	rows, err := s.pool.Query(ctx, `SELECT s.id, s.user_id, s.org_id, s.device_type, s.device_name, s.user_agent, s.ip,
 			s.created_at, s.last_active_at, s.expires_at, COALESCE(u.email, ''), o.name
 		FROM sessions s JOIN users u ON u.id = s.user_id JOIN orgs o ON o.id = s.org_id
-		WHERE `+strings.Join(conds, " AND ")+`
-		ORDER BY s.last_active_at DESC, s.id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+		WHERE `+c.sql()+`
+		ORDER BY s.last_active_at DESC, s.id DESC LIMIT `+limit, c.args...)
 	if err != nil {
 		return SearchPage{}, fmt.Errorf("%w: search sessions: %w", ErrUnavailable, err)
 	}
@@ -330,11 +292,7 @@ func (s *Service) SearchSessions(ctx context.Context, p Principal, q SessionSear
 	if err != nil {
 		return SearchPage{}, fmt.Errorf("%w: search sessions: %w", ErrUnavailable, err)
 	}
-	page := SearchPage{Sessions: list}
-	if len(list) > q.Limit {
-		page.Sessions = list[:q.Limit]
-		last := page.Sessions[q.Limit-1]
-		page.NextCursor = encodeCursor(last.LastActiveAt, last.ID)
-	}
+	var page SearchPage
+	page.Sessions, page.NextCursor = trimPage(list, q.Limit, func(x SessionRow) string { return encodeCursor(x.LastActiveAt, x.ID) })
 	return page, nil
 }

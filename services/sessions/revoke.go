@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,26 +27,32 @@ type sessionFilter struct {
 	exceptID  string
 }
 
-func (f sessionFilter) where(now time.Time) (string, []any) {
-	conds := []string{"revoked_at IS NULL", "expires_at > $1"}
-	args := []any{now}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		conds = append(conds, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+func (f sessionFilter) conds(now time.Time) *conds {
+	c := &conds{}
+	c.add("revoked_at IS NULL")
+	c.add("expires_at > ?", now)
 	if f.sessionID != "" {
-		add("id = ?", f.sessionID)
+		c.add("id = ?", f.sessionID)
 	}
 	if f.userID != "" {
-		add("user_id = ?", f.userID)
+		c.add("user_id = ?", f.userID)
 	}
 	if f.orgID != "" {
-		add("org_id = ?", f.orgID)
+		c.add("org_id = ?", f.orgID)
 	}
 	if f.exceptID != "" {
-		add("id <> ?", f.exceptID)
+		c.add("id <> ?", f.exceptID)
 	}
-	return strings.Join(conds, " AND "), args
+	return c
+}
+
+// updateRevoked is the UPDATE that marks the sessions c selects revoked; it
+// appends its own arguments to c.
+func updateRevoked(c *conds, now time.Time, r revocation) string {
+	where := c.sql()
+	c.args = append(c.args, now, string(r.reason), nullable(r.actorID))
+	n := len(c.args)
+	return fmt.Sprintf("UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d WHERE %s", n-2, n-1, n, where)
 }
 
 // revokeSessions revokes the live sessions that f selects, inside tx: marks
@@ -56,11 +60,9 @@ func (f sessionFilter) where(now time.Time) (string, []any) {
 // one outbox row (revocations.v1.session) and one audit row per session. It
 // returns how many it revoked.
 func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, f sessionFilter, r revocation) (int, error) {
-	where, args := f.where(now)
-	n := len(args)
-	args = append(args, now, string(r.reason), nullable(r.actorID))
-	rows, err := tx.Query(ctx, fmt.Sprintf(`UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d
-		WHERE %s RETURNING id, user_id, org_id`, n+1, n+2, n+3, where), args...)
+	c := f.conds(now)
+	update := updateRevoked(c, now, r)
+	rows, err := tx.Query(ctx, update+" RETURNING id, user_id, org_id", c.args...)
 	if err != nil {
 		return 0, err
 	}
@@ -124,11 +126,9 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 		userID, notBefore, now); err != nil {
 		return 0, err
 	}
-	where, args := sessionFilter{userID: userID}.where(now)
-	n := len(args)
-	args = append(args, now, string(r.reason), nullable(r.actorID))
-	rows, err := tx.Query(ctx, fmt.Sprintf(`UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d
-		WHERE %s RETURNING id`, n+1, n+2, n+3, where), args...)
+	c := sessionFilter{userID: userID}.conds(now)
+	update := updateRevoked(c, now, r)
+	rows, err := tx.Query(ctx, update+" RETURNING id", c.args...)
 	if err != nil {
 		return 0, err
 	}
