@@ -21,8 +21,9 @@ import (
 )
 
 // propagation revokes at a steady rate through the API; one revocation per
-// probe interval is watched at every gateway (polled every 200 µs) from the
-// revoke call's start until its first 401 there.
+// probe interval is watched at every gateway (polled every 100 µs from the
+// call's return, as nothing can refuse it before it commits): the time from
+// the revoke call's start to its first 401 there.
 func propagation(ctx context.Context, e *benchEnv, o options, res *results) error {
 	total := int(float64(o.rate) * o.duration.Seconds())
 	f, err := e.makeSessions(ctx, total/10+1, 10)
@@ -63,30 +64,6 @@ func propagation(ctx context.Context, e *benchEnv, o options, res *results) erro
 			defer wg.Done()
 			defer func() { <-inFlght }()
 			start := time.Now()
-			var pw sync.WaitGroup
-			if isProbe[i] {
-				for gi, g := range e.gateways {
-					pw.Add(1)
-					go func() {
-						defer pw.Done()
-						deadline := start.Add(5 * time.Second)
-						for time.Now().Before(deadline) {
-							if code, _ := e.check(ctx, g, f.tokens[i]); code == 401 {
-								d := ms(time.Since(start))
-								mu.Lock()
-								lat = append(lat, d)
-								perGW[gi] = append(perGW[gi], d)
-								mu.Unlock()
-								return
-							}
-							time.Sleep(200 * time.Microsecond)
-						}
-						mu.Lock()
-						failed++
-						mu.Unlock()
-					}()
-				}
-			}
 			code, err := e.call(ctx, "DELETE", "/v1/sessions/"+f.sessions[i], e.admin, nil, nil)
 			d := ms(time.Since(start))
 			mu.Lock()
@@ -96,6 +73,33 @@ func propagation(ctx context.Context, e *benchEnv, o options, res *results) erro
 				api = append(api, d)
 			}
 			mu.Unlock()
+			if !isProbe[i] {
+				return
+			}
+			// A token cannot be refused before its revocation commits, so the
+			// gateways are polled from the call's return on.
+			var pw sync.WaitGroup
+			for gi, g := range e.gateways {
+				pw.Add(1)
+				go func() {
+					defer pw.Done()
+					deadline := start.Add(5 * time.Second)
+					for time.Now().Before(deadline) {
+						if code, _ := e.check(ctx, g, f.tokens[i]); code == 401 {
+							d := ms(time.Since(start))
+							mu.Lock()
+							lat = append(lat, d)
+							perGW[gi] = append(perGW[gi], d)
+							mu.Unlock()
+							return
+						}
+						time.Sleep(100 * time.Microsecond)
+					}
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}()
+			}
 			pw.Wait()
 		}()
 	}
