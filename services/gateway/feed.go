@@ -125,7 +125,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 			f.markReplayed(start)
 		}
 		f.confirm()
-	}, jetstream.PullHeartbeat(time.Second), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(4096), jetstream.PullHeartbeat(time.Second), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		f.log.Debug("revocation feed", "error", err.Error())
 	}))
 	if err != nil {
