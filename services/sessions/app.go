@@ -280,6 +280,12 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		return fmt.Errorf("nats: subscribe to activity reports: %w", err)
 	}
 	defer func() { _ = activitySub.Unsubscribe() }()
+	// Create the streams now if NATS is there; the relay retries otherwise.
+	prepCtx, cancelPrep := context.WithTimeout(ctx, 2*time.Second)
+	if err := relayCfg.Prepare(prepCtx); err != nil {
+		log.Warn("nats streams not created yet; retrying in the background", "error", err.Error())
+	}
+	cancelPrep()
 	erasure := NewErasure(svc, js, reg, log.With("component", "erasure"))
 	retention := NewRetention(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup
