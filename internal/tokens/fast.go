@@ -43,56 +43,44 @@ type edgeClaims struct {
 
 var errMember = errors.New("unexpected member")
 
-// member stores a string member; a member whose name differs from a known
-// one only in case is refused, because encoding/json (and so the reference
-// verifier) would match it case-insensitively.
-func member(key string, raw []byte, known string, dst *string) (bool, error) {
-	if key != known {
-		if strings.EqualFold(key, known) {
-			return true, errMember
-		}
-		return false, nil
-	}
+// stringValue stores a string member (null clears it).
+func stringValue(raw []byte, dst *string) error {
 	if string(raw) == "null" {
 		*dst = ""
-		return true, nil
+		return nil
 	}
-	s, ok := jsonString(raw)
+	v, ok := jsonString(raw)
 	if !ok {
-		return true, errMember
+		return errMember
 	}
-	*dst = s
-	return true, nil
+	*dst = v
+	return nil
 }
 
-func numberMember(key string, raw []byte, known string, dst **float64) (bool, error) {
-	if key != known {
-		if strings.EqualFold(key, known) {
-			return true, errMember
-		}
-		return false, nil
-	}
+// numberValue stores a number member (null clears it).
+func numberValue(raw []byte, dst **float64) error {
 	if string(raw) == "null" {
 		*dst = nil
-		return true, nil
+		return nil
 	}
 	f, ok := jsonNumber(raw)
 	if !ok {
-		return true, errMember
+		return errMember
 	}
 	*dst = &f
-	return true, nil
+	return nil
 }
 
-func rawMember(key string, raw []byte, known string, dst *json.RawMessage) (bool, error) {
-	if key != known {
-		if strings.EqualFold(key, known) {
-			return true, errMember
+// unknownMember accepts a member this verifier does not read, unless its
+// name differs from one it reads only in case: encoding/json (and so the
+// reference verifier) would match that one case-insensitively.
+func unknownMember(key string, known ...string) error {
+	for _, k := range known {
+		if strings.EqualFold(key, k) {
+			return errMember
 		}
-		return false, nil
 	}
-	*dst = raw
-	return true, nil
+	return nil
 }
 
 // parseHeader decodes a JOSE header of valid JSON.
@@ -101,17 +89,18 @@ func parseHeader(b []byte, h *edgeHeader) error {
 		return errScan
 	}
 	return scanObject(b, func(k string, raw []byte) error {
-		for _, m := range []func() (bool, error){
-			func() (bool, error) { return member(k, raw, "alg", &h.Alg) },
-			func() (bool, error) { return member(k, raw, "typ", &h.Typ) },
-			func() (bool, error) { return member(k, raw, "kid", &h.Kid) },
-			func() (bool, error) { return rawMember(k, raw, "crit", &h.Crit) },
-		} {
-			if done, err := m(); done || err != nil {
-				return err
-			}
+		switch k {
+		case "alg":
+			return stringValue(raw, &h.Alg)
+		case "typ":
+			return stringValue(raw, &h.Typ)
+		case "kid":
+			return stringValue(raw, &h.Kid)
+		case "crit":
+			h.Crit = raw
+			return nil
 		}
-		return nil
+		return unknownMember(k, "alg", "typ", "kid", "crit")
 	})
 }
 
@@ -121,46 +110,30 @@ func parseClaims(b []byte, c *edgeClaims) error {
 		return errScan
 	}
 	return scanObject(b, func(k string, raw []byte) error {
-		var done bool
-		var err error
-		switch {
-		case len(k) != 3 && len(k) != 4:
-			for _, known := range [...]string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "org", "role"} {
-				if strings.EqualFold(k, known) {
-					return errMember
-				}
-			}
+		switch k {
+		case "iss":
+			return stringValue(raw, &c.Iss)
+		case "sub":
+			return stringValue(raw, &c.Sub)
+		case "aud":
+			c.Aud = raw
 			return nil
+		case "exp":
+			return numberValue(raw, &c.Exp)
+		case "iat":
+			return numberValue(raw, &c.Iat)
+		case "nbf":
+			return numberValue(raw, &c.Nbf)
+		case "jti":
+			return stringValue(raw, &c.Jti)
+		case "sid":
+			return stringValue(raw, &c.Sid)
+		case "org":
+			return stringValue(raw, &c.Org)
+		case "role":
+			return stringValue(raw, &c.Role)
 		}
-		if done, err = member(k, raw, "iss", &c.Iss); done || err != nil {
-			return err
-		}
-		if done, err = member(k, raw, "sub", &c.Sub); done || err != nil {
-			return err
-		}
-		if done, err = rawMember(k, raw, "aud", &c.Aud); done || err != nil {
-			return err
-		}
-		if done, err = numberMember(k, raw, "exp", &c.Exp); done || err != nil {
-			return err
-		}
-		if done, err = numberMember(k, raw, "iat", &c.Iat); done || err != nil {
-			return err
-		}
-		if done, err = numberMember(k, raw, "nbf", &c.Nbf); done || err != nil {
-			return err
-		}
-		if done, err = member(k, raw, "jti", &c.Jti); done || err != nil {
-			return err
-		}
-		if done, err = member(k, raw, "sid", &c.Sid); done || err != nil {
-			return err
-		}
-		if done, err = member(k, raw, "org", &c.Org); done || err != nil {
-			return err
-		}
-		_, err = member(k, raw, "role", &c.Role)
-		return err
+		return unknownMember(k, "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "org", "role")
 	})
 }
 
