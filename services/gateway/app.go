@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/natsx"
 )
 
@@ -223,15 +224,8 @@ func retryKeys(ctx context.Context, keys *KeySource, log *slog.Logger) {
 }
 
 func sweep(ctx context.Context, bl *Blocklist, m *Metrics, now func() time.Time) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			bl.Sweep(now())
-			m.blocklistSize.Set(float64(bl.Len()))
-		}
-	}
+	loop.Every(ctx, 5*time.Second, func(context.Context) {
+		bl.Sweep(now())
+		m.blocklistSize.Set(float64(bl.Len()))
+	})
 }

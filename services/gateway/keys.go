@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/tokens"
 )
 
@@ -96,16 +97,9 @@ func (k *KeySource) RefreshForUnknownKid(ctx context.Context) bool {
 
 // Run refreshes the keys every interval until ctx ends.
 func (k *KeySource) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := k.Fetch(ctx); err != nil && ctx.Err() == nil {
-				k.log.WarnContext(ctx, "jwks refresh failed; keeping the previous keys", "error", err.Error())
-			}
+	loop.Every(ctx, interval, func(ctx context.Context) {
+		if err := k.Fetch(ctx); err != nil && ctx.Err() == nil {
+			k.log.WarnContext(ctx, "jwks refresh failed; keeping the previous keys", "error", err.Error())
 		}
-	}
+	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/tokens"
 )
 
@@ -206,16 +207,9 @@ func (k *KeyStore) ReloadSoon(ctx context.Context) bool {
 // Run reloads the keys every interval until ctx ends, so rotations made by
 // another replica or by revokectl are picked up.
 func (k *KeyStore) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := k.Reload(ctx); err != nil && ctx.Err() == nil {
-				k.log.WarnContext(ctx, "signing key reload failed", "error", err.Error())
-			}
+	loop.Every(ctx, interval, func(ctx context.Context) {
+		if err := k.Reload(ctx); err != nil && ctx.Err() == nil {
+			k.log.WarnContext(ctx, "signing key reload failed", "error", err.Error())
 		}
-	}
+	})
 }

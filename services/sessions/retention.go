@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/internal/loop"
 )
 
 // RetentionConfig says how long finished data is kept.
@@ -57,18 +59,11 @@ func NewRetention(pool *pgxpool.Pool, cfg RetentionConfig, reg prometheus.Regist
 
 // Run purges every cfg.Every until ctx ends.
 func (r *Retention) Run(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := r.PurgeOnce(ctx); err != nil && ctx.Err() == nil {
-				r.log.WarnContext(ctx, "retention purge failed", "error", err.Error())
-			}
+	loop.Every(ctx, r.cfg.Every, func(ctx context.Context) {
+		if _, err := r.PurgeOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.WarnContext(ctx, "retention purge failed", "error", err.Error())
 		}
-	}
+	})
 }
 
 // PurgeOnce deletes what the retention allows and returns how many rows of
