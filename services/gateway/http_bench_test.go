@@ -55,8 +55,10 @@ func hammer(b *testing.B, target string, auth string) {
 func BenchmarkHTTPCheck(b *testing.B) {
 	g, is := benchGateway(b)
 	auth := "Bearer " + is.sign(b, newGrant())
-	if d := g.Decide(context.Background(), auth, time.Now()); d.Outcome != Allow {
-		b.Fatal(d.Reason)
+	for range 2 { // a token enters the cache on its second use
+		if d := g.Decide(context.Background(), auth, time.Now()); d.Outcome != Allow {
+			b.Fatal(d.Reason)
+		}
 	}
 	g.verifier.cache.Wait()
 	b.Run("bare-200", func(b *testing.B) {
@@ -74,8 +76,10 @@ func BenchmarkHTTPCheck(b *testing.B) {
 func BenchmarkHTTPProxy(b *testing.B) {
 	g, is := benchGateway(b)
 	auth := "Bearer " + is.sign(b, newGrant())
-	if d := g.Decide(context.Background(), auth, time.Now()); d.Outcome != Allow {
-		b.Fatal(d.Reason)
+	for range 2 { // a token enters the cache on its second use
+		if d := g.Decide(context.Background(), auth, time.Now()); d.Outcome != Allow {
+			b.Fatal(d.Reason)
+		}
 	}
 	g.verifier.cache.Wait()
 	body := make([]byte, 512)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync/atomic"
 	"time"
 
@@ -29,12 +30,33 @@ type Identity struct {
 
 // Verifier checks access tokens and caches the verified ones. A cache miss
 // only costs a signature check, so the cache may drop entries freely; an
-// entry never outlives its token.
+// entry never outlives its token. A token enters the cache on its second
+// use: a doorkeeper remembers the first, so tokens used once never cost a
+// cache insertion (the idea of TinyLFU's doorkeeper).
 type Verifier struct {
 	keys   *KeySource
 	v      *tokens.EdgeVerifier
 	leeway time.Duration
 	cache  *ristretto.Cache[string, *Identity]
+	door   doorkeeper
+}
+
+// doorkeeper is a direct-mapped table of token hashes seen once; a
+// collision only makes a token wait one more use for the cache.
+type doorkeeper struct {
+	seed  maphash.Seed
+	slots []atomic.Uint64
+}
+
+// seenBefore reports whether raw was seen before, and remembers it.
+func (d *doorkeeper) seenBefore(raw string) bool {
+	h := maphash.String(d.seed, raw) | 1 // never 0, the empty slot
+	slot := &d.slots[h%uint64(len(d.slots))]
+	if slot.Load() == h {
+		return true
+	}
+	slot.Store(h)
+	return false
 }
 
 // NewVerifier returns a verifier for tokens of issuer and audience, caching
@@ -49,7 +71,8 @@ func NewVerifier(keys *KeySource, issuer, audience string, leeway time.Duration,
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{keys: keys, v: tokens.NewEdgeVerifier(issuer, audience, leeway), leeway: leeway, cache: cache}, nil
+	return &Verifier{keys: keys, v: tokens.NewEdgeVerifier(issuer, audience, leeway), leeway: leeway, cache: cache,
+		door: doorkeeper{seed: maphash.MakeSeed(), slots: make([]atomic.Uint64, maxTokens)}}, nil
 }
 
 // Close releases the cache.
@@ -92,7 +115,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, now time.Time) (*Iden
 	}
 	until := c.ExpiresAt.Add(v.leeway)
 	id.validUntil = until.UnixNano()
-	if ttl := until.Sub(now); ttl > 0 {
+	if ttl := until.Sub(now); ttl > 0 && v.door.seenBefore(raw) {
 		v.cache.SetWithTTL(raw, id, 1, ttl)
 	}
 	return id, nil
