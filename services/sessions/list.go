@@ -74,6 +74,14 @@ type Page struct {
 	NextCursor *string   `json:"next_cursor"`
 }
 
+// oldestLive bounds the last activity of a live session: expires_at is set
+// to the time of a login or refresh plus RefreshTTL, and last_active_at is
+// never earlier than that login or refresh, so a session whose last
+// activity is older than now - RefreshTTL has expired. The bound lets a
+// listing's index scan stop before the expired sessions that wait for the
+// retention purge, instead of reading through them on the last page.
+func (s *Service) oldestLive(now time.Time) time.Time { return now.Add(-s.cfg.RefreshTTL) }
+
 // Listing limits.
 const (
 	DefaultListLimit = 50
@@ -103,7 +111,9 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q ListQuery) (P
 	if q.Limit, err = pageLimit(q.Limit); err != nil {
 		return Page{}, err
 	}
-	c := sessionFilter{orgID: q.OrgID, userID: q.UserID}.conds(s.now())
+	now := s.now()
+	c := sessionFilter{orgID: q.OrgID, userID: q.UserID}.conds(now)
+	c.add("last_active_at > ?", s.oldestLive(now))
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor, isUUID)
 		if err != nil {
@@ -230,6 +240,7 @@ func (s *Service) SearchSessions(ctx context.Context, p Principal, q SessionSear
 	add := c.add
 	add("s.revoked_at IS NULL")
 	add("s.expires_at > ?", now)
+	add("s.last_active_at > ?", s.oldestLive(now))
 	if q.OrgID != "" {
 		add("s.org_id = ?", q.OrgID)
 	}

@@ -286,7 +286,7 @@ func TestAdminListingPaginates(t *testing.T) {
 		e.clock.Advance(time.Millisecond) // distinct last_active_at, and some ties below
 		want[e.login(email, "password-1").SessionID] = true
 	}
-	if _, err := e.pool.Exec(t.Context(), "UPDATE sessions SET last_active_at = '2026-01-01T00:00:00Z' WHERE org_id = $1 AND id IN (SELECT id FROM sessions WHERE org_id = $1 LIMIT 3)", org); err != nil {
+	if _, err := e.pool.Exec(t.Context(), "UPDATE sessions SET last_active_at = date_trunc('hour', now()) - interval '1 day' WHERE org_id = $1 AND id IN (SELECT id FROM sessions WHERE org_id = $1 LIMIT 3)", org); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
