@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// conds accumulates AND-ed SQL conditions whose "?" placeholders become
-// numbered parameters.
+// conds accumulates AND-ed SQL conditions; each "?" in a condition becomes
+// a numbered parameter ($1, $2, …).
 type conds struct {
 	list []string
 	args []any
@@ -32,7 +32,7 @@ func (c *conds) sql() string {
 }
 
 // limitArg appends the LIMIT of a keyset page (one row more than limit, to
-// know whether another page follows) and returns its placeholder.
+// know whether another page follows) and returns its parameter ($n).
 func (c *conds) limitArg(limit int) string {
 	c.args = append(c.args, limit+1)
 	return "$" + strconv.Itoa(len(c.args))
