@@ -55,43 +55,32 @@ func updateRevoked(c *conds, now time.Time, r revocation) string {
 	return fmt.Sprintf("UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d WHERE %s", n-2, n-1, n, where)
 }
 
-// revokeSessions revokes the live sessions that f selects, inside tx: marks
-// them revoked, deletes their refresh tokens, and writes one revocation row,
-// one outbox row (revocations.v1.session) and one audit row per session. It
-// returns how many it revoked.
-func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, f sessionFilter, r revocation) (int, error) {
-	c := f.conds(now)
-	update := updateRevoked(c, now, r)
-	rows, err := tx.Query(ctx, update+" RETURNING id, user_id, org_id", c.args...)
-	if err != nil {
-		return 0, err
-	}
-	var sids, subs, orgs []string
-	for rows.Next() {
-		var sid, sub, org string
-		if err := rows.Scan(&sid, &sub, &org); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		sids, subs, orgs = append(sids, sid), append(subs, sub), append(orgs, org)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
-	}
-	if len(sids) == 0 {
-		return 0, nil
-	}
+// revoked is one session a revocation marked.
+type revoked struct{ sid, sub, org string }
+
+func collectRevoked(rows pgx.Rows) ([]revoked, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (revoked, error) {
+		var x revoked
+		err := r.Scan(&x.sid, &x.sub, &x.org)
+		return x, err
+	})
+}
+
+// revocationWrites is what follows marking sessions revoked, in the same
+// transaction: their refresh tokens deleted, and one revocation row, one
+// outbox row (revocations.v1.session) and one audit row per session.
+func (s *Service) revocationWrites(now time.Time, list []revoked, r revocation) (*pgx.Batch, error) {
 	expires := now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
-	eventIDs := make([]string, len(sids))
-	subjects := make([]string, len(sids))
-	payloads := make([][]byte, len(sids))
-	for i := range sids {
-		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: sids[i], Sub: subs[i], Org: orgs[i], Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
+	n := len(list)
+	sids, subs, orgs := make([]string, n), make([]string, n), make([]string, n)
+	eventIDs, subjects, payloads := make([]string, n), make([]string, n), make([][]byte, n)
+	for i, x := range list {
+		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: x.sid, Sub: x.sub, Org: x.org, Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
 		p, err := events.Encode(ev)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
+		sids[i], subs[i], orgs[i] = x.sid, x.sub, x.org
 		eventIDs[i], subjects[i], payloads[i] = ev.EventID, ev.Subject(), p
 	}
 	b := &pgx.Batch{}
@@ -103,11 +92,31 @@ func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, 
 	b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
 		SELECT 'session_revoked', $4, org, sub, sid, $5, $6, $7 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS x(sid, sub, org)`,
 		sids, subs, orgs, nullable(r.actorID), nullableIP(r.ip), string(r.reason), now)
+	return b, nil
+}
+
+// revokeSessions revokes the live sessions that f selects, inside tx (see
+// revocationWrites), and returns how many it revoked.
+func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, f sessionFilter, r revocation) (int, error) {
+	c := f.conds(now)
+	update := updateRevoked(c, now, r)
+	rows, err := tx.Query(ctx, update+" RETURNING id, user_id, org_id", c.args...)
+	if err != nil {
+		return 0, err
+	}
+	list, err := collectRevoked(rows)
+	if err != nil || len(list) == 0 {
+		return 0, err
+	}
+	b, err := s.revocationWrites(now, list, r)
+	if err != nil {
+		return 0, err
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
 	}
-	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(sids)))
-	return len(sids), nil
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(list)))
+	return len(list), nil
 }
 
 // queueOutbox adds the outbox rows and the wake-up hint for the relay: one
@@ -159,18 +168,58 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	return len(sids), nil
 }
 
-// revokeInTx revokes the sessions f selects in a transaction of its own.
+// revokeInTx revokes the sessions f selects in a transaction of its own,
+// in two round trips: BEGIN with the UPDATE, then the writes with COMMIT.
+// This is the hot path of every single-session revocation.
 func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation) (int, error) {
-	var n int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		n, err = s.revokeSessions(ctx, tx, s.now(), f, r)
-		return err
-	})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
 	}
-	return n, nil
+	defer conn.Release()
+	fail := func(err error) (int, error) {
+		// The pool closes a connection released inside a transaction; an
+		// explicit rollback keeps it.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
+	}
+	now := s.now()
+	c := f.conds(now)
+	update := updateRevoked(c, now, r)
+	first := &pgx.Batch{}
+	first.Queue("BEGIN")
+	first.Queue(update+" RETURNING id, user_id, org_id", c.args...)
+	br := conn.SendBatch(ctx, first)
+	var list []revoked
+	_, err = br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			list, err = collectRevoked(rows)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if len(list) == 0 {
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
+		}
+		return 0, nil
+	}
+	b, err := s.revocationWrites(now, list, r)
+	if err != nil {
+		return fail(err)
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fail(err)
+	}
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(list)))
+	return len(list), nil
 }
 
 // RevokeOwnSession revokes one of the caller's live sessions (possibly the
