@@ -188,6 +188,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 	if err != nil {
 		return User{}, domainOr(err, "update user")
 	}
+	s.outboxCommitted()
 	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }

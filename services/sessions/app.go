@@ -286,6 +286,7 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		log.Warn("nats streams not created yet; retrying in the background", "error", err.Error())
 	}
 	cancelPrep()
+	go svc.RunNotifier(bg)
 	erasure := NewErasure(svc, js, reg, log.With("component", "erasure"))
 	retention := NewRetention(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup

@@ -305,6 +305,9 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		return TokenPair{}, fmt.Errorf("%w: refresh: %w", ErrUnavailable, err)
 	}
 	s.metrics.refreshes.WithLabelValues(out.label).Inc()
+	if out.label == refreshReuse.label {
+		s.outboxCommitted()
+	}
 	switch out.label {
 	case refreshInvalid.label:
 		return TokenPair{}, invalidToken

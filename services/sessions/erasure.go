@@ -196,5 +196,6 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 	if err != nil {
 		return "", fmt.Errorf("%w: erase: %w", ErrUnavailable, err)
 	}
+	s.outboxCommitted()
 	return result, nil
 }

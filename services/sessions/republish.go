@@ -71,6 +71,11 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 		}
 		total += n
 		if n < 1000 {
+			// Republish may run outside sessiond (revokectl): wake the
+			// relays here and now.
+			if err := notifyRelay(ctx, s.pool); err != nil {
+				s.log.Warn("outbox wake-up not sent; the relays' poll will find the rows", "error", err.Error())
+			}
 			return total, nil
 		}
 	}

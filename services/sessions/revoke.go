@@ -119,11 +119,10 @@ func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, 
 	return len(list), nil
 }
 
-// queueOutbox adds the outbox rows and the wake-up hint for the relay: one
-// tiny NOTIFY per transaction, never the data itself.
+// queueOutbox adds the outbox rows. The caller calls outboxCommitted after
+// the commit, which wakes the relay (see notify.go).
 func queueOutbox(b *pgx.Batch, eventIDs, subjects []string, payloads [][]byte) {
 	b.Queue(`INSERT INTO outbox (event_id, subject, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])`, eventIDs, subjects, payloads)
-	b.Queue(`SELECT pg_notify('outbox', '')`)
 }
 
 // revokeUser revokes every access token of a user issued before now (a
@@ -218,6 +217,7 @@ func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fail(err)
 	}
+	s.outboxCommitted()
 	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(list)))
 	return len(list), nil
 }
@@ -289,6 +289,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 	if err != nil {
 		return 0, domainOr(err, "revoke user sessions")
 	}
+	s.outboxCommitted()
 	return n, nil
 }
 

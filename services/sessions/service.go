@@ -39,6 +39,7 @@ type Service struct {
 	metrics   *Metrics
 	log       *slog.Logger
 	now       func() time.Time
+	wake      chan struct{} // see notify.go
 }
 
 // NewService wires the service. kek is the key-encryption key, from which the
@@ -64,6 +65,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		metrics:   metrics,
 		log:       log,
 		now:       time.Now,
+		wake:      make(chan struct{}, 1),
 	}, nil
 }
 
