@@ -88,10 +88,15 @@ func (r *Retention) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 		sql  string
 		arg  float64
 	}{
+		// One statement per condition, each on an index of its own.
 		{"refresh_tokens", `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens
-			WHERE rotated_at < now() - make_interval(secs => $1) OR expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
+			WHERE rotated_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
+		{"refresh_tokens", `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens
+			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
 		{"sessions", `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
-			WHERE expires_at < now() - make_interval(secs => $1) OR revoked_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
+			WHERE revoked_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
+		{"sessions", `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
+			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
 		{"revocations", `DELETE FROM revocations WHERE id IN (SELECT id FROM revocations
 			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Revocations)},
 		{"login_failures", `DELETE FROM login_failures WHERE id IN (SELECT id FROM login_failures
