@@ -144,5 +144,5 @@ func service(pool *pgxpool.Pool, getenv func(string) string, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	return sessions.NewService(pool, nil, nil, cfg, sessions.NewMetrics(prometheus.NewRegistry()), log)
+	return sessions.NewService(pool, nil, nil, cfg, sessions.NewMetrics(prometheus.NewRegistry()), nil, log)
 }

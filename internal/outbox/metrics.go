@@ -10,6 +10,7 @@ import (
 
 type metrics struct {
 	published      *prometheus.CounterVec
+	duplicates     prometheus.Counter
 	errors         *prometheus.CounterVec
 	publishLatency prometheus.Histogram
 	lag            prometheus.Histogram
@@ -18,8 +19,11 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 	m := &metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "outbox_published_total", Help: "Outbox events acknowledged by JetStream, by subject.",
+			Name: "outbox_published_total", Help: "Outbox events acknowledged by JetStream, by subject (duplicates not counted).",
 		}, []string{"subject"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outbox_duplicates_total", Help: "Publishes JetStream acknowledged as duplicates of an event it already held (a row published again after a crash, a lost mark, or by two relays).",
+		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outbox_errors_total", Help: "Outbox relay errors by kind (publish, database).",
 		}, []string{"kind"}),
@@ -28,7 +32,7 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "outbox_commit_to_ack_seconds", Help: "Time from an outbox row's insert to JetStream's ack of it.",
+			Name: "outbox_commit_to_ack_seconds", Help: "Time from an outbox row's insert (sweep) or commit (fast path) to JetStream's ack of it.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}),
 	}
@@ -49,6 +53,17 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *metrics {
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "outbox_oldest_unsent_age_seconds", Help: "Age of the oldest unsent outbox row (0 when none, -1 when unknown).",
 	}, query(`SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) FROM outbox WHERE sent_at IS NULL`))
-	reg.MustRegister(m.published, m.errors, m.publishLatency, m.lag, depth, age)
+	reg.MustRegister(m.published, m.duplicates, m.errors, m.publishLatency, m.lag, depth, age)
 	return m
+}
+
+// acked records JetStream's ack of an event published lag after its row
+// was written.
+func (m *metrics) acked(subject string, duplicate bool, lag time.Duration) {
+	if duplicate {
+		m.duplicates.Inc()
+		return
+	}
+	m.published.WithLabelValues(subject).Inc()
+	m.lag.Observe(lag.Seconds())
 }

@@ -3,6 +3,16 @@
 // relay publishes them with Nats-Msg-Id = event_id, waits for JetStream's
 // ack, and only then marks them sent. A crash between publish and mark-sent
 // republishes the row, and JetStream's duplicate window drops the copy.
+//
+// Rows reach JetStream by two paths. The fast path: the process that
+// committed them hands them to its relay (Committed), which publishes them
+// at once, with no database round trip between the commit and the publish;
+// this is what puts a revocation on the gateways within a millisecond or so
+// of its commit. The sweep: the relay's own loop reads unsent rows, woken by
+// NOTIFY (from processes without a relay), by a fast-path failure, or by its
+// poll; it covers whatever the fast path did not deliver (a crash after the
+// commit, NATS away). A row both paths publish is dropped by JetStream as a
+// duplicate; every event is safe to apply twice and in any order anyway.
 package outbox
 
 import (
@@ -11,6 +21,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +38,7 @@ const Channel = "outbox"
 // Publisher is the part of JetStream the relay needs.
 type Publisher interface {
 	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+	PublishAsyncPending() int
 }
 
 // Config tunes the relay.
@@ -57,18 +70,116 @@ type Relay struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+
+	wake     chan struct{}  // a sweep is wanted
+	inflight chan published // fast-path publishes awaiting their acks
+	healthy  atomic.Bool    // the last attempt to reach JetStream succeeded
+
+	mu     sync.Mutex
+	flying map[string]struct{} // event ids the fast path publishes now; the sweep leaves them alone
 }
+
+// Message is an outbox row whose transaction has just committed.
+type Message struct {
+	EventID string
+	Subject string
+	Payload []byte
+}
+
+// published is a fast-path batch and its ack futures (nil where the publish
+// failed at once).
+type published struct {
+	msgs    []Message
+	futures []jetstream.PubAckFuture
+	at      time.Time // when the rows were handed over, about their commit
+}
+
+// fastPathQueue bounds the fast-path batches awaiting their acks, and
+// fastPathPending the publishes JetStream has not acknowledged yet; beyond
+// either, rows wait for the sweep instead (a publish beyond JetStream's own
+// limit would stall the committing request).
+const (
+	fastPathQueue   = 1024
+	fastPathPending = 2048
+)
 
 // New returns a relay; its metrics are registered with reg.
 func New(pool *pgxpool.Pool, js Publisher, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Relay {
-	return &Relay{pool: pool, js: js, cfg: cfg, log: log, metrics: newMetrics(reg, pool)}
+	r := &Relay{pool: pool, js: js, cfg: cfg, log: log, metrics: newMetrics(reg, pool),
+		wake: make(chan struct{}, 1), inflight: make(chan published, fastPathQueue), flying: map[string]struct{}{}}
+	r.healthy.Store(true)
+	return r
+}
+
+// Committed publishes rows whose transaction has just committed, at once,
+// in the caller's goroutine: publishing only queues the message on the NATS
+// connection, and the acks are awaited by another goroutine, which marks the
+// rows sent. It never blocks on the network and never fails: rows it does
+// not publish now (JetStream unreachable at the last attempt, too many acks
+// outstanding) are left to the sweep, which it wakes.
+func (r *Relay) Committed(ctx context.Context, msgs []Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	if !r.healthy.Load() || r.js.PublishAsyncPending()+len(msgs) > fastPathPending {
+		signal(r.wake)
+		return
+	}
+	p := published{msgs: msgs, futures: make([]jetstream.PubAckFuture, len(msgs)), at: time.Now()}
+	r.fly(msgs...)
+	for i, m := range msgs {
+		msg := nats.NewMsg(m.Subject)
+		msg.Data = m.Payload
+		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.EventID))
+		if err != nil {
+			r.land(m)
+			r.fastPathFailed(ctx, err.Error(), 1)
+			continue
+		}
+		p.futures[i] = f
+	}
+	select {
+	case r.inflight <- p:
+	default: // the acks go unread: the rows stay unsent and the sweep marks them
+		r.land(msgs...)
+		signal(r.wake)
+	}
+}
+
+// fly and land add and remove rows from the fast path's in-flight set.
+func (r *Relay) fly(msgs ...Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		r.flying[m.EventID] = struct{}{}
+	}
+}
+
+func (r *Relay) land(msgs ...Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		delete(r.flying, m.EventID)
+	}
+}
+
+// inFlight returns the event ids the fast path publishes now.
+func (r *Relay) inFlight() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.flying))
+	for id := range r.flying {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Run relays until ctx ends. Several relays (one per sessiond replica) may
 // run on one outbox: FOR UPDATE SKIP LOCKED gives each its own rows.
 func (r *Relay) Run(ctx context.Context) error {
-	wake := make(chan struct{}, 1)
+	wake := r.wake
 	go r.listen(ctx, wake)
+	go r.markFresh(ctx)
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	poll := time.NewTimer(0)
@@ -99,6 +210,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}
 		if err != nil && ctx.Err() == nil {
+			r.healthy.Store(false)
 			failures++
 			prepared = r.cfg.Prepare == nil
 			wait := backoff(failures, r.cfg.MaxBackoff)
@@ -114,6 +226,9 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
+		if prepared {
+			r.healthy.Store(true)
+		}
 		poll.Reset(r.cfg.Poll)
 	}
 }
@@ -191,8 +306,10 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		// One round trip for both statements.
 		q := &pgx.Batch{}
 		q.Queue("SET LOCAL synchronous_commit TO off")
+		// Rows the fast path is publishing are its own to mark; taking them
+		// would publish them twice (harmless, but not free).
 		q.Queue(`SELECT id, event_id, subject, payload, created_at FROM outbox
-			WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
+			WHERE sent_at IS NULL AND event_id <> ALL($2::uuid[]) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, r.inFlight())
 		br := tx.SendBatch(ctx, q)
 		if _, err := br.Exec(); err != nil {
 			br.Close()
@@ -268,10 +385,9 @@ wait:
 			continue
 		}
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
 			sent = append(sent, batch[i].id)
-			r.metrics.published.WithLabelValues(batch[i].subject).Inc()
-			r.metrics.lag.Observe(time.Since(batch[i].created).Seconds())
+			r.metrics.acked(batch[i].subject, ack.Duplicate, time.Since(batch[i].created))
 		case err := <-f.Err():
 			errMsg = err.Error()
 			failed = append(failed, batch[i].id)
@@ -288,6 +404,98 @@ wait:
 	}
 	r.metrics.publishLatency.Observe(time.Since(start).Seconds())
 	return sent, failed, errMsg
+}
+
+// markFresh waits for the fast path's acks and marks the acked rows sent,
+// one UPDATE for all that are acked by then. Rows not acked in time stay
+// unsent, for the sweep.
+func (r *Relay) markFresh(ctx context.Context) {
+	var sent []Message
+	for {
+		var p published
+		if len(sent) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case p = <-r.inflight:
+			}
+		} else {
+			select {
+			case p = <-r.inflight:
+			default:
+				r.markSent(ctx, sent)
+				r.land(sent...)
+				sent = sent[:0]
+				continue
+			}
+		}
+		sent = r.awaitAcks(ctx, p, sent)
+	}
+}
+
+// awaitAcks appends to sent the rows of p that JetStream acknowledged; the
+// others land at once, for the sweep.
+func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Message {
+	timeout := time.NewTimer(r.cfg.AckTimeout - time.Since(p.at))
+	defer timeout.Stop()
+	failed, why := 0, ""
+	for i, f := range p.futures {
+		if f == nil {
+			continue // landed when its publish failed
+		}
+		select {
+		case ack := <-f.Ok():
+			sent = append(sent, p.msgs[i])
+			r.metrics.acked(p.msgs[i].Subject, ack.Duplicate, time.Since(p.at))
+		case err := <-f.Err():
+			failed, why = failed+1, err.Error()
+			r.land(p.msgs[i])
+		case <-timeout.C:
+			r.land(p.msgs[i:]...)
+			r.fastPathFailed(ctx, "timed out waiting for JetStream acks", len(p.futures)-i)
+			return sent
+		case <-ctx.Done():
+			return sent
+		}
+	}
+	if failed > 0 {
+		r.fastPathFailed(ctx, why, failed)
+	}
+	return sent
+}
+
+// fastPathFailed leaves n rows to the sweep, and every new row too until the
+// sweep reaches JetStream again.
+func (r *Relay) fastPathFailed(ctx context.Context, why string, n int) {
+	r.metrics.errors.WithLabelValues("publish").Add(float64(n))
+	if r.healthy.Swap(false) {
+		r.log.WarnContext(ctx, "outbox relay: fast-path publish failed; the sweep takes over", "error", why)
+	}
+	signal(r.wake)
+}
+
+// markSent marks fast-path rows sent. Like the sweep's mark, it need not
+// wait for the disk: a lost mark only means a duplicate publish, which
+// JetStream drops.
+func (r *Relay) markSent(ctx context.Context, msgs []Message) {
+	eventIDs := make([]string, len(msgs))
+	for i, m := range msgs {
+		eventIDs[i] = m.EventID
+	}
+	// One round trip. A connection left inside a failed transaction is not
+	// reused: the pool closes it on release.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit TO off")
+	b.Queue(`UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
+		WHERE event_id = ANY($1::uuid[]) AND sent_at IS NULL`, eventIDs)
+	b.Queue("COMMIT")
+	if err := r.pool.SendBatch(ctx, b).Close(); err != nil && ctx.Err() == nil {
+		// The rows stay unsent; the sweep publishes them again and marks them.
+		r.metrics.errors.WithLabelValues("database").Inc()
+		r.log.WarnContext(ctx, "outbox relay: marking fast-path rows sent failed; the sweep will", "error", err.Error())
+		signal(r.wake)
+	}
 }
 
 // prune deletes sent rows older than the retention, in small batches so no

@@ -302,3 +302,108 @@ func TestPruneRemovesOnlyOldSentRows(t *testing.T) {
 		t.Fatalf("after prune: %d rows, %d unsent; want 2 unsent only", total, f.unsent(t))
 	}
 }
+
+// commit writes n session revocation events in one committed transaction,
+// without waking any relay, and returns them as the fast path gets them.
+func (f *fixture) commit(t *testing.T, n int) []Message {
+	t.Helper()
+	var msgs []Message
+	err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) error {
+		for i := 0; i < n; i++ {
+			ev := events.SessionRevoked{EventID: uuid.NewString(), SID: uuid.NewString(), Sub: uuid.NewString(), Org: uuid.NewString(),
+				Reason: events.ReasonAdminRevoke, RevokedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(6 * time.Minute).UTC()}
+			p, err := events.Encode(ev)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(t.Context(), `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, ev.EventID, ev.Subject(), p); err != nil {
+				return err
+			}
+			msgs = append(msgs, Message{EventID: ev.EventID, Subject: ev.Subject(), Payload: p})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func eventIDs(msgs []Message) []string {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.EventID
+	}
+	return ids
+}
+
+// quietRelay runs a relay whose sweep, after its first pass, only runs when
+// woken: rows it neither hears of (NOTIFY) nor gets through Committed stay
+// unsent for the test's lifetime.
+func (f *fixture) quietRelay(t *testing.T) *Relay {
+	t.Helper()
+	r := f.relay(t, f.js)
+	r.cfg.Poll = time.Hour
+	f.run(t, r)
+	// the first sweep is over once a notified row is sent
+	f.insert(t, 1, true)
+	testenv.Eventually(t, 10*time.Second, func() bool { return f.unsent(t) == 0 }, "the relay's first sweep did not end")
+	return r
+}
+
+// TestFastPathPublishesAndMarksWithoutTheSweep: rows handed to Committed
+// reach JetStream once and are marked sent, with no sweep to do it.
+func TestFastPathPublishesAndMarksWithoutTheSweep(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := f.quietRelay(t)
+	before := f.streamIDs(t)
+	var want []string
+	for i := 0; i < 20; i++ {
+		msgs := f.commit(t, 1+i%3)
+		r.Committed(t.Context(), msgs)
+		want = append(want, eventIDs(msgs)...)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return f.unsent(t) == 0 }, "fast-path rows not marked sent")
+	got := f.streamIDs(t)
+	for id := range before {
+		delete(got, id)
+	}
+	assertExactlyOnce(t, got, want)
+	var attempts int
+	_ = f.pool.QueryRow(t.Context(), "SELECT max(attempts) FROM outbox").Scan(&attempts)
+	if attempts != 1 {
+		t.Fatalf("a row was published %d times", attempts)
+	}
+}
+
+// TestFastPathLeavesRowsToTheSweepWhileNATSIsDown: rows handed to Committed
+// while NATS is away stay unsent, and arrive exactly once when it is back,
+// although no NOTIFY and no poll wakes the sweep.
+func TestFastPathLeavesRowsToTheSweepWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := f.quietRelay(t)
+	before := f.streamIDs(t)
+	f.nats.Stop()
+	var want []string
+	for i := 0; i < 10; i++ {
+		msgs := f.commit(t, 3)
+		r.Committed(t.Context(), msgs)
+		want = append(want, eventIDs(msgs)...)
+	}
+	// the fast path's acks time out (AckTimeout is 1 s here) and its
+	// failure wakes the sweep, which backs off while NATS is away
+	testenv.Eventually(t, 10*time.Second, func() bool { return !r.healthy.Load() }, "the fast path did not notice that NATS is away")
+	if f.unsent(t) != len(want) {
+		t.Fatalf("%d rows unsent while NATS is down, want %d", f.unsent(t), len(want))
+	}
+	f.nats.Start()
+	testenv.Eventually(t, 30*time.Second, func() bool { return f.unsent(t) == 0 }, "outbox not drained after NATS came back")
+	got := f.streamIDs(t)
+	for id := range before {
+		delete(got, id)
+	}
+	assertExactlyOnce(t, got, want)
+	testenv.Eventually(t, 10*time.Second, func() bool { return r.healthy.Load() }, "the fast path did not resume")
+}

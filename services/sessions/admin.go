@@ -150,7 +150,10 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 	if disabled && userID == p.UserID {
 		return User{}, invalid("you cannot disable your own account")
 	}
-	var u User
+	var (
+		u   User
+		out outboxRows
+	)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
@@ -165,7 +168,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 			if _, err := tx.Exec(ctx, `UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1`, userID, now); err != nil {
 				return err
 			}
-			n, err := s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonUserDisabled, actorID: p.UserID, ip: meta.IP})
+			n, err := s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonUserDisabled, actorID: p.UserID, ip: meta.IP}, &out)
 			if err != nil {
 				return err
 			}
@@ -188,7 +191,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 	if err != nil {
 		return User{}, domainOr(err, "update user")
 	}
-	s.outboxCommitted()
+	s.committed(ctx, out)
 	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }

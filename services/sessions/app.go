@@ -217,19 +217,6 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := NewMetrics(reg)
-	svc, err := NewService(pool, keys, cfg.KEK, cfg.Service, metrics, log)
-	if err != nil {
-		return err
-	}
-	if cfg.BootstrapEmail != "" {
-		created, err := svc.BootstrapAdmin(ctx, cfg.BootstrapEmail, cfg.BootstrapPassword)
-		if err != nil {
-			return err
-		}
-		if created {
-			log.Info("bootstrap global admin created", "email", cfg.BootstrapEmail)
-		}
-	}
 	nc, err := natsx.Connect(cfg.NATSURL, "sessiond", log)
 	if err != nil {
 		return err
@@ -246,6 +233,19 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
 	}
 	relay := outbox.New(pool, js, relayCfg, reg, log.With("component", "outbox"))
+	svc, err := NewService(pool, keys, cfg.KEK, cfg.Service, metrics, relay, log)
+	if err != nil {
+		return err
+	}
+	if cfg.BootstrapEmail != "" {
+		created, err := svc.BootstrapAdmin(ctx, cfg.BootstrapEmail, cfg.BootstrapPassword)
+		if err != nil {
+			return err
+		}
+		if created {
+			log.Info("bootstrap global admin created", "email", cfg.BootstrapEmail)
+		}
+	}
 
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
@@ -286,7 +286,6 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		log.Warn("nats streams not created yet; retrying in the background", "error", err.Error())
 	}
 	cancelPrep()
-	go svc.RunNotifier(bg)
 	erasure := NewErasure(svc, js, reg, log.With("component", "erasure"))
 	retention := NewRetention(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup

@@ -224,6 +224,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 	now := s.now()
 	var (
 		out       refreshResult
+		revoked   outboxRows // a reused token's session revoked
 		notBefore *time.Time
 		userID    string
 		orgID     string
@@ -294,7 +295,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 			return nil
 		default:
 			out = refreshReuse
-			if _, err := s.revokeSessions(ctx, tx, now, sessionFilter{sessionID: sessionID}, revocation{reason: events.ReasonRefreshReuse, ip: meta.IP}); err != nil {
+			if _, err := s.revokeSessions(ctx, tx, now, sessionFilter{sessionID: sessionID}, revocation{reason: events.ReasonRefreshReuse, ip: meta.IP}, &revoked); err != nil {
 				return err
 			}
 			return writeAudit(ctx, tx, auditEntry{Action: ActionRefreshReuse, TargetUserID: userID, OrgID: orgID, SessionID: sessionID, IP: meta.IP, Reason: string(events.ReasonRefreshReuse)})
@@ -305,9 +306,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		return TokenPair{}, fmt.Errorf("%w: refresh: %w", ErrUnavailable, err)
 	}
 	s.metrics.refreshes.WithLabelValues(out.label).Inc()
-	if out.label == refreshReuse.label {
-		s.outboxCommitted()
-	}
+	s.committed(ctx, revoked)
 	switch out.label {
 	case refreshInvalid.label:
 		return TokenPair{}, invalidToken

@@ -29,7 +29,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/outbox"
+	"github.com/sessionguard/revoke/internal/testenv"
 )
 
 // benchPoolSizes are the connection pool sizes the throughput benchmarks run
@@ -56,7 +62,9 @@ func benchEnv(b *testing.B) *env {
 }
 
 // benchService returns a service on e's database with a pool of its own of
-// maxConns connections (0: pgxpool's default), sharing e's signing keys.
+// maxConns connections (0: pgxpool's default), sharing e's signing keys,
+// and an outbox relay publishing to a JetStream server of its own, as in
+// sessiond: the relay's work is part of what a revocation costs.
 func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) {
 	b.Helper()
 	ctx := context.Background()
@@ -73,8 +81,26 @@ func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) 
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, err := natsx.Connect(testenv.StartNATS(b).URL(), "bench", quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := natsx.EnsureStreams(ctx, js, 1, events.RevocationsStream(testConfig().AccessTTL)); err != nil {
+		b.Fatal(err)
+	}
+	relay := outbox.New(pool, js, outbox.DefaultConfig(), prometheus.NewRegistry(), quiet)
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
+	b.Cleanup(func() { stopRelay(); <-relayDone })
 	kek := make([]byte, 32)
-	svc, err := NewService(pool, e.keys, kek, testConfig(), NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := NewService(pool, e.keys, kek, testConfig(), NewMetrics(prometheus.NewRegistry()), relay, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

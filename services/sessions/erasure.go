@@ -153,6 +153,7 @@ func (e *Erasure) park(ctx context.Context, m jetstream.Msg, why error) {
 // "unknown_user".
 func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, error) {
 	result := "erased"
+	var out outboxRows
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.now()
 		var orgID string
@@ -168,7 +169,7 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 			if erased {
 				result = "repeated"
 			}
-			if n, err = s.revokeUser(ctx, tx, now, req.UserID, orgID, revocation{reason: events.ReasonErasure}); err != nil {
+			if n, err = s.revokeUser(ctx, tx, now, req.UserID, orgID, revocation{reason: events.ReasonErasure}, &out); err != nil {
 				return err
 			}
 			b := &pgx.Batch{}
@@ -185,17 +186,15 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 			return err
 		}
 		conf := events.UserErased{EventID: uuid.NewString(), RequestEventID: req.EventID, UserID: req.UserID, SessionsRevoked: n, CompletedAt: now.UTC()}
-		payload, err := events.Encode(conf)
-		if err != nil {
+		b := &pgx.Batch{}
+		if err := out.queue(b, conf); err != nil {
 			return err
 		}
-		b := &pgx.Batch{}
-		queueOutbox(b, []string{conf.EventID}, []string{conf.Subject()}, [][]byte{payload})
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return "", fmt.Errorf("%w: erase: %w", ErrUnavailable, err)
 	}
-	s.outboxCommitted()
+	s.committed(ctx, out)
 	return result, nil
 }

@@ -111,7 +111,7 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, cfg Config) *env {
 	}
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
-	svc, err := NewService(pool, keys, kek, cfg, metrics, log)
+	svc, err := NewService(pool, keys, kek, cfg, metrics, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

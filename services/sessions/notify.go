@@ -3,46 +3,75 @@ package sessions
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/outbox"
 )
 
-// The relay is woken by NOTIFY after outbox rows commit. The NOTIFY is not
-// sent inside the revocation's transaction: PostgreSQL holds a cluster-wide
-// lock from a notifying transaction's commit until its WAL is flushed, so
-// notifying transactions commit one at a time and never share an fsync. One
-// goroutine sends it after commits instead, at most one in flight, later
-// wake-ups coalescing into the next. If the process dies between a commit
-// and its NOTIFY, the relay's fallback poll finds the rows within a second.
+// Outbox rows reach JetStream through the relay (internal/outbox). In
+// sessiond the relay runs in the same process, and each transaction's rows
+// are handed to it the moment the transaction commits, so that it publishes
+// them at once: no database round trip lies between a revocation's commit
+// and its publish. A process without a relay (revokectl, some tests) wakes
+// the relays of running sessiond processes with NOTIFY instead. If the
+// process dies between a commit and the hand-over, the relay's sweep finds
+// the rows within a second.
 
-// outboxCommitted signals that outbox rows have committed.
-func (s *Service) outboxCommitted() {
-	select {
-	case s.wake <- struct{}{}:
-	default: // one is pending already; it covers this commit too
+// OutboxRelay takes outbox rows right after their transaction commits: the
+// relay's fast path (outbox.Relay).
+type OutboxRelay interface {
+	Committed(ctx context.Context, msgs []outbox.Message)
+}
+
+// notifier is the relay of a process without one: it wakes the others.
+type notifier struct {
+	db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}
+	log interface {
+		WarnContext(ctx context.Context, msg string, args ...any)
 	}
 }
 
-// RunNotifier sends the relay's wake-up after commits until ctx ends.
-func (s *Service) RunNotifier(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-			if err := notifyRelay(ctx, s.pool); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "outbox wake-up not sent; the relay's poll will find the rows", "error", err.Error())
-			}
+// Committed sends the wake-up: one statement in an implicit transaction
+// that writes nothing, so its commit waits for no disk flush. It is never
+// sent inside the writing transaction: PostgreSQL holds a cluster-wide lock
+// from a notifying transaction's commit until its WAL is flushed, so
+// notifying transactions commit one at a time.
+func (n notifier) Committed(ctx context.Context, _ []outbox.Message) {
+	if _, err := n.db.Exec(ctx, "SELECT pg_notify($1, '')", outbox.Channel); err != nil && ctx.Err() == nil {
+		n.log.WarnContext(ctx, "outbox wake-up not sent; the relays' poll will find the rows", "error", err.Error())
+	}
+}
+
+// outboxRows collects the events a transaction writes to the outbox, to be
+// handed to the relay once it commits (Service.committed).
+type outboxRows []outbox.Message
+
+// queue encodes evs, adds their INSERT to b and remembers them.
+func (o *outboxRows) queue(b *pgx.Batch, evs ...events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	ids, subjects, payloads := make([]string, len(evs)), make([]string, len(evs)), make([][]byte, len(evs))
+	for i, ev := range evs {
+		p, err := events.Encode(ev)
+		if err != nil {
+			return err
 		}
+		ids[i], subjects[i], payloads[i] = ev.ID(), ev.Subject(), p
+		*o = append(*o, outbox.Message{EventID: ids[i], Subject: subjects[i], Payload: p})
 	}
+	b.Queue(`INSERT INTO outbox (event_id, subject, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])`, ids, subjects, payloads)
+	return nil
 }
 
-// notifyRelay sends the wake-up: one statement in an implicit transaction
-// that writes nothing, so its commit waits for no disk flush.
-func notifyRelay(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}) error {
-	_, err := db.Exec(ctx, "SELECT pg_notify($1, '')", outbox.Channel)
-	return err
+// committed hands rows whose transaction has committed to the relay. The
+// request's cancellation must not stop it: the rows are committed.
+func (s *Service) committed(ctx context.Context, o outboxRows) {
+	if len(o) > 0 {
+		s.relay.Committed(context.WithoutCancel(ctx), o)
+	}
 }

@@ -19,10 +19,9 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 	total := 0
 	var after int64
 	for {
-		var n int
+		var out outboxRows
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var ids, subjects []string
-			var payloads [][]byte
+			var evs []events.Event
 			rows, err := tx.Query(ctx, `SELECT id, kind, value, sid, sub, org, not_before, reason, revoked_at, expires_at
 				FROM revocations WHERE expires_at > now() AND id > $1 ORDER BY id LIMIT 1000`, after)
 			if err != nil {
@@ -47,35 +46,24 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 					rows.Close()
 					return err
 				}
-				p, err := events.Encode(ev)
-				if err != nil {
-					rows.Close()
-					return err
-				}
-				ids, subjects, payloads = append(ids, ev.ID()), append(subjects, ev.Subject()), append(payloads, p)
+				evs = append(evs, ev)
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			n = len(ids)
-			if n == 0 {
-				return nil
-			}
 			b := &pgx.Batch{}
-			queueOutbox(b, ids, subjects, payloads)
+			if err := out.queue(b, evs...); err != nil || len(evs) == 0 {
+				return err
+			}
 			return tx.SendBatch(ctx, b).Close()
 		})
 		if err != nil {
 			return total, fmt.Errorf("%w: republish: %w", ErrUnavailable, err)
 		}
-		total += n
-		if n < 1000 {
-			// Republish may run outside sessiond (revokectl): wake the
-			// relays here and now.
-			if err := notifyRelay(ctx, s.pool); err != nil {
-				s.log.Warn("outbox wake-up not sent; the relays' poll will find the rows", "error", err.Error())
-			}
+		s.committed(ctx, out)
+		total += len(out)
+		if len(out) < 1000 {
 			return total, nil
 		}
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/outbox"
 )
 
 // revocation says why and by whom sessions are revoked.
@@ -55,80 +58,102 @@ func updateRevoked(c *conds, now time.Time, r revocation) string {
 	return fmt.Sprintf("UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d WHERE %s", n-2, n-1, n, where)
 }
 
-// revoked is one session a revocation marked.
-type revoked struct{ sid, sub, org string }
+// Placeholders that sessionPayload puts in a SessionRevoked event to find
+// where the database fills in the columns it alone knows.
+const (
+	markEventID = "00000000-0000-4000-8000-00000000000e"
+	markSID     = "00000000-0000-4000-8000-00000000005d"
+	markSub     = "00000000-0000-4000-8000-00000000005b"
+	markOrg     = "00000000-0000-4000-8000-0000000000a9"
+)
 
-func collectRevoked(rows pgx.Rows) ([]revoked, error) {
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (revoked, error) {
-		var x revoked
-		err := r.Scan(&x.sid, &x.sub, &x.org)
-		return x, err
-	})
-}
-
-// revocationWrites is what follows marking sessions revoked, in the same
-// transaction: their refresh tokens deleted, and one revocation row, one
-// outbox row (revocations.v1.session) and one audit row per session.
-func (s *Service) revocationWrites(now time.Time, list []revoked, r revocation) (*pgx.Batch, error) {
-	expires := now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
-	n := len(list)
-	sids, subs, orgs := make([]string, n), make([]string, n), make([]string, n)
-	eventIDs, subjects, payloads := make([]string, n), make([]string, n), make([][]byte, n)
-	for i, x := range list {
-		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: x.sid, Sub: x.sub, Org: x.org, Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
-		p, err := events.Encode(ev)
-		if err != nil {
-			return nil, err
-		}
-		sids[i], subs[i], orgs[i] = x.sid, x.sub, x.org
-		eventIDs[i], subjects[i], payloads[i] = ev.EventID, ev.Subject(), p
+// sessionPayload returns the JSON of a SessionRevoked event with reason r
+// at now, cut into five pieces around its event_id, sid, sub and org, in
+// that order: the database joins the pieces with those four values. The
+// pieces come from events.Encode itself, so the payload is byte for byte
+// what Encode makes of the same event.
+func (s *Service) sessionPayload(now time.Time, r revocation) ([]string, error) {
+	ev := events.SessionRevoked{EventID: markEventID, SID: markSID, Sub: markSub, Org: markOrg, Reason: r.reason,
+		RevokedAt: now.UTC(), ExpiresAt: now.Add(s.cfg.AccessTTL + events.RevocationLeeway).UTC()}
+	p, err := events.Encode(ev)
+	if err != nil {
+		return nil, err
 	}
-	b := &pgx.Batch{}
-	b.Queue(`DELETE FROM refresh_tokens WHERE session_id = ANY($1::uuid[])`, sids)
-	b.Queue(`INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
-		SELECT e, 'session', sid::text, sid, sub, org, $5, $6, $7 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) AS x(e, sid, sub, org)`,
-		eventIDs, sids, subs, orgs, string(r.reason), now, expires)
-	queueOutbox(b, eventIDs, subjects, payloads)
-	b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-		SELECT 'session_revoked', $4, org, sub, sid, $5, $6, $7 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS x(sid, sub, org)`,
-		sids, subs, orgs, nullable(r.actorID), nullableIP(r.ip), string(r.reason), now)
-	return b, nil
+	rest := string(p)
+	pieces := make([]string, 0, 5)
+	for _, m := range []string{markEventID, markSID, markSub, markOrg} {
+		before, after, ok := strings.Cut(rest, m)
+		if !ok {
+			return nil, fmt.Errorf("session revocation payload: %s is not where it is expected in %s", m, p)
+		}
+		pieces, rest = append(pieces, before), after
+	}
+	return append(pieces, rest), nil
 }
 
-// revokeSessions revokes the live sessions that f selects, inside tx (see
-// revocationWrites), and returns how many it revoked.
-func (s *Service) revokeSessions(ctx context.Context, tx pgx.Tx, now time.Time, f sessionFilter, r revocation) (int, error) {
+// revokeSessions revokes the live sessions that f selects and returns how
+// many it revoked. It is one statement: the sessions marked revoked, their
+// refresh tokens deleted, and per session one revocation row, one audit row
+// and one outbox row (revocations.v1.session, also added to out, for the
+// caller to hand to the relay once the statement's transaction commits).
+// On the pool the statement is a transaction of its own, durable in one
+// round trip: the hot path of every single-session revocation.
+func (s *Service) revokeSessions(ctx context.Context, db interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, now time.Time, f sessionFilter, r revocation, out *outboxRows) (int, error) {
+	pieces, err := s.sessionPayload(now, r)
+	if err != nil {
+		return 0, err
+	}
 	c := f.conds(now)
 	update := updateRevoked(c, now, r)
-	rows, err := tx.Query(ctx, update+" RETURNING id, user_id, org_id", c.args...)
+	// updateRevoked bound the revocation's time, reason and actor last.
+	n := len(c.args)
+	at, reason, actor := "$"+strconv.Itoa(n-2), "$"+strconv.Itoa(n-1), "$"+strconv.Itoa(n)
+	bind := func(v any) string {
+		c.args = append(c.args, v)
+		return "$" + strconv.Itoa(len(c.args))
+	}
+	ip, expires, subject := bind(nullableIP(r.ip)), bind(now.Add(s.cfg.AccessTTL+events.RevocationLeeway)), bind(events.SubjectSessionRevoked)
+	p := make([]string, len(pieces))
+	for i, piece := range pieces {
+		p[i] = bind(piece)
+	}
+	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
+	// every writer below sees the same event ids.
+	q := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
+	ev AS (SELECT gen_random_uuid() AS event_id, id, user_id, org_id FROM revoked),
+	tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM revoked)),
+	blocklist AS (INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
+		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
+	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
+		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev)
+	INSERT INTO outbox (event_id, subject, payload)
+		SELECT event_id, ` + subject + `, convert_to(` + p[0] + ` || event_id::text || ` + p[1] + ` || id::text || ` + p[2] +
+		` || user_id::text || ` + p[3] + ` || org_id::text || ` + p[4] + `, 'UTF8') FROM ev
+	RETURNING event_id::text, payload`
+	rows, err := db.Query(ctx, q, c.args...)
 	if err != nil {
 		return 0, err
 	}
-	list, err := collectRevoked(rows)
-	if err != nil || len(list) == 0 {
-		return 0, err
-	}
-	b, err := s.revocationWrites(now, list, r)
+	msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Message, error) {
+		m := outbox.Message{Subject: events.SubjectSessionRevoked}
+		err := row.Scan(&m.EventID, &m.Payload)
+		return m, err
+	})
 	if err != nil {
 		return 0, err
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, err
-	}
-	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(list)))
-	return len(list), nil
-}
-
-// queueOutbox adds the outbox rows. The caller calls outboxCommitted after
-// the commit, which wakes the relay (see notify.go).
-func queueOutbox(b *pgx.Batch, eventIDs, subjects []string, payloads [][]byte) {
-	b.Queue(`INSERT INTO outbox (event_id, subject, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])`, eventIDs, subjects, payloads)
+	*out = append(*out, msgs...)
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))
+	return len(msgs), nil
 }
 
 // revokeUser revokes every access token of a user issued before now (a
 // user-level revocation with a whole-second not_before) and every live
-// session of the user, inside tx. It returns how many sessions it revoked.
-func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, userID, orgID string, r revocation) (int, error) {
+// session of the user, inside tx. It returns how many sessions it revoked;
+// the caller hands out to the relay once tx commits.
+func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, userID, orgID string, r revocation, out *outboxRows) (int, error) {
 	notBefore := ceilSecond(now)
 	if _, err := tx.Exec(ctx, `UPDATE users SET tokens_not_before = GREATEST(COALESCE(tokens_not_before, '-infinity'), $2), updated_at = $3 WHERE id = $1`,
 		userID, notBefore, now); err != nil {
@@ -146,15 +171,13 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	}
 	expires := now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
 	ev := events.UserRevoked{EventID: uuid.NewString(), Sub: userID, Org: orgID, NotBefore: notBefore.UTC(), Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
-	payload, err := events.Encode(ev)
-	if err != nil {
-		return 0, err
-	}
 	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)
 	b.Queue(`INSERT INTO revocations (event_id, kind, value, sub, org, not_before, reason, revoked_at, expires_at)
 		VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8)`, ev.EventID, userID, userID, orgID, notBefore, string(r.reason), now, expires)
-	queueOutbox(b, []string{ev.EventID}, []string{ev.Subject()}, [][]byte{payload})
+	if err := out.queue(b, ev); err != nil {
+		return 0, err
+	}
 	if len(sids) > 0 {
 		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
 			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7 FROM unnest($1::uuid[]) AS x(sid)`,
@@ -167,59 +190,16 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	return len(sids), nil
 }
 
-// revokeInTx revokes the sessions f selects in a transaction of its own,
-// in two round trips: BEGIN with the UPDATE, then the writes with COMMIT.
-// This is the hot path of every single-session revocation.
+// revokeInTx revokes the sessions f selects in a transaction of its own:
+// one statement, one round trip (see revokeSessions).
 func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation) (int, error) {
-	conn, err := s.pool.Acquire(ctx)
+	var out outboxRows
+	n, err := s.revokeSessions(ctx, s.pool, s.now(), f, r, &out)
 	if err != nil {
 		return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
 	}
-	defer conn.Release()
-	fail := func(err error) (int, error) {
-		// The pool closes a connection released inside a transaction; an
-		// explicit rollback keeps it.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
-	}
-	now := s.now()
-	c := f.conds(now)
-	update := updateRevoked(c, now, r)
-	first := &pgx.Batch{}
-	first.Queue("BEGIN")
-	first.Queue(update+" RETURNING id, user_id, org_id", c.args...)
-	br := conn.SendBatch(ctx, first)
-	var list []revoked
-	_, err = br.Exec()
-	if err == nil {
-		var rows pgx.Rows
-		if rows, err = br.Query(); err == nil {
-			list, err = collectRevoked(rows)
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fail(err)
-	}
-	if len(list) == 0 {
-		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
-			return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
-		}
-		return 0, nil
-	}
-	b, err := s.revocationWrites(now, list, r)
-	if err != nil {
-		return fail(err)
-	}
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return fail(err)
-	}
-	s.outboxCommitted()
-	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(list)))
-	return len(list), nil
+	s.committed(ctx, out)
+	return n, nil
 }
 
 // RevokeOwnSession revokes one of the caller's live sessions (possibly the
@@ -273,14 +253,17 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 	if !isUUID(userID) {
 		return 0, invalid("user id must be a UUID")
 	}
-	var n int
+	var (
+		n   int
+		out outboxRows
+	)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
 			return err
 		}
 		now := s.now()
-		if n, err = s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP}); err != nil {
+		if n, err = s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP}, &out); err != nil {
 			return err
 		}
 		return writeAudit(ctx, tx, auditEntry{Action: ActionUserSessionsRevoked, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
@@ -289,7 +272,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 	if err != nil {
 		return 0, domainOr(err, "revoke user sessions")
 	}
-	s.outboxCommitted()
+	s.committed(ctx, out)
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +36,11 @@ func (e *env) outbox() []outboxRow {
 		}
 		if ev.ID() != id {
 			e.t.Fatalf("outbox event_id column %s differs from payload %s", id, ev.ID())
+		}
+		// byte for byte what events.Encode makes of it, whether Go or the
+		// database assembled it (session revocations: revokeSessions)
+		if again, err := events.Encode(ev); err != nil || !bytes.Equal(again, payload) {
+			e.t.Fatalf("outbox payload\n%s\nis not what events.Encode makes of it:\n%s (%v)", payload, again, err)
 		}
 		// the payload holds exactly the contract's fields
 		var raw map[string]any

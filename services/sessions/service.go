@@ -39,12 +39,14 @@ type Service struct {
 	metrics   *Metrics
 	log       *slog.Logger
 	now       func() time.Time
-	wake      chan struct{} // see notify.go
+	relay     OutboxRelay // see notify.go
 }
 
 // NewService wires the service. kek is the key-encryption key, from which the
-// refresh-token rotation key is derived.
-func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metrics *Metrics, log *slog.Logger) (*Service, error) {
+// refresh-token rotation key is derived. relay publishes the outbox rows the
+// service commits (outbox.Relay.Committed); nil for a process without a
+// relay of its own, which wakes the relays of others with NOTIFY instead.
+func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metrics *Metrics, relay OutboxRelay, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -53,6 +55,9 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 	dummy, err := argon2id.CreateHash(rand.Text(), &cfg.Password)
 	if err != nil {
 		return nil, err
+	}
+	if relay == nil {
+		relay = notifier{db: pool, log: log}
 	}
 	return &Service{
 		pool:      pool,
@@ -65,7 +70,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		metrics:   metrics,
 		log:       log,
 		now:       time.Now,
-		wake:      make(chan struct{}, 1),
+		relay:     relay,
 	}, nil
 }
 
