@@ -136,7 +136,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 
 	// The relay marks the row sent just after the ack, so poll.
-	var metrics string
+	var metrics, missing string
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
@@ -149,11 +149,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		for _, m := range []string{`sessiond_logins_total{result="success"} 1`, `sessiond_http_requests_total{code="200",method="POST",route="/v1/auth/login"} 1`,
 			`outbox_published_total{subject="revocations.v1.session"} 1`, "outbox_depth 0", "outbox_commit_to_ack_seconds_bucket"} {
 			if !strings.Contains(metrics, m) {
+				missing = m
 				return false
 			}
 		}
 		return true
-	}, "metrics lack an expected series:\n%s", metrics)
+	}, "metrics lack %s", lazy(func() string { return missing + " in:\n" + metrics }))
 	cancel()
 	select {
 	case err := <-done:
@@ -202,3 +203,8 @@ func TestRunRefusesPendingMigrations(t *testing.T) {
 		t.Fatalf("run with pending migrations: %v", err)
 	}
 }
+
+// lazy is a message argument computed when the message is printed.
+type lazy func() string
+
+func (l lazy) String() string { return l() }
