@@ -18,12 +18,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/edgeprobe"
 )
 
 // propagation revokes at a steady rate through the API; one revocation per
 // probe interval is watched at every gateway (polled every 100 µs from the
-// call's return, as nothing can refuse it before it commits): the time from
-// the revoke call's start to its first 401 there.
+// call's return, as nothing can refuse it before it commits, by an
+// edgeprobe observer): the time from the revoke call's start to reading its
+// first 401 there.
 func propagation(ctx context.Context, e *benchEnv, o options, res *results) error {
 	total := int(float64(o.rate) * o.duration.Seconds())
 	f, err := e.makeSessions(ctx, total/10+1, 10)
@@ -53,6 +55,22 @@ func propagation(ctx context.Context, e *benchEnv, o options, res *results) erro
 		wg      sync.WaitGroup
 		inFlght = make(chan struct{}, 256)
 	)
+	// Probes rarely overlap (one per probe interval), but may: each takes
+	// an observer of its own from this pool (internal/edgeprobe says why
+	// the observer is one goroutine with raw keep-alive connections).
+	var controls []string
+	for _, g := range e.gateways {
+		controls = append(controls, g.control)
+	}
+	observers := make(chan *edgeprobe.Observer, 4)
+	for range cap(observers) {
+		obs, err := edgeprobe.Dial(controls)
+		if err != nil {
+			return err
+		}
+		defer obs.Close()
+		observers <- obs
+	}
 	tick := time.NewTicker(time.Second / time.Duration(o.rate))
 	defer tick.Stop()
 	begin := time.Now()
@@ -78,29 +96,19 @@ func propagation(ctx context.Context, e *benchEnv, o options, res *results) erro
 			}
 			// A token cannot be refused before its revocation commits, so the
 			// gateways are polled from the call's return on.
-			var pw sync.WaitGroup
-			for gi, g := range e.gateways {
-				pw.Add(1)
-				go func() {
-					defer pw.Done()
-					deadline := start.Add(5 * time.Second)
-					for time.Now().Before(deadline) {
-						if code, _ := e.check(ctx, g, f.tokens[i]); code == 401 {
-							d := ms(time.Since(start))
-							mu.Lock()
-							lat = append(lat, d)
-							perGW[gi] = append(perGW[gi], d)
-							mu.Unlock()
-							return
-						}
-						time.Sleep(100 * time.Microsecond)
-					}
-					mu.Lock()
-					failed++
-					mu.Unlock()
-				}()
+			obs := <-observers
+			got, err := obs.UntilRefused(start, f.tokens[i], 5*time.Second)
+			observers <- obs
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				return
 			}
-			pw.Wait()
+			for gi, d := range got {
+				lat = append(lat, ms(d))
+				perGW[gi] = append(perGW[gi], ms(d))
+			}
 		}()
 	}
 	wg.Wait()

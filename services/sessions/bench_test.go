@@ -267,9 +267,10 @@ func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []
 }
 
 // BenchmarkRevokeSession measures an org admin revoking one distinct live
-// session per operation (Service.RevokeSession: the UPDATE, the refresh
-// tokens' DELETE, the revocation, outbox and audit rows and the NOTIFY, in
-// one transaction). Goal: 3,000/s or more.
+// session per operation (Service.RevokeSession: one statement that marks the
+// session, deletes its refresh tokens and writes the revocation, outbox and
+// audit rows, then the relay's publish of the event and, batched, its mark
+// as sent). Goal: 3,000/s or more.
 func BenchmarkRevokeSession(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
