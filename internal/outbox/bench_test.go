@@ -16,12 +16,23 @@ import (
 
 // BenchmarkCommitToDelivery measures the revocation path from a committed
 // outbox transaction to the event's delivery by a JetStream consumer, with
-// revocations paced at 500/s. b.N is the number of revocations:
+// revocations paced at 500/s, by each of the relay's paths: path=fast hands
+// the committed rows to the relay (Committed, what sessiond does);
+// path=sweep sends NOTIFY in the transaction and lets the relay's sweep read
+// the rows back (what a process without a relay, revokectl, gets). b.N is
+// the number of revocations:
 //
 //	REVOKE_TEST_PG_FSYNC=on go test -run '^$' -bench CommitToDelivery -benchtime 5000x ./internal/outbox/
 func BenchmarkCommitToDelivery(b *testing.B) {
+	for _, path := range []string{"fast", "sweep"} {
+		b.Run("path="+path, func(b *testing.B) { commitToDelivery(b, path == "fast") })
+	}
+}
+
+func commitToDelivery(b *testing.B, fast bool) {
 	f := newFixtureTB(b)
-	f.run(b, f.relay(b, f.js))
+	r := f.relay(b, f.js)
+	f.run(b, r)
 
 	var (
 		mu        sync.Mutex
@@ -67,13 +78,18 @@ func BenchmarkCommitToDelivery(b *testing.B) {
 			err := pgx.BeginFunc(context.Background(), f.pool, func(tx pgx.Tx) error {
 				bt := &pgx.Batch{}
 				bt.Queue(`INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, ev.EventID, ev.Subject(), p)
-				bt.Queue(`SELECT pg_notify('outbox', '')`)
+				if !fast {
+					bt.Queue(`SELECT pg_notify('outbox', '')`)
+				}
 				return tx.SendBatch(context.Background(), bt).Close()
 			})
 			now := time.Now()
 			if err != nil {
 				b.Error(err)
 				return
+			}
+			if fast {
+				r.Committed(context.Background(), []Message{{EventID: ev.EventID, Subject: ev.Subject(), Payload: p}})
 			}
 			mu.Lock()
 			committed[ev.EventID] = now
