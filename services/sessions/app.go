@@ -222,11 +222,14 @@ func Serve(ctx context.Context, cfg AppConfig, ln net.Listener, log *slog.Logger
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	relayCfg := outbox.DefaultConfig()
+	// An ack that never comes (lost in a JetStream leader change, say)
+	// would hold its slot of the async-publish window for ever; the relay
+	// has given up on it by then, and the sweep publishes the row again.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(relayCfg.AckTimeout))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
-	relayCfg := outbox.DefaultConfig()
 	relayCfg.Retention = cfg.OutboxRetention
 	relayCfg.Prepare = func(ctx context.Context) error {
 		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
