@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -380,13 +381,11 @@ func (e *benchEnv) makeSessions(ctx context.Context, users, perUser int) (*fixtu
 	return f, nil
 }
 
-// warm presents each token once at every gateway, as a client in use would.
-//
-// Each token is checked twice at each gateway: a gateway caches a token's
-// verification from its second use on (the first only passes the
-// doorkeeper), as for any token in use.
+// warm presents each token twice at every gateway, as a client in use
+// would: a gateway caches a token's verification from its second use on
+// (the first only passes the doorkeeper).
 func (e *benchEnv) warm(ctx context.Context, toks []string) error {
-	for _, g := range append(e.gateways, e.gateways...) {
+	for _, g := range slices.Concat(e.gateways, e.gateways) {
 		errs := parallel(ctx, len(toks), 16, func(i int) error {
 			code, err := e.check(ctx, g, toks[i])
 			if err == nil && code != 200 {

@@ -60,22 +60,24 @@ func TestUntilRefusedWaitsForEveryGateway(t *testing.T) {
 }
 
 func TestUntilRefusedReportsOtherAnswersAndTimeouts(t *testing.T) {
-	broken, _ := gateway(t, 1, http.StatusServiceUnavailable)
-	o, err := Dial([]string{broken.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-	if _, err := o.UntilRefused(time.Now(), "tok", 5*time.Second); err == nil || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("a 503 gave %v", err)
-	}
-	accepting, _ := gateway(t, 1<<40, http.StatusOK)
-	o2, err := Dial([]string{accepting.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o2.Close()
-	if _, err := o2.UntilRefused(time.Now(), "tok", 20*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still accept") {
-		t.Fatalf("a gateway that never refuses gave %v", err)
+	for _, tc := range []struct {
+		name    string
+		accept  int64
+		status  int
+		limit   time.Duration
+		wantErr string
+	}{
+		{"a 503", 1, http.StatusServiceUnavailable, 5 * time.Second, "503"},
+		{"a gateway that never refuses", 1 << 40, http.StatusOK, 20 * time.Millisecond, "still accept"},
+	} {
+		g, _ := gateway(t, tc.accept, tc.status)
+		o, err := Dial([]string{g.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.UntilRefused(time.Now(), "tok", tc.limit); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Fatalf("%s gave %v", tc.name, err)
+		}
+		o.Close()
 	}
 }

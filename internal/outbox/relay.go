@@ -30,6 +30,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/internal/postgres"
 )
 
 // Channel is the LISTEN/NOTIFY channel that wakes the relay.
@@ -177,8 +179,7 @@ func (r *Relay) inFlight() []string {
 // Run relays until ctx ends. Several relays (one per sessiond replica) may
 // run on one outbox: FOR UPDATE SKIP LOCKED gives each its own rows.
 func (r *Relay) Run(ctx context.Context) error {
-	wake := r.wake
-	go r.listen(ctx, wake)
+	go r.listen(ctx)
 	go r.markFresh(ctx)
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
@@ -190,7 +191,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-wake:
+		case <-r.wake:
 		case <-poll.C:
 		case <-prune.C:
 			r.prune(ctx)
@@ -243,9 +244,9 @@ func backoff(failures int, max time.Duration) time.Duration {
 
 // listen holds one connection in LISTEN outbox and signals wake on every
 // notification; it reconnects when the connection breaks.
-func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
+func (r *Relay) listen(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := r.listenOnce(ctx, wake)
+		err := r.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -258,7 +259,7 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 	}
 }
 
-func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}) error {
+func (r *Relay) listenOnce(ctx context.Context) error {
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -270,12 +271,12 @@ func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}) error {
 		return err
 	}
 	// Rows committed while nobody listened are picked up now.
-	signal(wake)
+	signal(r.wake)
 	for {
 		if _, err := c.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		signal(wake)
+		signal(r.wake)
 	}
 }
 
@@ -482,15 +483,8 @@ func (r *Relay) markSent(ctx context.Context, msgs []Message) {
 	for i, m := range msgs {
 		eventIDs[i] = m.EventID
 	}
-	// One round trip. A connection left inside a failed transaction is not
-	// reused: the pool closes it on release.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue("SET LOCAL synchronous_commit TO off")
-	b.Queue(`UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
-		WHERE event_id = ANY($1::uuid[]) AND sent_at IS NULL`, eventIDs)
-	b.Queue("COMMIT")
-	if err := r.pool.SendBatch(ctx, b).Close(); err != nil && ctx.Err() == nil {
+	if err := postgres.ExecUnsynced(ctx, r.pool, `UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
+		WHERE event_id = ANY($1::uuid[]) AND sent_at IS NULL`, eventIDs); err != nil && ctx.Err() == nil {
 		// The rows stay unsent; the sweep publishes them again and marks them.
 		r.metrics.errors.WithLabelValues("database").Inc()
 		r.log.WarnContext(ctx, "outbox relay: marking fast-path rows sent failed; the sweep will", "error", err.Error())

@@ -74,18 +74,11 @@ func (f *fixture) insert(t *testing.T, n int, commit bool) []string {
 	t.Helper()
 	var ids []string
 	err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) error {
-		for i := 0; i < n; i++ {
-			ev := events.SessionRevoked{EventID: uuid.NewString(), SID: uuid.NewString(), Sub: uuid.NewString(), Org: uuid.NewString(),
-				Reason: events.ReasonAdminRevoke, RevokedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(6 * time.Minute).UTC()}
-			p, err := events.Encode(ev)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(t.Context(), `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, ev.EventID, ev.Subject(), p); err != nil {
-				return err
-			}
-			ids = append(ids, ev.EventID)
+		msgs, err := insertRows(t, tx, n)
+		if err != nil {
+			return err
 		}
+		ids = eventIDs(msgs)
 		if _, err := tx.Exec(t.Context(), `SELECT pg_notify('outbox', '')`); err != nil {
 			return err
 		}
@@ -274,13 +267,8 @@ func TestTwoRelaysShareOneOutbox(t *testing.T) {
 	}
 	wg.Wait()
 	testenv.Eventually(t, 30*time.Second, func() bool { return f.unsent(t) == 0 }, "outbox not drained")
-	got := f.streamIDs(t)
-	assertExactlyOnce(t, got, want)
-	var attempts int
-	_ = f.pool.QueryRow(t.Context(), "SELECT max(attempts) FROM outbox").Scan(&attempts)
-	if attempts != 1 {
-		t.Fatalf("a row was published %d times", attempts)
-	}
+	assertExactlyOnce(t, f.streamIDs(t), want)
+	f.assertPublishedOnce(t)
 }
 
 func TestPruneRemovesOnlyOldSentRows(t *testing.T) {
@@ -308,25 +296,53 @@ func TestPruneRemovesOnlyOldSentRows(t *testing.T) {
 func (f *fixture) commit(t *testing.T, n int) []Message {
 	t.Helper()
 	var msgs []Message
-	err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) error {
-		for i := 0; i < n; i++ {
-			ev := events.SessionRevoked{EventID: uuid.NewString(), SID: uuid.NewString(), Sub: uuid.NewString(), Org: uuid.NewString(),
-				Reason: events.ReasonAdminRevoke, RevokedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(6 * time.Minute).UTC()}
-			p, err := events.Encode(ev)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(t.Context(), `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, ev.EventID, ev.Subject(), p); err != nil {
-				return err
-			}
-			msgs = append(msgs, Message{EventID: ev.EventID, Subject: ev.Subject(), Payload: p})
-		}
-		return nil
+	err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) (err error) {
+		msgs, err = insertRows(t, tx, n)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return msgs
+}
+
+// insertRows writes n session revocation events in tx.
+func insertRows(t *testing.T, tx pgx.Tx, n int) ([]Message, error) {
+	msgs := make([]Message, 0, n)
+	for i := 0; i < n; i++ {
+		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: uuid.NewString(), Sub: uuid.NewString(), Org: uuid.NewString(),
+			Reason: events.ReasonAdminRevoke, RevokedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(6 * time.Minute).UTC()}
+		p, err := events.Encode(ev)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(t.Context(), `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, ev.EventID, ev.Subject(), p); err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, Message{EventID: ev.EventID, Subject: ev.Subject(), Payload: p})
+	}
+	return msgs, nil
+}
+
+// streamIDsSince is streamIDs without the events before held.
+func (f *fixture) streamIDsSince(t *testing.T, before map[string]int) map[string]int {
+	got := f.streamIDs(t)
+	for id := range before {
+		delete(got, id)
+	}
+	return got
+}
+
+// assertPublishedOnce checks that no outbox row was published twice.
+func (f *fixture) assertPublishedOnce(t *testing.T) {
+	t.Helper()
+	var attempts int
+	if err := f.pool.QueryRow(t.Context(), "SELECT max(attempts) FROM outbox").Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 1 {
+		t.Fatalf("a row was published %d times", attempts)
+	}
 }
 
 func eventIDs(msgs []Message) []string {
@@ -365,16 +381,8 @@ func TestFastPathPublishesAndMarksWithoutTheSweep(t *testing.T) {
 		want = append(want, eventIDs(msgs)...)
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return f.unsent(t) == 0 }, "fast-path rows not marked sent")
-	got := f.streamIDs(t)
-	for id := range before {
-		delete(got, id)
-	}
-	assertExactlyOnce(t, got, want)
-	var attempts int
-	_ = f.pool.QueryRow(t.Context(), "SELECT max(attempts) FROM outbox").Scan(&attempts)
-	if attempts != 1 {
-		t.Fatalf("a row was published %d times", attempts)
-	}
+	assertExactlyOnce(t, f.streamIDsSince(t, before), want)
+	f.assertPublishedOnce(t)
 }
 
 // TestFastPathLeavesRowsToTheSweepWhileNATSIsDown: rows handed to Committed
@@ -400,10 +408,6 @@ func TestFastPathLeavesRowsToTheSweepWhileNATSIsDown(t *testing.T) {
 	}
 	f.nats.Start()
 	testenv.Eventually(t, 30*time.Second, func() bool { return f.unsent(t) == 0 }, "outbox not drained after NATS came back")
-	got := f.streamIDs(t)
-	for id := range before {
-		delete(got, id)
-	}
-	assertExactlyOnce(t, got, want)
+	assertExactlyOnce(t, f.streamIDsSince(t, before), want)
 	testenv.Eventually(t, 10*time.Second, func() bool { return r.healthy.Load() }, "the fast path did not resume")
 }

@@ -1,5 +1,5 @@
 // Package postgres holds the PostgreSQL plumbing shared by the services: the
-// connection pool and the schema migrations.
+// connection pool, the schema migrations and unsynchronised writes.
 package postgres
 
 import (
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -72,4 +73,19 @@ func Pending(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	}
 	defer closeDB()
 	return p.HasPending(ctx)
+}
+
+// ExecUnsynced runs one statement in a transaction of its own whose commit
+// does not wait for the WAL to reach the disk (synchronous_commit off), in
+// one round trip. It is for writes whose loss in a crash costs nothing (a
+// row's "sent" mark, an advisory timestamp): the commit is not held up by an
+// fsync, and neither are the row locks it releases. A connection left inside
+// a failed transaction is closed by the pool on release.
+func ExecUnsynced(ctx context.Context, pool *pgxpool.Pool, sql string, args ...any) error {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit TO off")
+	b.Queue(sql, args...)
+	b.Queue("COMMIT")
+	return pool.SendBatch(ctx, b).Close()
 }

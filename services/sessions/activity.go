@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/postgres"
 )
 
 // RecordActivity moves the last_active_at of live sessions forward to when a
@@ -34,16 +34,10 @@ func (s *Service) RecordActivity(ctx context.Context, seen []events.SessionSeen)
 	// last_active_at is advisory: losing the latest move of it in a crash
 	// costs nothing, so its commit does not wait for the disk. That also
 	// releases the row locks sooner, which a revocation of one of these
-	// sessions would otherwise wait on for the fsync. One round trip; a
-	// connection left in a failed transaction is closed by the pool.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue("SET LOCAL synchronous_commit TO off")
-	b.Queue(`UPDATE sessions s SET last_active_at = x.seen
+	// sessions would otherwise wait on for the fsync.
+	if err := postgres.ExecUnsynced(ctx, s.pool, `UPDATE sessions s SET last_active_at = x.seen
 		FROM unnest($1::uuid[], $2::timestamptz[]) AS x(id, seen)
-		WHERE s.id = x.id AND s.revoked_at IS NULL AND s.last_active_at < x.seen`, ids, times)
-	b.Queue("COMMIT")
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		WHERE s.id = x.id AND s.revoked_at IS NULL AND s.last_active_at < x.seen`, ids, times); err != nil {
 		return fmt.Errorf("%w: record activity: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -2,9 +2,10 @@ package sessions
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/outbox"
@@ -27,12 +28,8 @@ type OutboxRelay interface {
 
 // notifier is the relay of a process without one: it wakes the others.
 type notifier struct {
-	db interface {
-		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-	}
-	log interface {
-		WarnContext(ctx context.Context, msg string, args ...any)
-	}
+	pool *pgxpool.Pool
+	log  *slog.Logger
 }
 
 // Committed sends the wake-up: one statement in an implicit transaction
@@ -41,7 +38,7 @@ type notifier struct {
 // from a notifying transaction's commit until its WAL is flushed, so
 // notifying transactions commit one at a time.
 func (n notifier) Committed(ctx context.Context, _ []outbox.Message) {
-	if _, err := n.db.Exec(ctx, "SELECT pg_notify($1, '')", outbox.Channel); err != nil && ctx.Err() == nil {
+	if _, err := n.pool.Exec(ctx, "SELECT pg_notify($1, '')", outbox.Channel); err != nil && ctx.Err() == nil {
 		n.log.WarnContext(ctx, "outbox wake-up not sent; the relays' poll will find the rows", "error", err.Error())
 	}
 }

@@ -52,8 +52,11 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 			if err := rows.Err(); err != nil {
 				return err
 			}
+			if len(evs) == 0 {
+				return nil
+			}
 			b := &pgx.Batch{}
-			if err := out.queue(b, evs...); err != nil || len(evs) == 0 {
+			if err := out.queue(b, evs...); err != nil {
 				return err
 			}
 			return tx.SendBatch(ctx, b).Close()

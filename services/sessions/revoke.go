@@ -58,8 +58,10 @@ func updateRevoked(c *conds, now time.Time, r revocation) string {
 	return fmt.Sprintf("UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d WHERE %s", n-2, n-1, n, where)
 }
 
-// Placeholders that sessionPayload puts in a SessionRevoked event to find
-// where the database fills in the columns it alone knows.
+// Marker ids: sessionPayload encodes a SessionRevoked event with these in
+// the four fields whose values only the revocation statement knows (the
+// event id it generates, the session, user and org it updates), then cuts
+// the JSON around them.
 const (
 	markEventID = "00000000-0000-4000-8000-00000000000e"
 	markSID     = "00000000-0000-4000-8000-00000000005d"
@@ -68,13 +70,13 @@ const (
 )
 
 // sessionPayload returns the JSON of a SessionRevoked event with reason r
-// at now, cut into five pieces around its event_id, sid, sub and org, in
+// at now, expiring at expires, cut into five pieces around its event_id, sid, sub and org, in
 // that order: the database joins the pieces with those four values. The
 // pieces come from events.Encode itself, so the payload is byte for byte
 // what Encode makes of the same event.
-func (s *Service) sessionPayload(now time.Time, r revocation) ([]string, error) {
+func sessionPayload(now, expires time.Time, r revocation) ([]string, error) {
 	ev := events.SessionRevoked{EventID: markEventID, SID: markSID, Sub: markSub, Org: markOrg, Reason: r.reason,
-		RevokedAt: now.UTC(), ExpiresAt: now.Add(s.cfg.AccessTTL + events.RevocationLeeway).UTC()}
+		RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
 	p, err := events.Encode(ev)
 	if err != nil {
 		return nil, err
@@ -91,6 +93,12 @@ func (s *Service) sessionPayload(now time.Time, r revocation) ([]string, error) 
 	return append(pieces, rest), nil
 }
 
+// revocationExpires is when a revocation made at now may be forgotten: once
+// every access token it covers has expired, with the leeway verifiers allow.
+func (s *Service) revocationExpires(now time.Time) time.Time {
+	return now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
+}
+
 // revokeSessions revokes the live sessions that f selects and returns how
 // many it revoked. It is one statement: the sessions marked revoked, their
 // refresh tokens deleted, and per session one revocation row, one audit row
@@ -101,7 +109,8 @@ func (s *Service) sessionPayload(now time.Time, r revocation) ([]string, error) 
 func (s *Service) revokeSessions(ctx context.Context, db interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, now time.Time, f sessionFilter, r revocation, out *outboxRows) (int, error) {
-	pieces, err := s.sessionPayload(now, r)
+	expiresAt := s.revocationExpires(now)
+	pieces, err := sessionPayload(now, expiresAt, r)
 	if err != nil {
 		return 0, err
 	}
@@ -114,7 +123,7 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 		c.args = append(c.args, v)
 		return "$" + strconv.Itoa(len(c.args))
 	}
-	ip, expires, subject := bind(nullableIP(r.ip)), bind(now.Add(s.cfg.AccessTTL+events.RevocationLeeway)), bind(events.SubjectSessionRevoked)
+	ip, expires, subject := bind(nullableIP(r.ip)), bind(expiresAt), bind(events.SubjectSessionRevoked)
 	p := make([]string, len(pieces))
 	for i, piece := range pieces {
 		p[i] = bind(piece)
@@ -169,7 +178,7 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	if err != nil {
 		return 0, err
 	}
-	expires := now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
+	expires := s.revocationExpires(now)
 	ev := events.UserRevoked{EventID: uuid.NewString(), Sub: userID, Org: orgID, NotBefore: notBefore.UTC(), Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
 	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)

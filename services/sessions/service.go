@@ -57,7 +57,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		return nil, err
 	}
 	if relay == nil {
-		relay = notifier{db: pool, log: log}
+		relay = notifier{pool: pool, log: log}
 	}
 	return &Service{
 		pool:      pool,
