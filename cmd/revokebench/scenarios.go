@@ -22,8 +22,8 @@ import (
 )
 
 // propagation revokes at a steady rate through the API; one revocation per
-// probe interval is watched at every gateway (polled every 100 µs from the
-// call's return, as nothing can refuse it before it commits, by an
+// probe interval is watched at every gateway (polled round after round from
+// the call's return, as nothing can refuse it before it commits, by an
 // edgeprobe observer): the time from the revoke call's start to reading its
 // first 401 there.
 func propagation(ctx context.Context, e *benchEnv, o options, res *results) error {

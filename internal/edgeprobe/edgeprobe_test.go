@@ -81,3 +81,19 @@ func TestUntilRefusedReportsOtherAnswersAndTimeouts(t *testing.T) {
 		o.Close()
 	}
 }
+
+func TestOnceCountsTheGatewaysThatAccept(t *testing.T) {
+	accepting, _ := gateway(t, 1<<40, http.StatusOK)
+	refusing, _ := gateway(t, 0, http.StatusOK)
+	o, err := Dial([]string{accepting.URL, refusing.URL, accepting.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if n, err := o.Once("tok"); err != nil || n != 2 {
+		t.Fatalf("Once gave %d, %v: want 2 of 3 accepting", n, err)
+	}
+	if o.Rounds() != 0 {
+		t.Fatalf("Once counted %d rounds: rounds are UntilRefused's", o.Rounds())
+	}
+}
