@@ -1,76 +1,109 @@
 package main
 
 import (
+	"net/http"
 	"runtime"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/sessionguard/revoke/internal/edgeprobe"
 )
 
 // BenchmarkRevokeToRefusal measures, with 8 gateways subscribed, the time
-// from the start of an admin's revoke call to the first 401 for that token
-// at each gateway. Each token is in use (cached at every gateway) before it
-// is revoked. b.N is the number of revocations, one at a time:
+// from the start of a revoke call to the first 401 for that token at each
+// gateway, for two paths side by side:
 //
-//	REVOKE_TEST_PG_FSYNC=on go test -run '^$' -bench RevokeToRefusal -benchtime 300x ./cmd/devstack/
+//   - path=sessiond: an admin revokes a session through sessiond; 8
+//     gatewayd feeds apply it. Each token is in use (cached at every
+//     gateway) before it is revoked.
+//   - path=bare: the floor on the same machine (barePath): a durable
+//     one-row commit, an asynchronous publish to the same kind of stream,
+//     8 ordered consumers and a set lookup behind /v1/check.
+//
+// b.N is the number of revocations, one at a time:
+//
+//	REVOKE_TEST_PG_FSYNC=on go test -run '^$' -bench RevokeToRefusal -benchtime 300x -count 4 ./cmd/devstack/
 //
 // From the call's return (a token cannot be refused before its revocation
 // commits), one request goes to every gateway that has not refused the
-// token yet, all sent before any answer is read, every 100 µs; a gateway's
-// time is when its 401 is read (internal/edgeprobe says why the observer
-// is built so).
+// token yet, all sent before any answer is read, round after round with no
+// pause; a gateway's time is when its 401 is read (internal/edgeprobe says
+// why the observer is built so).
 func BenchmarkRevokeToRefusal(b *testing.B) {
 	const gateways = 8
-	s := newSystem(b, gateways)
-	_, first := s.user()
-	email := s.emailOf(first)
-	// A few untimed revocations first: the first executions of a statement
-	// on a connection parse and plan it, which a running sessiond has long
-	// done.
-	const warmUp = 50
-	tokens := make([]pair, warmUp+b.N)
-	for i := range tokens {
-		tokens[i] = s.login(email, "password-1")
-		// Twice: a gateway caches a token's verification from its second
-		// use on (the first only passes the doorkeeper), as for any token
-		// in use.
-		for range 2 {
-			for _, g := range s.gateways {
-				if check(b, g, tokens[i].AccessToken) != 200 {
-					b.Fatal("fresh token refused")
-				}
-			}
+	b.Run("path=sessiond", func(b *testing.B) {
+		s := newSystem(b, gateways)
+		_, first := s.user()
+		email := s.emailOf(first)
+		var controls []string
+		for _, g := range s.gateways {
+			controls = append(controls, g.control)
 		}
-	}
-	var controls []string
-	for _, g := range s.gateways {
-		controls = append(controls, g.control)
-	}
+		toks := make([]pair, refusalWarmUp+b.N)
+		tokens := make([]string, len(toks))
+		for i := range toks {
+			toks[i] = s.login(email, "password-1")
+			tokens[i] = toks[i].AccessToken
+		}
+		measureRefusal(b, controls, tokens, func(i int) {
+			if code := s.do("DELETE", "/v1/sessions/"+toks[i].SessionID, s.admin, nil, nil); code != http.StatusNoContent {
+				b.Fatalf("revoke: %d", code)
+			}
+		})
+	})
+	b.Run("path=bare", func(b *testing.B) {
+		p := startBarePath(b, gateways)
+		ids := make([]string, refusalWarmUp+b.N)
+		for i := range ids {
+			ids[i] = uuid.NewString()
+		}
+		measureRefusal(b, p.controls, ids, func(i int) { p.revoke(b, ids[i]) })
+	})
+}
+
+// refusalWarmUp is how many untimed revocations come first: the first
+// executions of a statement on a connection parse and plan it, which a
+// running service has long done.
+const refusalWarmUp = 50
+
+// measureRefusal revokes tokens[i] with revoke(i), one at a time, and
+// reports the call's latency and each gateway's time to its first 401.
+// The first refusalWarmUp revocations are not timed; b.N follow.
+func measureRefusal(b *testing.B, controls, tokens []string, revoke func(i int)) {
 	obs, err := edgeprobe.Dial(controls)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer obs.Close()
-	// revoke revokes tok's session and returns how long the call took and,
-	// per gateway, the time from its start to the token's first 401 there.
-	revoke := func(tok pair) (time.Duration, []time.Duration) {
-		start := time.Now()
-		if code := s.do("DELETE", "/v1/sessions/"+tok.SessionID, s.admin, nil, nil); code != 204 {
-			b.Fatalf("revoke: %d", code)
+	// Every token is used twice at every gateway first: a gateway caches a
+	// token's verification from its second use on (the first only passes
+	// the doorkeeper), as for any token in use.
+	for _, tok := range tokens {
+		for range 2 {
+			if got, err := obs.Once(tok); err != nil || got != len(controls) {
+				b.Fatalf("a fresh token: %d of %d gateways accept it (%v)", got, len(controls), err)
+			}
 		}
+	}
+	// one revokes the i-th token and returns how long the call took and,
+	// per gateway, the time from its start to the token's first 401 there.
+	one := func(i int) (time.Duration, []time.Duration) {
+		start := time.Now()
+		revoke(i)
 		call := time.Since(start)
-		got, err := obs.UntilRefused(start, tok.AccessToken, 5*time.Second)
+		got, err := obs.UntilRefused(start, tokens[i], 5*time.Second)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return call, got
 	}
-	for _, tok := range tokens[:warmUp] {
-		revoke(tok)
+	for i := range refusalWarmUp {
+		one(i)
 	}
-	tokens, rounds0 := tokens[warmUp:], obs.Rounds()
+	rounds0 := obs.Rounds()
 	// The warm-up's use of every token makes each gateway report it as
 	// active, all in the last seconds before the timer starts; gateways
 	// flush their reports every second. Let sessiond record them first, so
@@ -81,8 +114,8 @@ func BenchmarkRevokeToRefusal(b *testing.B) {
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		call, got := revoke(tokens[i])
+	for i := refusalWarmUp; i < refusalWarmUp+b.N; i++ {
+		call, got := one(i)
 		api = append(api, float64(call.Microseconds())/1000)
 		for _, d := range got {
 			lat = append(lat, float64(d.Microseconds())/1000)
@@ -101,7 +134,6 @@ func BenchmarkRevokeToRefusal(b *testing.B) {
 	b.ReportMetric(lat[len(lat)-1], "max-ms")
 	b.ReportMetric(0, "ns/op")
 }
-
 func (s *system) emailOf(p pair) string {
 	s.t.Helper()
 	var email string
