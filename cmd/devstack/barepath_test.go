@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/edgeprobe"
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/internal/testenv"
@@ -133,5 +135,27 @@ func (p *barePath) revoke(tb testing.TB, id string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
 		tb.Fatalf("bare revoke: %d", resp.StatusCode)
+	}
+}
+
+// TestBarePathRefusesAfterRevoke keeps the benchmark's floor honest: an id
+// is accepted everywhere until its revocation, then refused everywhere.
+func TestBarePathRefusesAfterRevoke(t *testing.T) {
+	p := startBarePath(t, 2)
+	obs, err := edgeprobe.Dial(p.controls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	id, other := uuid.NewString(), uuid.NewString()
+	if n, err := obs.Once(id); err != nil || n != 2 {
+		t.Fatalf("before the revocation %d of 2 bare gateways accept (%v)", n, err)
+	}
+	p.revoke(t, id)
+	if _, err := obs.UntilRefused(time.Now(), id, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := obs.Once(other); err != nil || n != 2 {
+		t.Fatalf("another id: %d of 2 bare gateways accept (%v)", n, err)
 	}
 }
