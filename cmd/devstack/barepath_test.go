@@ -17,7 +17,6 @@ import (
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/edgeprobe"
 	"github.com/sessionguard/revoke/internal/natsx"
-	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/internal/testenv"
 )
 
@@ -39,16 +38,12 @@ const bareStream, bareSubject = "BARE", "bare.revoked"
 func startBarePath(tb testing.TB, gateways int) *barePath {
 	tb.Helper()
 	ctx := context.Background()
-	pool, err := postgres.Connect(ctx, testenv.DatabaseURL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
+	pool := testenv.Postgres(tb)
 	if _, err := pool.Exec(ctx, `CREATE TABLE bare_revocations (id uuid PRIMARY KEY, revoked_at timestamptz NOT NULL)`); err != nil {
 		tb.Fatal(err)
 	}
 	natsURL := testenv.StartNATS(tb).URL()
-	js := bareJetStream(tb, natsURL)
+	_, js := testenv.JetStream(tb, natsURL)
 	if _, err := js.CreateStream(ctx, natsx.StreamConfig(events.Stream{Name: bareStream, Subjects: []string{bareSubject}, MaxAge: time.Hour}, 1)); err != nil {
 		tb.Fatal(err)
 	}
@@ -59,20 +54,6 @@ func startBarePath(tb testing.TB, gateways int) *barePath {
 		p.controls = append(p.controls, startBareGateway(tb, natsURL))
 	}
 	return p
-}
-
-func bareJetStream(tb testing.TB, url string) jetstream.JetStream {
-	tb.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return js
 }
 
 // bareAPI answers DELETE /bare/{id}: commit, publish, 204.
@@ -99,7 +80,8 @@ func bareAPI(pool *pgxpool.Pool, js jetstream.JetStream) http.Handler {
 func startBareGateway(tb testing.TB, natsURL string) string {
 	tb.Helper()
 	ctx := context.Background()
-	stream, err := bareJetStream(tb, natsURL).Stream(ctx, bareStream)
+	_, js := testenv.JetStream(tb, natsURL)
+	stream, err := js.Stream(ctx, bareStream)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -79,11 +79,7 @@ const roundPause = 100 * time.Microsecond
 // 200 or 401, or a gateway still accepting the token limit after start, is
 // an error.
 func (o *Observer) UntilRefused(start time.Time, token string, limit time.Duration) ([]time.Duration, error) {
-	got := make([]time.Duration, len(o.conns))
-	pending := make([]int, len(o.conns))
-	for i := range pending {
-		pending[i] = i
-	}
+	got, pending := make([]time.Duration, len(o.conns)), o.all()
 	for len(pending) > 0 {
 		if time.Since(start) > limit {
 			return nil, fmt.Errorf("edgeprobe: %d gateways still accept the token %s after the start", len(pending), limit)
@@ -114,11 +110,7 @@ func (o *Observer) UntilRefused(start time.Time, token string, limit time.Durati
 // Once asks every gateway once about token and returns how many accepted it
 // (answered 200).
 func (o *Observer) Once(token string) (int, error) {
-	all := make([]int, len(o.conns))
-	for i := range all {
-		all[i] = i
-	}
-	codes, _, err := o.round(all, token)
+	codes, _, err := o.round(o.all(), token)
 	n := 0
 	for _, c := range codes {
 		if c == http.StatusOK {
@@ -126,6 +118,15 @@ func (o *Observer) Once(token string) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// all is the index of every gateway.
+func (o *Observer) all() []int {
+	idx := make([]int, len(o.conns))
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
 }
 
 // round sends a check of token to each gateway in which, all before reading

@@ -38,15 +38,7 @@ func newFixture(t *testing.T) *fixture { return newFixtureTB(t) }
 func newFixtureTB(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{pool: testenv.Postgres(t), nats: testenv.StartNATS(t)}
-	nc, err := natsx.Connect(f.nats.URL(), "test", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	f.nc = nc
-	if f.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	f.nc, f.js = testenv.JetStream(t, f.nats.URL())
 	if err := natsx.EnsureStreams(t.Context(), f.js, 1, events.RevocationsStream(5*time.Minute)); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -20,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/pgserver"
@@ -172,6 +175,23 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 func NATS(t testing.TB) string {
 	t.Helper()
 	return StartNATS(t).URL()
+}
+
+// JetStream connects to the NATS server at url for t (a test client: it
+// reconnects for ever and logs nothing) and returns the connection and its
+// JetStream context. The connection closes when t ends.
+func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := natsx.Connect(url, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
 
 // NATSServer is an embedded NATS JetStream server that a test can stop and

@@ -29,7 +29,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/revoke/events"
@@ -82,15 +81,7 @@ func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) 
 	}
 	b.Cleanup(pool.Close)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, err := natsx.Connect(testenv.StartNATS(b).URL(), "bench", quiet)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, js := testenv.JetStream(b, testenv.NATS(b))
 	if err := natsx.EnsureStreams(ctx, js, 1, events.RevocationsStream(testConfig().AccessTTL)); err != nil {
 		b.Fatal(err)
 	}
