@@ -89,8 +89,10 @@ type TokenRevoked struct {
 }
 
 // UserRevoked revokes every access token of a user whose iat is before
-// NotBefore. NotBefore is always a whole second, and sessiond never issues a
-// token for that user with an earlier iat afterwards.
+// NotBefore, compared to the microsecond. sessiond sets NotBefore after the
+// iat of every token it issued the user before, and never issues a token
+// for that user with an earlier iat afterwards, by a microsecond at least
+// on both sides.
 type UserRevoked struct {
 	EventID   string    `json:"event_id"`
 	Sub       string    `json:"sub"`

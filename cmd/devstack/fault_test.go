@@ -369,7 +369,7 @@ func TestFaultNATSClusterLosesLeader(t *testing.T) {
 // Fault 6: the gateways' clocks are 30 s ahead of and behind sessiond's.
 // Fresh tokens are accepted and revoked ones refused, and a token issued
 // right after a user-level revocation of its user is accepted (usually it is
-// the same second, and its iat is the revocation's whole-second not_before).
+// the same second, and its iat is a microsecond after the revocation's not_before).
 func TestFaultClockSkew(t *testing.T) {
 	t.Parallel()
 	s := newSystem(t, 0)

@@ -4,17 +4,28 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // errScan is returned for input the scanner does not take apart.
 var errScan = errors.New("malformed JSON object")
 
-// scanObject calls f with each member of the JSON object b: its key
-// (unescaped when it has no escapes, else as JSON text) and its value as raw
-// JSON. b must already be valid JSON (json.Valid); the scanner only splits
-// it, without reflection or allocation, which is most of what decoding a
-// token's header and claims costs with encoding/json.
+// maxMembers bounds the members of a header or claims object: this system
+// issues ten claims; a token that carries dozens is not one of ours.
+const maxMembers = 32
+
+// scanObject calls f with each member of the JSON object b: its name and its
+// value as raw JSON. b must already be valid JSON (json.Valid); the scanner
+// only splits it, without reflection or allocation, which is most of what
+// decoding a token's header and claims costs with encoding/json.
+//
+// It refuses what JSON readers disagree on: a member name with an escape
+// ("\u0072ole", which encoding/json reads as "role"), a name given twice
+// (encoding/json keeps the last, others the first), and more than
+// maxMembers members.
 func scanObject(b []byte, f func(key string, raw []byte) error) error {
+	var seen [maxMembers][]byte
+	n := 0
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return errScan
@@ -32,6 +43,21 @@ func scanObject(b []byte, f func(key string, raw []byte) error) error {
 			return err
 		}
 		key := b[i+1 : end-1]
+		for _, c := range key {
+			if c == '\\' {
+				return errScan
+			}
+		}
+		if n == maxMembers {
+			return errScan
+		}
+		for _, k := range seen[:n] {
+			if string(k) == string(key) {
+				return errScan
+			}
+		}
+		seen[n] = key
+		n++
 		i = skipWS(b, end)
 		if i >= len(b) || b[i] != ':' {
 			return errScan
@@ -52,6 +78,41 @@ func scanObject(b []byte, f func(key string, raw []byte) error) error {
 		case ',':
 			i = skipWS(b, i+1)
 		case '}':
+			return nil
+		default:
+			return errScan
+		}
+	}
+	return errScan
+}
+
+// scanArray calls f with each element of the JSON array b (valid JSON) as
+// raw JSON.
+func scanArray(b []byte, f func(raw []byte) error) error {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return errScan
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return nil
+	}
+	for i < len(b) {
+		end, err := skipValue(b, i)
+		if err != nil {
+			return err
+		}
+		if err := f(b[i:end]); err != nil {
+			return err
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return errScan
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case ']':
 			return nil
 		default:
 			return errScan
@@ -117,17 +178,18 @@ func skipValue(b []byte, i int) (int, error) {
 	}
 }
 
-// jsonString decodes a raw JSON string value; ok is false for any other
-// JSON type.
+// jsonString decodes a raw JSON string value of valid UTF-8; ok is false
+// for any other JSON type (null included) and for invalid UTF-8, which
+// encoding/json would silently replace.
 func jsonString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
+	if len(raw) < 2 || raw[0] != '"' || !utf8.Valid(raw) {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
 	for _, c := range inner {
 		if c == '\\' || c < 0x20 {
 			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
+			if err := json.Unmarshal(raw, &s); err != nil || !utf8.ValidString(s) {
 				return "", false
 			}
 			return s, true

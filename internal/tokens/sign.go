@@ -3,6 +3,7 @@ package tokens
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -14,11 +15,11 @@ type Grant struct {
 	SessionID string
 	Org       string
 	Role      string
-	// Now is the time of issue: nbf, and the start of the TTL.
+	// Now is the time of issue: nbf (whole seconds), and the start of the TTL.
 	Now time.Time
-	// IssuedAt is the token's iat; it may be up to a second after Now so
-	// that it is never before a user-level revocation's not_before (which
-	// is a whole second). Zero means Now.
+	// IssuedAt is the token's iat, to the microsecond; zero means Now. The
+	// issuer sets it after the user's latest not-before, so that no
+	// user-level revocation covers a token issued after it.
 	IssuedAt time.Time
 	TTL      time.Duration
 	ID       string // jti
@@ -33,23 +34,68 @@ type Signer struct {
 // ErrNoSigningKey is returned when the key set has no private key.
 var ErrNoSigningKey = errors.New("tokens: no signing key")
 
+// wireClaims is what is signed: aud as a single string, exp and nbf in
+// whole seconds, iat to the microsecond.
+type wireClaims struct {
+	Issuer    string    `json:"iss"`
+	Subject   string    `json:"sub"`
+	Audience  string    `json:"aud"`
+	ExpiresAt int64     `json:"exp"`
+	IssuedAt  microDate `json:"iat"`
+	NotBefore int64     `json:"nbf"`
+	ID        string    `json:"jti"`
+	SessionID string    `json:"sid"`
+	Org       string    `json:"org"`
+	Role      string    `json:"role"`
+}
+
+func (w wireClaims) GetExpirationTime() (*jwt.NumericDate, error) { return nil, nil }
+func (w wireClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
+func (w wireClaims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
+func (w wireClaims) GetIssuer() (string, error)                   { return w.Issuer, nil }
+func (w wireClaims) GetSubject() (string, error)                  { return w.Subject, nil }
+func (w wireClaims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings{w.Audience}, nil }
+
+// microDate is a NumericDate in microseconds, written as a JSON number with
+// at most six decimals ("1764583200.123457"; "1764583200" for a whole
+// second). Six decimals survive a round trip through a float64 until the
+// year 2255, so every verifier that reads numbers reads the same instant.
+type microDate int64
+
+// MarshalJSON implements json.Marshaler.
+func (d microDate) MarshalJSON() ([]byte, error) {
+	us := int64(d)
+	if us < 0 {
+		return nil, fmt.Errorf("tokens: negative NumericDate %d", us)
+	}
+	b := strconv.AppendInt(nil, us/1e6, 10)
+	if frac := us % 1e6; frac != 0 {
+		digits := strconv.AppendInt(nil, frac+1e6, 10)[1:] // six digits, leading zeros kept
+		for digits[len(digits)-1] == '0' {
+			digits = digits[:len(digits)-1]
+		}
+		b = append(append(b, '.'), digits...)
+	}
+	return b, nil
+}
+
 // Sign returns a signed access token and its expiry.
 func (s Signer) Sign(ks *KeySet, g Grant) (string, time.Time, error) {
 	if ks == nil || ks.signing == nil {
 		return "", time.Time{}, ErrNoSigningKey
 	}
-	nbf := g.Now.Truncate(time.Second)
-	iat := nbf
-	if g.IssuedAt.After(iat) {
-		iat = g.IssuedAt.Truncate(time.Second)
+	iat := g.IssuedAt
+	if iat.IsZero() {
+		iat = g.Now
 	}
+	nbf := g.Now.Truncate(time.Second)
 	exp := g.Now.Add(g.TTL).Truncate(time.Second)
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, wireClaims{
 		Issuer:    s.Issuer,
 		Subject:   g.Subject,
 		Audience:  s.Audience,
 		ExpiresAt: exp.Unix(),
-		IssuedAt:  iat.Unix(),
+		IssuedAt:  microDate(iat.UnixMicro()),
 		NotBefore: nbf.Unix(),
 		ID:        g.ID,
 		SessionID: g.SessionID,

@@ -14,8 +14,6 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // TokenType is the typ header of an access token (RFC 9068).
@@ -28,66 +26,22 @@ const (
 	RoleGlobalAdmin = "global_admin"
 )
 
-// Claims are the claims of an access token.
+// Claims are the claims of an access token, as a verifier read them. The
+// times are NumericDates read to the microsecond (RFC 7519 section 2 allows
+// fractions; iat carries them, so that revocations within one second order
+// exactly against it).
 type Claims struct {
-	Issuer    string           `json:"iss"`
-	Subject   string           `json:"sub"`
-	Audience  jwt.ClaimStrings `json:"aud"`
-	ExpiresAt *jwt.NumericDate `json:"exp"`
-	IssuedAt  *jwt.NumericDate `json:"iat"`
-	NotBefore *jwt.NumericDate `json:"nbf"`
-	ID        string           `json:"jti"`
-	SessionID string           `json:"sid"`
-	Org       string           `json:"org"`
-	Role      string           `json:"role"`
+	Issuer    string
+	Subject   string
+	Audience  []string
+	ExpiresAt time.Time
+	IssuedAt  time.Time
+	NotBefore time.Time // zero when the token has no nbf
+	ID        string    // jti
+	SessionID string    // sid
+	Org       string
+	Role      string
 }
-
-// GetExpirationTime implements jwt.Claims.
-func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
-
-// GetIssuedAt implements jwt.Claims.
-func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.IssuedAt, nil }
-
-// GetNotBefore implements jwt.Claims.
-func (c *Claims) GetNotBefore() (*jwt.NumericDate, error) { return c.NotBefore, nil }
-
-// GetIssuer implements jwt.Claims.
-func (c *Claims) GetIssuer() (string, error) { return c.Issuer, nil }
-
-// GetSubject implements jwt.Claims.
-func (c *Claims) GetSubject() (string, error) { return c.Subject, nil }
-
-// GetAudience implements jwt.Claims.
-func (c *Claims) GetAudience() (jwt.ClaimStrings, error) { return c.Audience, nil }
-
-// IssuedAtTime is iat as a time (zero when absent).
-func (c *Claims) IssuedAtTime() time.Time {
-	if c.IssuedAt == nil {
-		return time.Time{}
-	}
-	return c.IssuedAt.Time
-}
-
-// wireClaims is what is signed: aud as a single string, times in whole seconds.
-type wireClaims struct {
-	Issuer    string `json:"iss"`
-	Subject   string `json:"sub"`
-	Audience  string `json:"aud"`
-	ExpiresAt int64  `json:"exp"`
-	IssuedAt  int64  `json:"iat"`
-	NotBefore int64  `json:"nbf"`
-	ID        string `json:"jti"`
-	SessionID string `json:"sid"`
-	Org       string `json:"org"`
-	Role      string `json:"role"`
-}
-
-func (w wireClaims) GetExpirationTime() (*jwt.NumericDate, error) { return nil, nil }
-func (w wireClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
-func (w wireClaims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
-func (w wireClaims) GetIssuer() (string, error)                   { return w.Issuer, nil }
-func (w wireClaims) GetSubject() (string, error)                  { return w.Subject, nil }
-func (w wireClaims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings{w.Audience}, nil }
 
 // Key is one Ed25519 key pair; Private is nil for a verify-only key.
 type Key struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/natsx"
 )
@@ -80,6 +81,9 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 		Addr:        str("GATEWAY_ADDR", ":8081"),
 		ControlAddr: str("GATEWAY_CONTROL_ADDR", ":9091"),
 	}
+	if err := c.Config.checkLeeway(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.JWKSURL == "" {
 		errs = append(errs, errors.New("JWKS_URL is required (e.g. http://sessiond:8080/.well-known/jwks.json)"))
 	}
@@ -96,6 +100,17 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 	return c, errors.Join(errs...)
 }
 
+// checkLeeway refuses a leeway longer than the revocation leeway: a token is
+// accepted until exp plus the leeway, but its revocation's entry expires at
+// most the revocation leeway after the token does, so a longer leeway would
+// let a revoked token back in.
+func (c Config) checkLeeway() error {
+	if c.Leeway > events.RevocationLeeway {
+		return fmt.Errorf("TOKEN_LEEWAY (%s) must not exceed the revocation leeway (%s): a revoked token would be accepted after its blocklist entry expired", c.Leeway, events.RevocationLeeway)
+	}
+	return nil
+}
+
 // Listeners of a gateway; nil ones are opened on the configured addresses.
 type Listeners struct {
 	Proxy   net.Listener
@@ -110,6 +125,9 @@ type Listeners struct {
 func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
 	if cfg.JWKSURL == "" {
 		return nil, errors.New("gateway: JWKSURL is required")
+	}
+	if err := cfg.checkLeeway(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = 1 << 20

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,7 @@ type shard struct {
 }
 
 type userEntry struct {
-	notBefore int64 // unix seconds: tokens with iat below it are revoked
+	notBefore int64 // unix µs: tokens with iat below it are revoked
 	expires   int64 // unix ns
 }
 
@@ -90,7 +91,7 @@ func (b *Blocklist) add(id ID, expires, now time.Time, m func(*shard) map[ID]int
 	if !expires.After(now) {
 		return
 	}
-	exp := expires.UnixNano()
+	exp := unixNano(expires)
 	s := b.shard(id)
 	s.mu.Lock()
 	mm := m(s)
@@ -98,7 +99,7 @@ func (b *Blocklist) add(id ID, expires, now time.Time, m func(*shard) map[ID]int
 	if !ok {
 		b.size.Add(1)
 	}
-	if exp > old {
+	if !ok || exp > old {
 		mm[id] = exp
 	}
 	s.mu.Unlock()
@@ -121,8 +122,8 @@ func (b *Blocklist) AddUser(sub ID, notBefore, expires, now time.Time) {
 	if !expires.After(now) {
 		return
 	}
-	e := userEntry{notBefore: notBefore.Unix(), expires: expires.UnixNano()}
-	if notBefore.Nanosecond() != 0 { // a not-before inside a second covers that whole second's earlier tokens conservatively
+	e := userEntry{notBefore: notBefore.UnixMicro(), expires: unixNano(expires)}
+	if notBefore.Nanosecond()%1000 != 0 { // iat is read to the µs: iat < ceil(nb) ⟺ iat < nb
 		e.notBefore++
 	}
 	s := b.shard(sub)
@@ -136,7 +137,7 @@ func (b *Blocklist) AddUser(sub ID, notBefore, expires, now time.Time) {
 }
 
 // Revoked reports whether a token is revoked at now (unix ns): by its jti,
-// its session, or its user's not-before (iat in unix seconds).
+// its session, or its user's not-before (iat in unix µs).
 func (b *Blocklist) Revoked(jti, sid, sub ID, iat, now int64) (bool, string) {
 	if exp, ok := b.lookup(jti, func(s *shard) map[ID]int64 { return s.tokens }); ok && exp > now {
 		return true, "token revoked"
@@ -161,6 +162,17 @@ func (b *Blocklist) lookup(id ID, m func(*shard) map[ID]int64) (int64, bool) {
 	s.mu.RUnlock()
 	return exp, ok
 }
+
+// unixNano is t in unix nanoseconds, saturated where int64 ends (the year
+// 2262) instead of wrapping around to a time in the past.
+func unixNano(t time.Time) int64 {
+	if t.After(maxTime) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var maxTime = time.Unix(0, math.MaxInt64)
 
 // Len is the number of entries held, live or expired but not yet swept.
 func (b *Blocklist) Len() int { return int(b.size.Load()) }

@@ -88,10 +88,10 @@ func TestBlocklistExpiryAndMerge(t *testing.T) {
 	if r, _ := b.Revoked(zero, gone, zero, 0, now.UnixNano()); r {
 		t.Fatal("an expired entry was added")
 	}
-	if r, _ := b.Revoked(zero, zero, sub, nb.Unix()-1, now.Add(45*time.Second).UnixNano()); !r {
+	if r, _ := b.Revoked(zero, zero, sub, nb.UnixMicro()-1, now.Add(45*time.Second).UnixNano()); !r {
 		t.Fatal("merged user entry lost its later not_before or expiry")
 	}
-	if r, _ := b.Revoked(zero, zero, sub, nb.Unix(), now.UnixNano()); r {
+	if r, _ := b.Revoked(zero, zero, sub, nb.UnixMicro(), now.UnixNano()); r {
 		t.Fatal("a token issued at not_before is revoked")
 	}
 	// After expiry the entries stop applying, and a sweep removes them.
@@ -100,6 +100,65 @@ func TestBlocklistExpiryAndMerge(t *testing.T) {
 		t.Fatal("an expired session entry still applies")
 	}
 	if removed := b.Sweep(later); removed != 2 || b.Len() != 0 {
+		t.Fatalf("sweep removed %d, %d left", removed, b.Len())
+	}
+}
+
+// TestUserNotBeforeIsExactToTheMicrosecond: a user entry refuses exactly
+// the tokens whose iat is before its not-before, read to the microsecond,
+// however many revocations share a second; a not-before with nanoseconds
+// covers the microsecond it falls in.
+func TestUserNotBeforeIsExactToTheMicrosecond(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	sec := now.Truncate(time.Second)
+	for _, tc := range []struct {
+		name      string
+		notBefore []time.Time // applied in this order
+		iat       time.Time
+		revoked   bool
+	}{
+		{"a microsecond before", []time.Time{sec.Add(400 * time.Millisecond)}, sec.Add(400*time.Millisecond - time.Microsecond), true},
+		{"at not_before", []time.Time{sec.Add(400 * time.Millisecond)}, sec.Add(400 * time.Millisecond), false},
+		{"a microsecond after", []time.Time{sec.Add(400 * time.Millisecond)}, sec.Add(400*time.Millisecond + time.Microsecond), false},
+		{"between two in one second", []time.Time{sec.Add(100 * time.Millisecond), sec.Add(900 * time.Millisecond)}, sec.Add(500 * time.Millisecond), true},
+		{"between two, applied out of order", []time.Time{sec.Add(900 * time.Millisecond), sec.Add(100 * time.Millisecond)}, sec.Add(500 * time.Millisecond), true},
+		{"after both", []time.Time{sec.Add(100 * time.Millisecond), sec.Add(900 * time.Millisecond)}, sec.Add(900*time.Millisecond + time.Microsecond), false},
+		{"in the microsecond of a nanosecond not_before", []time.Time{sec.Add(400*time.Millisecond + 500)}, sec.Add(400 * time.Millisecond), true},
+		{"after the microsecond of a nanosecond not_before", []time.Time{sec.Add(400*time.Millisecond + 500)}, sec.Add(400*time.Millisecond + time.Microsecond), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBlocklist()
+			sub := randomID()
+			for _, nb := range tc.notBefore {
+				b.AddUser(sub, nb, now.Add(time.Minute), now)
+			}
+			var zero ID
+			if r, _ := b.Revoked(zero, zero, sub, tc.iat.UnixMicro(), now.UnixNano()); r != tc.revoked {
+				t.Fatalf("revoked %v, want %v", r, tc.revoked)
+			}
+		})
+	}
+}
+
+// TestBlocklistSaturatesFarFutureExpiry: an expiry past the nanosecond
+// clock's end (2262) neither wraps around nor leaves the count behind.
+func TestBlocklistSaturatesFarFutureExpiry(t *testing.T) {
+	t.Parallel()
+	b := NewBlocklist()
+	now := time.Now()
+	id, sub := randomID(), randomID()
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.AddSession(id, far, now)
+	b.AddUser(sub, now, far, now)
+	var zero ID
+	if r, _ := b.Revoked(zero, id, zero, 0, now.UnixNano()); !r {
+		t.Fatal("an entry expiring in 3000 does not apply")
+	}
+	if b.Len() != 2 {
+		t.Fatalf("Len %d, want 2", b.Len())
+	}
+	if removed := b.Sweep(now.Add(time.Hour)); removed != 0 || b.Len() != 2 {
 		t.Fatalf("sweep removed %d, %d left", removed, b.Len())
 	}
 }

@@ -17,7 +17,15 @@ import (
 // the stream from its first message, then applies new ones as they come. It
 // confirms several times a second that it has applied everything the stream
 // holds; past the staleness bound without such a confirmation the gateway
-// fails closed.
+// fails closed. A stream that holds nothing (every message aged out on a
+// quiet system) is confirmed at once: there is nothing to apply.
+//
+// The stream keeps a message for its max age, the access-token TTL plus
+// leeway, so it holds exactly the live blocklist; an entry must not outlive
+// its message, or a gateway started later would disagree with one that ran
+// all along. The feed therefore applies an entry at most until its message
+// leaves the stream (from the earlier of revoked_at and the message's
+// timestamp, plus the max age), the same way in the replay and live.
 type Feed struct {
 	js           jetstream.JetStream
 	bl           *Blocklist
@@ -27,6 +35,7 @@ type Feed struct {
 	now          func() time.Time
 
 	applied     atomic.Uint64 // stream sequence of the last applied message
+	maxAge      atomic.Int64  // the stream's max age (ns): the longest an entry may live
 	replayed    atomic.Bool   // the messages that existed at start are applied
 	lastCurrent atomic.Int64  // unix ns when the feed was last known to be current
 
@@ -101,6 +110,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	}
 	created := info.Created
 	startSeq := info.State.LastSeq
+	f.setMaxAge(info.Config.MaxAge)
 	start := f.now()
 	if f.applied.Load() > startSeq {
 		// A new stream behind our back: start again from its beginning.
@@ -119,7 +129,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		if err != nil {
 			return
 		}
-		f.apply(m.Subject(), m.Data())
+		f.apply(m.Subject(), m.Data(), meta.Timestamp)
 		f.applied.Store(meta.Sequence.Stream)
 		if !f.replayed.Load() && meta.Sequence.Stream >= startSeq {
 			f.markReplayed(start)
@@ -153,8 +163,20 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		if !info.Created.Equal(created) {
 			return errStreamRecreated
 		}
+		f.setMaxAge(info.Config.MaxAge)
+		// Every message is needed up to the last sequence, unless the stream
+		// holds none: then there is nothing to apply, and the messages that
+		// existed at start have aged out (they could only have been expired
+		// entries).
+		need := info.State.LastSeq
+		if info.State.Msgs == 0 {
+			need = 0
+		}
+		if !f.replayed.Load() && (info.State.Msgs == 0 || info.State.FirstSeq > startSeq) {
+			f.markReplayed(start)
+		}
 		f.mu.Lock()
-		f.pending = append(f.pending, check{seq: info.State.LastSeq, at: asked.UnixNano()})
+		f.pending = append(f.pending, check{seq: need, at: asked.UnixNano()})
 		if len(f.pending) > 64 { // a stalled feed: keep the newest checks
 			f.pending = f.pending[len(f.pending)-64:]
 		}
@@ -188,12 +210,62 @@ func (f *Feed) confirm() {
 	f.pending = f.pending[i:]
 }
 
-func (f *Feed) apply(subject string, data []byte) {
+// fallbackMaxAge bounds entries when the stream keeps messages for ever
+// (not how sessiond creates it): a day, far beyond any access token.
+const fallbackMaxAge = 24 * time.Hour
+
+func (f *Feed) setMaxAge(d time.Duration) {
+	if d <= 0 {
+		if f.maxAge.Swap(int64(fallbackMaxAge)) != int64(fallbackMaxAge) {
+			f.log.Warn("the REVOCATIONS stream has no max age; entries are kept at most a day", "bound", fallbackMaxAge.String())
+		}
+		return
+	}
+	f.maxAge.Store(int64(d))
+}
+
+// bound clamps an event's expires_at to when its message leaves the stream:
+// the earlier of revoked_at and the message's timestamp, plus the stream's
+// max age. It reports whether it clamped.
+func bound(ev events.Event, published time.Time, maxAge time.Duration) (events.Event, bool) {
+	limit := func(revokedAt, expiresAt time.Time) (time.Time, bool) {
+		l := revokedAt
+		if published.Before(l) {
+			l = published
+		}
+		l = l.Add(maxAge)
+		if expiresAt.After(l) {
+			return l, true
+		}
+		return expiresAt, false
+	}
+	var clamped bool
+	switch e := ev.(type) {
+	case events.SessionRevoked:
+		e.ExpiresAt, clamped = limit(e.RevokedAt, e.ExpiresAt)
+		return e, clamped
+	case events.TokenRevoked:
+		e.ExpiresAt, clamped = limit(e.RevokedAt, e.ExpiresAt)
+		return e, clamped
+	case events.UserRevoked:
+		e.ExpiresAt, clamped = limit(e.RevokedAt, e.ExpiresAt)
+		return e, clamped
+	}
+	return ev, false
+}
+
+func (f *Feed) apply(subject string, data []byte, published time.Time) {
 	ev, err := events.Decode(subject, data)
 	if err != nil {
 		f.metrics.feedErrors.Inc()
 		f.log.Warn("revocation feed: undecodable event skipped", "subject", subject, "error", err.Error())
 		return
+	}
+	ev, clamped := bound(ev, published, time.Duration(f.maxAge.Load()))
+	if clamped {
+		f.metrics.clamped.Inc()
+		f.log.Warn("revocation feed: expires_at beyond the longest token life; applied until its message leaves the stream",
+			"subject", subject, "event_id", ev.ID())
 	}
 	now := f.now()
 	if f.bl.Apply(ev, now) {

@@ -135,10 +135,50 @@ func setIdentity(h http.Header, id *Identity) {
 	h[HeaderRole] = []string{id.Role}
 }
 
+// stripIdentity removes every header that an upstream could read as one of
+// the X-Auth-* headers: any case, and with "_" for "-" (WSGI, Rack and CGI
+// servers map both to the same HTTP_X_AUTH_* variable).
 func stripIdentity(h http.Header) {
-	for _, k := range []string{HeaderUser, HeaderOrg, HeaderSession, HeaderRole} {
-		delete(h, k)
+	for k := range h {
+		if isIdentityHeader(k) {
+			delete(h, k)
+		}
 	}
+}
+
+var identityHeaders = [...]string{HeaderUser, HeaderOrg, HeaderSession, HeaderRole}
+
+func isIdentityHeader(k string) bool {
+	for _, id := range identityHeaders {
+		if len(k) == len(id) && sameHeaderName(k, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHeaderName compares two header names of equal length ignoring case
+// and treating "_" as "-".
+func sameHeaderName(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 type ctxKey struct{}

@@ -14,6 +14,7 @@ type Metrics struct {
 	lag           prometheus.Histogram
 	applied       prometheus.Counter
 	feedErrors    prometheus.Counter
+	clamped       prometheus.Counter
 	activity      prometheus.Counter
 
 	// resolved counters of the hot path, so a decision costs no label lookup
@@ -49,6 +50,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		feedErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_feed_errors_total", Help: "Revocation events that could not be decoded and were skipped.",
 		}),
+		clamped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_revocations_clamped_total", Help: "Revocation events whose expires_at lay beyond the longest life a token may have; applied until that bound instead.",
+		}),
 		activity: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_activity_reports_total", Help: "Session activity reports published.",
 		}),
@@ -57,6 +61,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.revoked = m.decisions.WithLabelValues("deny", "revoked")
 	m.invalid = m.decisions.WithLabelValues("deny", "invalid")
 	m.stale = m.decisions.WithLabelValues("unavailable", "stale")
-	reg.MustRegister(m.decisions, m.latency, m.blocklistSize, m.replaySeconds, m.staleness, m.lag, m.applied, m.feedErrors, m.activity)
+	reg.MustRegister(m.decisions, m.latency, m.blocklistSize, m.replaySeconds, m.staleness, m.lag, m.applied, m.feedErrors, m.clamped, m.activity)
 	return m
 }

@@ -42,15 +42,26 @@ func NewTransport() *http.Transport {
 }
 
 // Proxy returns the reverse proxy to upstream, behind the gateway's
-// middleware: only accepted requests reach the upstream, with the X-Auth-*
-// headers set and any sent by the client removed. Streaming responses and
-// WebSocket upgrades pass through.
+// middleware: only accepted requests reach the upstream, with exactly the
+// four X-Auth-* headers the gateway sets. Streaming responses and WebSocket
+// upgrades pass through.
+//
+// The identity headers are set on the outgoing request in Rewrite, which
+// runs after the proxy has removed the hop-by-hop headers: a client that
+// names X-Auth-User in its Connection header must not make the upstream
+// receive a request without it. Anything the client sent that reads as an
+// identity header (X_Auth_Role, say), as a header or a trailer, is removed.
 func (g *Gateway) Proxy(upstream *url.URL, transport http.RoundTripper, log *slog.Logger) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
+			stripIdentity(pr.Out.Header)
+			stripIdentity(pr.Out.Trailer)
+			if id, ok := IdentityFrom(pr.In.Context()); ok {
+				setIdentity(pr.Out.Header, id)
+			}
 		},
 		Transport:  transport,
 		BufferPool: &bufferPool{},

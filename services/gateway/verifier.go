@@ -22,7 +22,7 @@ type Identity struct {
 	Role    string
 
 	sub, sid, jti ID
-	iat           int64 // unix seconds
+	iat           int64 // unix µs: NumericDates are read to the microsecond
 	validUntil    int64 // unix ns: exp plus leeway
 
 	lastReported atomic.Int64 // unix ns of the last activity report
@@ -35,7 +35,7 @@ type Identity struct {
 // cache insertion (the idea of TinyLFU's doorkeeper).
 type Verifier struct {
 	keys   *KeySource
-	v      *tokens.EdgeVerifier
+	v      *tokens.Verifier
 	leeway time.Duration
 	cache  *ristretto.Cache[string, *Identity]
 	door   doorkeeper
@@ -71,7 +71,7 @@ func NewVerifier(keys *KeySource, issuer, audience string, leeway time.Duration,
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{keys: keys, v: tokens.NewEdgeVerifier(issuer, audience, leeway), leeway: leeway, cache: cache,
+	return &Verifier{keys: keys, v: tokens.NewVerifier(issuer, audience, leeway), leeway: leeway, cache: cache,
 		door: doorkeeper{seed: maphash.MakeSeed(), slots: make([]atomic.Uint64, maxTokens)}}, nil
 }
 
@@ -102,7 +102,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, now time.Time) (*Iden
 	if err != nil {
 		return nil, err
 	}
-	id := &Identity{raw: raw, Subject: c.Subject, Org: c.Org, Session: c.SessionID, Role: c.Role, iat: c.IssuedAt.Unix()}
+	id := &Identity{raw: raw, Subject: c.Subject, Org: c.Org, Session: c.SessionID, Role: c.Role, iat: c.IssuedAt.UnixMicro()}
 	var ok1, ok2, ok3 bool
 	id.sub, ok1 = ParseID(c.Subject)
 	id.sid, ok2 = ParseID(c.SessionID)

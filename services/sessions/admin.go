@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alexedwards/argon2id"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -52,6 +51,9 @@ func (s *Service) CreateOrg(ctx context.Context, p Principal, name string, meta 
 	if name == "" || len(name) > 200 {
 		return Org{}, invalid("name is required (at most 200 characters)")
 	}
+	if !storable(name) {
+		return Org{}, invalid("name must be UTF-8 text without NUL characters")
+	}
 	o := Org{ID: uuid.NewString(), Name: name, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`, o.ID, o.Name, o.CreatedAt); err != nil {
@@ -83,7 +85,7 @@ func validateNewUser(u NewUser) error {
 		return invalid("password must be 8 to 1024 bytes long")
 	}
 	a, err := mail.ParseAddress(u.Email)
-	if err != nil || a.Address != strings.TrimSpace(u.Email) || len(u.Email) > 254 {
+	if err != nil || a.Address != strings.TrimSpace(u.Email) || len(u.Email) > 254 || !storable(u.Email) {
 		return invalid("email must be a plain email address")
 	}
 	return nil
@@ -108,9 +110,9 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, in NewUser, meta 
 			return User{}, fmt.Errorf("%w: an org_admin cannot create a global_admin", ErrForbidden)
 		}
 	}
-	hash, err := argon2id.CreateHash(in.Password, &s.cfg.Password)
+	hash, err := s.hasher.create(ctx, in.Password)
 	if err != nil {
-		return User{}, fmt.Errorf("%w: hash password: %w", ErrUnavailable, err)
+		return User{}, err
 	}
 	u := User{ID: uuid.NewString(), OrgID: in.OrgID, Email: strings.TrimSpace(in.Email), Role: in.Role, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -204,7 +206,7 @@ func (s *Service) BootstrapAdmin(ctx context.Context, email, password string) (b
 	if err := validateNewUser(in); err != nil {
 		return false, fmt.Errorf("BOOTSTRAP_ADMIN_EMAIL/PASSWORD: %w", err)
 	}
-	hash, err := argon2id.CreateHash(password, &s.cfg.Password)
+	hash, err := s.hasher.create(ctx, password)
 	if err != nil {
 		return false, err
 	}

@@ -113,8 +113,10 @@ func (e *envReader) serviceConfig() Config {
 		Password:   DefaultPasswordParams,
 	}
 	var err error
-	c.LoginLimit, c.LoginWindow, err = ParseRateLimit(e.str("LOGIN_RATE_LIMIT", "10/15m"))
-	if err != nil {
+	if c.LoginLimit, err = ParseRateLimit("LOGIN_RATE_LIMIT", e.str("LOGIN_RATE_LIMIT", "10/15m")); err != nil {
+		e.errs = append(e.errs, err)
+	}
+	if c.LoginIPLimit, err = ParseRateLimit("LOGIN_IP_RATE_LIMIT", e.str("LOGIN_IP_RATE_LIMIT", "100/15m")); err != nil {
 		e.errs = append(e.errs, err)
 	}
 	return c
@@ -137,7 +139,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 	c.Retention.Sessions = e.dur("SESSION_RETENTION", c.Retention.Sessions)
 	c.Retention.UsedRefreshTokens = e.dur("USED_REFRESH_TOKEN_RETENTION", c.Retention.UsedRefreshTokens)
 	c.Retention.Revocations = e.dur("REVOCATION_RETENTION", c.Retention.Revocations)
-	c.Retention.LoginFailures = max(c.Retention.LoginFailures, c.Service.LoginWindow)
+	c.Retention.LoginFailures = max(c.Retention.LoginFailures, c.Service.LoginLimit.Window, c.Service.LoginIPLimit.Window)
 	c.OutboxRetention = e.dur("OUTBOX_RETENTION", 24*time.Hour)
 	c.PortalCookieSecure = e.boolean("PORTAL_COOKIE_SECURE", true)
 	if c.DatabaseURL == "" {
@@ -175,15 +177,15 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 	return c, errors.Join(e.errs...)
 }
 
-// ParseRateLimit parses "N/duration", e.g. "10/15m".
-func ParseRateLimit(s string) (int, time.Duration, error) {
+// ParseRateLimit parses the setting name's value "N/duration", e.g. "10/15m".
+func ParseRateLimit(name, s string) (RateLimit, error) {
 	n, d, ok := strings.Cut(s, "/")
 	limit, err1 := strconv.Atoi(n)
 	window, err2 := time.ParseDuration(d)
 	if !ok || err1 != nil || err2 != nil || limit < 1 || window <= 0 {
-		return 0, 0, fmt.Errorf("LOGIN_RATE_LIMIT: %q must be N/duration, e.g. 10/15m", s)
+		return RateLimit{}, fmt.Errorf("%s: %q must be N/duration, e.g. 10/15m", name, s)
 	}
-	return limit, window, nil
+	return RateLimit{N: limit, Window: window}, nil
 }
 
 // Serve runs sessiond until ctx ends, then shuts down gracefully. When ln is

@@ -2,13 +2,15 @@ package sessions
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/alexedwards/argon2id"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -33,25 +35,34 @@ var errBadCredentials = fmt.Errorf("%w: invalid email or password", ErrUnauthori
 
 // Login checks a password and opens a session. Errors: ErrInvalid (malformed
 // input), ErrUnauthorized (bad credentials, disabled or erased user: one
-// message for all), *RateLimitedError, ErrUnavailable.
+// message for all), *RateLimitedError, ErrOverloaded (too many password
+// hashes at once), ErrUnavailable.
 func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	email := normEmail(in.Email)
 	switch {
 	case email == "" || len(email) > 254:
 		return TokenPair{}, invalid("email is required (at most 254 characters)")
+	case !storable(email):
+		return TokenPair{}, invalid("email must be UTF-8 text without NUL characters")
 	case in.Password == "" || len(in.Password) > 1024:
 		return TokenPair{}, invalid("password is required (at most 1024 bytes)")
 	case in.DeviceType != "" && !deviceTypes[in.DeviceType]:
 		return TokenPair{}, invalid("device.type must be one of ios, android, web, desktop, other")
 	case len(in.DeviceName) > 200:
 		return TokenPair{}, invalid("device.name must be at most 200 characters")
+	case !storable(in.DeviceName):
+		return TokenPair{}, invalid("device.name must be UTF-8 text without NUL characters")
 	}
 	deviceType := in.DeviceType
 	if deviceType == "" {
 		deviceType = DeviceTypeFromUserAgent(in.Meta.UserAgent)
 	}
-	if err := s.checkLoginRate(ctx, email, in.Meta.IP); err != nil {
-		s.metrics.logins.WithLabelValues("rate_limited").Inc()
+	attempt, err := s.reserveLoginAttempt(ctx, email, in.Meta.IP)
+	if err != nil {
+		var rl *RateLimitedError
+		if errors.As(err, &rl) {
+			s.metrics.logins.WithLabelValues("rate_limited").Inc()
+		}
 		return TokenPair{}, err
 	}
 
@@ -60,7 +71,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		hash                *string
 		disabled, erased    bool
 	)
-	err := s.pool.QueryRow(ctx, `SELECT id, org_id, role, password_hash, disabled_at IS NOT NULL, erased_at IS NOT NULL
+	err = s.pool.QueryRow(ctx, `SELECT id, org_id, role, password_hash, disabled_at IS NOT NULL, erased_at IS NOT NULL
 		FROM users WHERE lower(email) = $1`, email).Scan(&userID, &orgID, &role, &hash, &disabled, &erased)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return TokenPair{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -70,9 +81,10 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	if found && hash != nil {
 		check = *hash
 	}
-	ok, err := argon2id.ComparePasswordAndHash(in.Password, check)
+	ok, err := s.hasher.compare(ctx, in.Password, check)
 	if err != nil {
-		ok = false
+		s.releaseLoginAttempt(ctx, attempt)
+		return TokenPair{}, err
 	}
 	reason := ""
 	switch {
@@ -86,8 +98,8 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		reason = "user_disabled"
 	}
 	if reason != "" {
-		if err := s.recordLoginFailure(ctx, email, userID, orgID, in.Meta.IP, reason); err != nil {
-			return TokenPair{}, err
+		if err := writeAudit(ctx, s.pool, auditEntry{Action: ActionLoginFailed, TargetUserID: userID, OrgID: orgID, IP: in.Meta.IP, Reason: reason}); err != nil {
+			return TokenPair{}, fmt.Errorf("%w: record failed login: %w", ErrUnavailable, err)
 		}
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		return TokenPair{}, errBadCredentials
@@ -96,11 +108,16 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	now := s.now()
 	sessionID := uuid.NewString()
 	refresh := newRefreshToken()
-	var notBefore *time.Time
+	var iat time.Time
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// FOR SHARE orders this login after any concurrent user-level
-		// revocation, so the token's iat is never before its not_before.
-		var dead bool
+		// revocation, so the token's iat is after its not_before; the iat
+		// is recorded with the session, so that a later revocation's
+		// not_before is after it (revokeUser).
+		var (
+			dead      bool
+			notBefore *time.Time
+		)
 		if err := tx.QueryRow(ctx, `SELECT disabled_at IS NOT NULL OR erased_at IS NOT NULL, tokens_not_before
 			FROM users WHERE id = $1 FOR SHARE`, userID).Scan(&dead, &notBefore); err != nil {
 			return err
@@ -108,10 +125,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		if dead {
 			return errBadCredentials
 		}
+		iat = issuedAt(now, notBefore)
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO sessions (id, user_id, org_id, device_type, device_name, user_agent, ip, created_at, last_active_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)`,
-			sessionID, userID, orgID, deviceType, nullable(in.DeviceName), nullable(truncate(in.Meta.UserAgent, 512)), nullableIP(in.Meta.IP), now, now.Add(s.cfg.RefreshTTL))
+		b.Queue(`INSERT INTO sessions (id, user_id, org_id, device_type, device_name, user_agent, ip, created_at, last_active_at, expires_at, access_issued_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)`,
+			sessionID, userID, orgID, deviceType, nullable(in.DeviceName), nullable(cleanHeaderText(in.Meta.UserAgent, 512)), nullableIP(in.Meta.IP), now, now.Add(s.cfg.RefreshTTL), iat)
 		b.Queue(`INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
 			uuid.NewString(), sessionID, hashToken(refresh), now, now.Add(s.cfg.RefreshTTL))
 		b.Queue(`DELETE FROM login_failures WHERE account = $1`, email)
@@ -125,10 +143,10 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		return TokenPair{}, err
 	}
 	if err != nil {
-		return TokenPair{}, fmt.Errorf("%w: login: %w", ErrUnavailable, err)
+		return TokenPair{}, domainOr(err, "login")
 	}
 	s.metrics.logins.WithLabelValues("success").Inc()
-	return s.issue(userID, orgID, sessionID, role, refresh, now, notBefore)
+	return s.issue(userID, orgID, sessionID, role, refresh, now, iat)
 }
 
 func truncate(s string, n int) string {
@@ -143,48 +161,74 @@ func truncate(s string, n int) string {
 
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
-// checkLoginRate refuses a login when the account or the client IP has
-// LoginLimit failures within the window. The wait is until the oldest of
-// those failures leaves the window.
-func (s *Service) checkLoginRate(ctx context.Context, email string, ip netip.Addr) error {
-	var byAccount, byIP *time.Time
-	window := s.cfg.LoginWindow.Seconds()
-	err := s.pool.QueryRow(ctx, `SELECT
-		(SELECT at FROM login_failures WHERE account = $1 AND at > now() - make_interval(secs => $3)
-		  ORDER BY at DESC OFFSET $4 LIMIT 1),
-		(SELECT at FROM login_failures WHERE $2::inet IS NOT NULL AND ip = $2 AND at > now() - make_interval(secs => $3)
-		  ORDER BY at DESC OFFSET $4 LIMIT 1)`,
-		email, nullableIP(ip), window, s.cfg.LoginLimit-1).Scan(&byAccount, &byIP)
-	if err != nil {
-		return fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
+// reserveLoginAttempt counts a login attempt as a failure before its
+// password is checked, or refuses it with *RateLimitedError when the
+// account or the client IP has reached its limit. Checking and recording
+// are one step: advisory locks on the account and the IP serialise
+// concurrent attempts, so 40 wrong passwords at once get 10 answers of 401
+// and 30 of 429, never 40 of 401. It returns the reservation's row id; a
+// successful login deletes the account's failures (this one included), and
+// an attempt that was not decided (ErrOverloaded) is released.
+func (s *Service) reserveLoginAttempt(ctx context.Context, email string, ip netip.Addr) (int64, error) {
+	locks := []int64{lockKey("login:account:" + email)}
+	if ip.IsValid() {
+		locks = append(locks, lockKey("login:ip:"+ip.String()))
+	}
+	slices.Sort(locks) // one order everywhere: no deadlock between two attempts
+	acct, byIP := s.cfg.LoginLimit, s.cfg.LoginIPLimit
+	var (
+		accountFull, ipFull *time.Time
+		id                  *int64
+	)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, k := range locks {
+		b.Queue("SELECT pg_advisory_xact_lock($1)", k)
+	}
+	// The n-th newest failure inside a window means the limit is reached;
+	// the wait is until it leaves the window.
+	b.Queue(`WITH a AS (SELECT at FROM login_failures WHERE account = $1 AND at > clock_timestamp() - make_interval(secs => $3)
+			ORDER BY at DESC OFFSET $4 LIMIT 1),
+		i AS (SELECT at FROM login_failures WHERE $2::inet IS NOT NULL AND ip = $2 AND at > clock_timestamp() - make_interval(secs => $5)
+			ORDER BY at DESC OFFSET $6 LIMIT 1),
+		ins AS (INSERT INTO login_failures (account, ip) SELECT $1, $2
+			WHERE NOT EXISTS (SELECT 1 FROM a) AND NOT EXISTS (SELECT 1 FROM i) RETURNING id)
+		SELECT (SELECT at FROM a), (SELECT at FROM i), (SELECT id FROM ins)`,
+		email, nullableIP(ip), acct.Window.Seconds(), acct.N-1, byIP.Window.Seconds(), byIP.N-1).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&accountFull, &ipFull, &id)
+	})
+	b.Queue("COMMIT")
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
+	}
+	if id != nil {
+		return *id, nil
 	}
 	var until time.Time
-	for _, t := range []*time.Time{byAccount, byIP} {
-		if t != nil && t.Add(s.cfg.LoginWindow).After(until) {
-			until = t.Add(s.cfg.LoginWindow)
-		}
+	if accountFull != nil {
+		until = accountFull.Add(acct.Window)
 	}
-	if until.IsZero() {
-		return nil
+	if ipFull != nil && ipFull.Add(byIP.Window).After(until) {
+		until = ipFull.Add(byIP.Window)
 	}
 	wait := time.Until(until)
 	if wait < time.Second {
 		wait = time.Second
 	}
-	return &RateLimitedError{RetryAfter: wait}
+	return 0, &RateLimitedError{RetryAfter: wait}
 }
 
-func (s *Service) recordLoginFailure(ctx context.Context, email, userID, orgID string, ip netip.Addr, reason string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO login_failures (account, ip) VALUES ($1, $2)`, email, nullableIP(ip)); err != nil {
-			return err
-		}
-		return writeAudit(ctx, tx, auditEntry{Action: ActionLoginFailed, TargetUserID: userID, OrgID: orgID, IP: ip, Reason: reason})
-	})
-	if err != nil {
-		return fmt.Errorf("%w: record failed login: %w", ErrUnavailable, err)
+// releaseLoginAttempt forgets a reservation whose attempt was not decided.
+func (s *Service) releaseLoginAttempt(ctx context.Context, id int64) {
+	if _, err := s.pool.Exec(context.WithoutCancel(ctx), `DELETE FROM login_failures WHERE id = $1`, id); err != nil {
+		s.log.WarnContext(ctx, "login attempt reservation not released; it counts as a failure", "error", err.Error())
 	}
-	return nil
+}
+
+// lockKey is a 64-bit advisory lock key for name.
+func lockKey(name string) int64 {
+	sum := sha256.Sum256([]byte(name))
+	return int64(binary.BigEndian.Uint64(sum[:8]))
 }
 
 // DeviceTypeFromUserAgent guesses the device type of a User-Agent.
@@ -226,6 +270,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		out       refreshResult
 		revoked   outboxRows // a reused token's session revoked
 		notBefore *time.Time
+		iat       time.Time // of the access token issued, recorded with the session
 		userID    string
 		orgID     string
 		role      string
@@ -273,13 +318,15 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		case rotatedAt == nil:
 			out = refreshRotated
 			out.token = s.successor(raw)
+			iat = issuedAt(now, notBefore)
 			b := &pgx.Batch{}
 			childID := uuid.NewString()
 			b.Queue(`INSERT INTO refresh_tokens (id, session_id, token_hash, parent_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 				childID, sessionID, hashToken(out.token), rtID, now, now.Add(s.cfg.RefreshTTL))
 			b.Queue(`UPDATE refresh_tokens SET rotated_at = $2, replaced_by = $3 WHERE id = $1`, rtID, now, childID)
-			b.Queue(`UPDATE sessions SET last_active_at = GREATEST(last_active_at, $2), expires_at = $3, ip = COALESCE($4, ip) WHERE id = $1`,
-				sessionID, now, now.Add(s.cfg.RefreshTTL), nullableIP(meta.IP))
+			b.Queue(`UPDATE sessions SET last_active_at = GREATEST(last_active_at, $2), expires_at = $3, ip = COALESCE($4, ip),
+				access_issued_at = GREATEST(access_issued_at, $5) WHERE id = $1`,
+				sessionID, now, now.Add(s.cfg.RefreshTTL), nullableIP(meta.IP), iat)
 			return tx.SendBatch(ctx, b).Close()
 		case now.Sub(*rotatedAt) <= s.cfg.ReuseGrace:
 			head, err := s.chainHead(ctx, tx, raw, replacedBy)
@@ -292,7 +339,9 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 			}
 			out = refreshGrace
 			out.token = head
-			return nil
+			iat = issuedAt(now, notBefore)
+			_, err = tx.Exec(ctx, `UPDATE sessions SET access_issued_at = GREATEST(access_issued_at, $2) WHERE id = $1`, sessionID, iat)
+			return err
 		default:
 			out = refreshReuse
 			if _, err := s.revokeSessions(ctx, tx, now, sessionFilter{sessionID: sessionID}, revocation{reason: events.ReasonRefreshReuse, ip: meta.IP}, &revoked); err != nil {
@@ -315,7 +364,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		s.log.WarnContext(ctx, "refresh token reuse detected; session revoked", "session_id", sessionID, "user_id", userID)
 		return TokenPair{}, fmt.Errorf("%w: refresh token reuse detected; the session has been revoked", ErrUnauthorized)
 	}
-	return s.issue(userID, orgID, sessionID, role, out.token, now, notBefore)
+	return s.issue(userID, orgID, sessionID, role, out.token, now, iat)
 }
 
 type refreshResult struct {

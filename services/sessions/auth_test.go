@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/argon2id"
+	"github.com/jackc/pgx/v5"
 )
 
 func TestLoginAnswersTheContract(t *testing.T) {
@@ -115,10 +116,14 @@ func TestLoginDoesNotRevealAccounts(t *testing.T) {
 
 func TestLoginRateLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.LoginLimit = 3; c.LoginWindow = time.Hour })
+	e := newEnv(t, func(c *Config) {
+		c.LoginLimit = RateLimit{N: 3, Window: time.Hour}
+		c.LoginIPLimit = RateLimit{N: 5, Window: 30 * time.Minute}
+	})
 	org := e.org("A")
 	_, email := e.user(org, "user")
 	_, other := e.user(org, "user")
+	_, third := e.user(org, "user")
 	try := func(email, pw string) response {
 		b, _ := json.Marshal(map[string]string{"email": email, "password": pw})
 		return e.raw("POST", "/v1/auth/login", "", "application/json", b)
@@ -136,9 +141,22 @@ func TestLoginRateLimit(t *testing.T) {
 	if err != nil || ra < 3500 || ra > 3600 {
 		t.Fatalf("Retry-After %q, want about an hour", r.Header.Get("Retry-After"))
 	}
-	// The same client IP has 3 failures as well, so another account from it is limited too.
-	assertProblem(t, try(other, "password-1"), 429)
-	// Once the window has passed, the right password works again.
+	// The client IP has its own, higher limit: another account from the
+	// same address still signs in (one person's typos do not lock out an
+	// office behind one NAT address)...
+	if r := try(other, "password-1"); r.Status != 200 {
+		t.Fatalf("another account from the same IP after 3 failures: %d %s", r.Status, r.Body)
+	}
+	// ...until the IP itself has 5 failures: then every account from it waits.
+	for i := 0; i < 2; i++ {
+		assertProblem(t, try(third, "wrong-password"), 401)
+	}
+	r = try(other, "password-1")
+	assertProblem(t, r, 429)
+	if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1700 || ra > 1800 {
+		t.Fatalf("Retry-After %q, want about the IP window of 30 minutes", r.Header.Get("Retry-After"))
+	}
+	// Once the windows have passed, the right password works again.
 	if _, err := e.pool.Exec(t.Context(), "UPDATE login_failures SET at = at - interval '61 minutes'"); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +165,41 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	if n := e.count("login_failures WHERE account = '" + email + "'"); n != 0 {
 		t.Fatalf("a successful login left %d failures of the account", n)
+	}
+}
+
+// TestConcurrentWrongPasswordsStopAtTheLimit: the limit is reserved before
+// the password is checked, atomically, so a burst of wrong passwords on one
+// account gets exactly the limit's number of 401s and 429 for the rest.
+func TestConcurrentWrongPasswordsStopAtTheLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.HashConcurrency, c.HashQueue, c.HashWait = 2, 64, time.Minute })
+	_, email := e.user(e.org("A"), "user")
+	const n = 40
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			b, _ := json.Marshal(map[string]string{"email": email, "password": "wrong-password"})
+			codes <- e.raw("POST", "/v1/auth/login", "", "application/json", b).Status
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	got := map[int]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got[401] != 10 || got[429] != n-10 {
+		t.Fatalf("answers %v, want 10 of 401 and %d of 429", got, n-10)
+	}
+	if f := e.count("login_failures"); f != 10 {
+		t.Fatalf("%d failures recorded, want 10", f)
 	}
 }
 
@@ -286,9 +339,9 @@ func TestRefreshRefusals(t *testing.T) {
 	}
 }
 
-// TestRevocationAndIssueInTheSameSecond: a user-level revocation rejects
-// every token issued before it and none issued after it, even within one
-// second.
+// TestRevocationAndIssueInTheSameSecond: user-level revocations reject
+// every token issued before them and none issued after them, however many
+// share one second: revoke all, sign in, disable, all within a second.
 func TestRevocationAndIssueInTheSameSecond(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -311,15 +364,71 @@ func TestRevocationAndIssueInTheSameSecond(t *testing.T) {
 		t.Fatal("token issued after the revocation, in the same second, is refused")
 	}
 	c := e.claims(after.AccessToken)
-	if c.IssuedAt.Unix() != base.Unix()+1 || c.NotBefore.Unix() != base.Unix() {
-		t.Fatalf("iat %v nbf %v; want iat at the next second and nbf now", c.IssuedAt, c.NotBefore)
+	if want := base.Add(700 * time.Millisecond); !c.IssuedAt.Equal(want) || c.NotBefore.Unix() != base.Unix() {
+		t.Fatalf("iat %v nbf %v; want iat %v (to the microsecond) and nbf the whole second", c.IssuedAt, c.NotBefore, want)
+	}
+	notBefores := func() []time.Time {
+		rows, err := e.pool.Query(t.Context(), "SELECT not_before FROM revocations WHERE kind = 'user' AND value = $1 ORDER BY id", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nbs, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nbs
+	}
+	if nb := notBefores(); len(nb) != 1 || !nb[0].Equal(base.Add(400*time.Millisecond)) {
+		t.Fatalf("not_before %v, want the revocation's own instant %v", nb, base.Add(400*time.Millisecond))
+	}
+	// A second user-level revocation in the same second covers the token
+	// issued between the two (the security review's hole: it was accepted
+	// at every gateway, as both had the same whole-second not_before).
+	e.clock.Set(base.Add(900 * time.Millisecond))
+	var u User
+	if code := e.call("PATCH", "/v1/users/"+id, e.admin.AccessToken, map[string]bool{"disabled": true}, &u); code != 200 || !u.Disabled {
+		t.Fatalf("disable: %d", code)
+	}
+	nbs := notBefores()
+	if len(nbs) != 2 || !c.IssuedAt.Before(nbs[1]) || !nbs[0].Before(c.IssuedAt) {
+		t.Fatalf("not_befores %v around the second token's iat %v: want first < iat < second", nbs, c.IssuedAt)
+	}
+	if e.alive(after.AccessToken) {
+		t.Fatal("the token issued between two revocations in one second survived the second")
+	}
+}
+
+// TestUserRevocationFollowsEveryIssuedToken: a replica whose clock is
+// behind revokes a user after another replica, whose clock is ahead,
+// issued a token; the revocation's not-before still comes after that
+// token's iat, because it follows the latest iat recorded for the user.
+func TestUserRevocationFollowsEveryIssuedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id, email := e.user(e.org("A"), "user")
+	now := time.Now()
+	e.clock.Set(now.Add(3 * time.Second)) // the replica that signs in runs ahead
+	p := e.login(email, "password-1")
+	e.clock.Set(now) // the replica that revokes does not
+	if code := e.call("DELETE", "/v1/users/"+id+"/sessions", e.admin.AccessToken, nil, nil); code != 200 {
+		t.Fatalf("revoke all: %d", code)
 	}
 	var nb time.Time
 	if err := e.pool.QueryRow(t.Context(), "SELECT not_before FROM revocations WHERE kind = 'user' AND value = $1", id).Scan(&nb); err != nil {
 		t.Fatal(err)
 	}
-	if !nb.Equal(base.Add(time.Second)) {
-		t.Fatalf("not_before %v, want %v", nb, base.Add(time.Second))
+	iat := e.claims(p.AccessToken).IssuedAt
+	if !iat.Before(nb) || nb.Sub(iat) != time.Microsecond {
+		t.Fatalf("not_before %v, want a microsecond after the token's iat %v", nb, iat)
+	}
+	// and a token issued right after, by the slow replica, is after it
+	e.clock.Set(now.Add(time.Millisecond))
+	later := e.login(email, "password-1")
+	if c := e.claims(later.AccessToken); !c.IssuedAt.After(nb) {
+		t.Fatalf("iat %v of a later token is not after not_before %v", c.IssuedAt, nb)
+	}
+	if !e.alive(later.AccessToken) || e.alive(p.AccessToken) {
+		t.Fatal("sessiond decides differently from the not-before")
 	}
 }
 

@@ -175,8 +175,11 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 			b := &pgx.Batch{}
 			b.Queue(`UPDATE sessions SET ip = NULL, user_agent = NULL, device_name = NULL WHERE user_id = $1`, req.UserID)
 			b.Queue(`DELETE FROM login_failures WHERE account = (SELECT lower(email) FROM users WHERE id = $1)`, req.UserID)
+			// The email goes to NULL, not to a tombstone: a tombstone has a form
+			// anyone can predict, and a user created with it first would make
+			// this statement fail on the unique index for ever.
 			b.Queue(`UPDATE users SET erased_at = COALESCE(erased_at, $2), password_hash = NULL,
-				email = 'erased+' || id::text || '@invalid', updated_at = $2 WHERE id = $1`, req.UserID, now)
+				email = NULL, updated_at = $2 WHERE id = $1`, req.UserID, now)
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return err
 			}

@@ -77,7 +77,7 @@ func testConfig() Config {
 	return Config{
 		Issuer: "http://sessiond.test", Audience: "api",
 		AccessTTL: 5 * time.Minute, RefreshTTL: 720 * time.Hour, ReuseGrace: 10 * time.Second,
-		LoginLimit: 10, LoginWindow: 15 * time.Minute, Leeway: 30 * time.Second,
+		LoginLimit: RateLimit{N: 10, Window: 15 * time.Minute}, LoginIPLimit: RateLimit{N: 100, Window: 15 * time.Minute}, Leeway: 30 * time.Second,
 		Password: testPassword,
 	}
 }
@@ -182,7 +182,7 @@ func (e *env) newUser(org, role string) (string, TokenPair) {
 
 func (e *env) claims(tok string) *tokens.Claims {
 	e.t.Helper()
-	c, err := tokens.NewVerifier("http://sessiond.test", "api", time.Minute).Verify(e.keys.Current(), tok)
+	c, err := tokens.NewVerifier("http://sessiond.test", "api", time.Minute).Verify(e.keys.Current(), tok, e.clock.Now())
 	if err != nil {
 		e.t.Fatal(err)
 	}

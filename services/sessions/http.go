@@ -74,6 +74,12 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		httpx.WriteProblem(w, http.StatusNotFound, "not-found", detail(ErrNotFound))
 	case errors.Is(err, ErrConflict):
 		httpx.WriteProblem(w, http.StatusConflict, "conflict", detail(ErrConflict))
+	case errors.Is(err, ErrOverloaded):
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteProblem(w, http.StatusServiceUnavailable, "overloaded", "too many sign-ins at once; retry in a second")
+	case isDataException(err):
+		h.log.WarnContext(r.Context(), "input refused by the database", "error", err.Error(), "request_id", httpx.RequestID(r.Context()), "path", r.URL.Path)
+		httpx.WriteProblem(w, http.StatusBadRequest, "invalid-request", "the request holds text or a value that cannot be stored (invalid UTF-8, or a NUL character)")
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		h.log.ErrorContext(r.Context(), "request failed", "error", err.Error(), "request_id", httpx.RequestID(r.Context()), "path", r.URL.Path)
 		w.Header().Set("Retry-After", "1")

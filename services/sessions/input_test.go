@@ -66,6 +66,10 @@ func TestMalformedInputIsRefusedAndWritesNothing(t *testing.T) {
 		"patch: bad id":             {"PATCH", "/v1/users/zzz", admin, json, `{"disabled":true}`},
 		"patch: disable yourself":   {"PATCH", "/v1/users/" + e.adminID, admin, json, `{"disabled":true}`},
 		"patch: null disabled":      {"PATCH", "/v1/users/" + uid, admin, json, `{"disabled":null}`},
+		"login: NUL in email":       {"POST", "/v1/auth/login", "", json, `{"email":"a\u0000@b.c","password":"password-1"}`},
+		"login: NUL in device name": {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"password-1","device":{"type":"ios","name":"my\u0000phone"}}`},
+		"org: NUL in name":          {"POST", "/v1/orgs", admin, json, `{"name":"Acme\u0000"}`},
+		"user: NUL in email":        {"POST", "/v1/users", admin, json, `{"org_id":"` + org + `","email":"x\u0000@example.com","password":"password-1","role":"user"}`},
 		"login: password too large": {"POST", "/v1/auth/login", "", json, `{"email":"a@b.c","password":"` + strings.Repeat("p", 1025) + `"}`},
 	}
 	before := e.snapshot()

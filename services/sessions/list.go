@@ -223,6 +223,8 @@ func (s *Service) SearchSessions(ctx context.Context, p Principal, q SessionSear
 		return SearchPage{}, invalid("user id must be a UUID")
 	case len(q.Email) > 254:
 		return SearchPage{}, invalid("the email search is at most 254 characters")
+	case !storable(q.Email):
+		return SearchPage{}, invalid("the email search must be UTF-8 text without NUL characters")
 	case q.DeviceType != "" && !deviceTypes[q.DeviceType]:
 		return SearchPage{}, invalid("device type must be one of ios, android, web, desktop, other")
 	}

@@ -12,6 +12,9 @@ type Metrics struct {
 	revocations *prometheus.CounterVec
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
+
+	hashesRunning prometheus.Gauge
+	hashesShed    prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -36,7 +39,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sessiond_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route", "method"}),
+		hashesRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessiond_password_hashes_running", Help: "Password hashes being computed now (bounded by one per CPU).",
+		}),
+		hashesShed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiond_password_hashes_shed_total", Help: "Logins answered 503 because every password hashing turn and queue place was taken.",
+		}),
 	}
-	reg.MustRegister(m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.latency)
+	reg.MustRegister(m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.latency, m.hashesRunning, m.hashesShed)
 	return m
 }

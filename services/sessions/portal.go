@@ -362,6 +362,11 @@ func (h *Handler) portalProblem(r *http.Request, err error) (int, string) {
 		return http.StatusNotFound, detail(ErrNotFound)
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict, detail(ErrConflict)
+	case errors.Is(err, ErrOverloaded):
+		return http.StatusServiceUnavailable, "Too many sign-ins at once. Try again in a second."
+	case isDataException(err):
+		h.log.WarnContext(r.Context(), "input refused by the database", "error", err.Error(), "path", r.URL.Path)
+		return http.StatusBadRequest, "The form holds text that cannot be stored (invalid characters)."
 	case errors.Is(err, ErrUnavailable):
 		h.log.ErrorContext(r.Context(), "portal request failed", "error", err.Error(), "path", r.URL.Path)
 		return http.StatusServiceUnavailable, "The service is temporarily unavailable. Try again in a moment."

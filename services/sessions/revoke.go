@@ -158,14 +158,32 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	return len(msgs), nil
 }
 
-// revokeUser revokes every access token of a user issued before now (a
-// user-level revocation with a whole-second not_before) and every live
-// session of the user, inside tx. It returns how many sessions it revoked;
-// the caller hands out to the relay once tx commits.
+// revokeUser revokes every access token of a user issued before it (a
+// user-level revocation) and every live session of the user, inside tx. It
+// returns how many sessions it revoked; the caller hands out to the relay
+// once tx commits.
+//
+// The not-before is exact, to the microsecond, however many revocations and
+// sign-ins share a second: it is the latest of now, a microsecond after the
+// previous not-before, and a microsecond after the latest iat issued to any
+// live session of the user (sessions.access_issued_at, which every issuance
+// records under the user's row lock). A token issued before the revocation
+// therefore has iat < not_before, whatever the clocks of the replicas that
+// issued it said, and a token issued after it has iat > not_before
+// (issuedAt), both by at least a microsecond, so a verifier that reads
+// NumericDates as floats or truncates them decides the same.
 func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, userID, orgID string, r revocation, out *outboxRows) (int, error) {
-	notBefore := ceilSecond(now)
-	if _, err := tx.Exec(ctx, `UPDATE users SET tokens_not_before = GREATEST(COALESCE(tokens_not_before, '-infinity'), $2), updated_at = $3 WHERE id = $1`,
-		userID, notBefore, now); err != nil {
+	var notBefore time.Time
+	b := &pgx.Batch{}
+	// The row lock comes first, in a statement of its own: the UPDATE's
+	// subquery reads the snapshot its statement starts with, which must
+	// include every sign-in that committed while this waited for the lock.
+	b.Queue(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, userID)
+	b.Queue(`UPDATE users SET updated_at = $2, tokens_not_before = GREATEST($2::timestamptz,
+			tokens_not_before + interval '1 microsecond',
+			(SELECT max(access_issued_at) + interval '1 microsecond' FROM sessions WHERE user_id = $1 AND revoked_at IS NULL))
+		WHERE id = $1 RETURNING tokens_not_before`, userID, now).QueryRow(func(row pgx.Row) error { return row.Scan(&notBefore) })
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
 	}
 	c := sessionFilter{userID: userID}.conds(now)
@@ -180,7 +198,7 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	}
 	expires := s.revocationExpires(now)
 	ev := events.UserRevoked{EventID: uuid.NewString(), Sub: userID, Org: orgID, NotBefore: notBefore.UTC(), Reason: r.reason, RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
-	b := &pgx.Batch{}
+	b = &pgx.Batch{}
 	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)
 	b.Queue(`INSERT INTO revocations (event_id, kind, value, sub, org, not_before, reason, revoked_at, expires_at)
 		VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8)`, ev.EventID, userID, userID, orgID, notBefore, string(r.reason), now, expires)

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/alexedwards/argon2id"
 	"github.com/google/uuid"
@@ -36,6 +38,7 @@ type Service struct {
 	verifier  *tokens.Verifier
 	rotKey    []byte
 	dummyHash string
+	hasher    *hasher
 	metrics   *Metrics
 	log       *slog.Logger
 	now       func() time.Time
@@ -59,6 +62,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 	if relay == nil {
 		relay = notifier{pool: pool, log: log}
 	}
+	slots, queue, wait := cfg.hashBounds()
 	return &Service{
 		pool:      pool,
 		keys:      keys,
@@ -67,6 +71,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		verifier:  tokens.NewVerifier(cfg.Issuer, cfg.Audience, cfg.Leeway),
 		rotKey:    deriveKey(kek, "refresh-rotation"),
 		dummyHash: dummy,
+		hasher:    newHasher(cfg.Password, slots, queue, wait, metrics),
 		metrics:   metrics,
 		log:       log,
 		now:       time.Now,
@@ -109,9 +114,10 @@ type TokenPair struct {
 // user's not-before. Errors wrap ErrUnauthorized (with the reason) or
 // ErrUnavailable.
 func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, error) {
-	c, err := s.verifier.Verify(s.keys.Current(), raw)
+	now := s.now()
+	c, err := s.verifier.Verify(s.keys.Current(), raw, now)
 	if errors.Is(err, tokens.ErrUnknownKey) && s.keys.ReloadSoon(ctx) {
-		c, err = s.verifier.Verify(s.keys.Current(), raw)
+		c, err = s.verifier.Verify(s.keys.Current(), raw, now)
 	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
@@ -130,7 +136,7 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		       EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'token' AND r.value = $4)
 		FROM sessions s JOIN users u ON u.id = s.user_id
 		WHERE s.id = $1 AND s.user_id = $2`,
-		c.SessionID, c.Subject, s.now(), c.ID).Scan(&sessionDead, &userDead, &notBefore, &tokenRevoked)
+		c.SessionID, c.Subject, now, c.ID).Scan(&sessionDead, &userDead, &notBefore, &tokenRevoked)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return Principal{}, fmt.Errorf("%w: unknown session", ErrUnauthorized)
@@ -142,18 +148,31 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		return Principal{}, fmt.Errorf("%w: user disabled", ErrUnauthorized)
 	case tokenRevoked:
 		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
-	case notBefore != nil && c.IssuedAtTime().Before(*notBefore):
+	case notBefore != nil && c.IssuedAt.Before(*notBefore):
 		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
 	}
 	return Principal{UserID: c.Subject, OrgID: c.Org, SessionID: c.SessionID, Role: c.Role, TokenID: c.ID}, nil
 }
 
-// issue signs an access token for a session and builds the answer.
-func (s *Service) issue(userID, orgID, sessionID, role, refresh string, now time.Time, notBefore *time.Time) (TokenPair, error) {
-	g := tokens.Grant{Subject: userID, SessionID: sessionID, Org: orgID, Role: role, Now: now, TTL: s.cfg.AccessTTL, ID: uuid.NewString()}
-	if notBefore != nil {
-		g.IssuedAt = *notBefore // Sign keeps the later of Now and IssuedAt
+// issuedAt is the iat of an access token issued at now for a user whose
+// tokens before notBefore are revoked: now to the microsecond, but at least
+// a microsecond after notBefore, so that no verifier, however it rounds a
+// NumericDate, reads the token as issued before the revocation. The caller
+// holds the user's row (FOR SHARE, or stronger) while it reads notBefore
+// and records the result in sessions.access_issued_at, in one transaction:
+// a user-level revocation then orders exactly against it (revokeUser).
+func issuedAt(now time.Time, notBefore *time.Time) time.Time {
+	iat := now.Truncate(time.Microsecond)
+	if notBefore != nil && !iat.After(*notBefore) {
+		iat = notBefore.Truncate(time.Microsecond).Add(time.Microsecond)
 	}
+	return iat
+}
+
+// issue signs an access token for a session and builds the answer. iat
+// comes from issuedAt.
+func (s *Service) issue(userID, orgID, sessionID, role, refresh string, now, iat time.Time) (TokenPair, error) {
+	g := tokens.Grant{Subject: userID, SessionID: sessionID, Org: orgID, Role: role, Now: now, IssuedAt: iat, TTL: s.cfg.AccessTTL, ID: uuid.NewString()}
 	at, _, err := s.signer.Sign(s.keys.Current(), g)
 	if err != nil {
 		return TokenPair{}, err
@@ -216,15 +235,26 @@ func nullableIP(a netip.Addr) any {
 	return a
 }
 
-// ceilSecond rounds t up to a whole second.
-func ceilSecond(t time.Time) time.Time {
-	if tt := t.Truncate(time.Second); !tt.Equal(t) {
-		return tt.Add(time.Second)
-	}
-	return t
-}
-
 func normEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+// storable reports whether PostgreSQL can store s as text: valid UTF-8
+// without NUL. Text the client chose (an email, a device or org name) that
+// is not storable is refused with ErrInvalid.
+func storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+// cleanHeaderText makes text the client did not choose to send as input (a
+// User-Agent) storable and printable: invalid UTF-8 becomes U+FFFD and
+// control characters are dropped, then it is cut to n bytes.
+func cleanHeaderText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	return truncate(s, n)
+}
 
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
