@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionguard/revoke/services/sessions/erasure"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
-	"github.com/sessionguard/revoke/services/sessions"
 )
 
 // pipeline plays the GDPR erasure pipeline: it publishes user-deleted
@@ -122,7 +123,7 @@ func TestErasurePipeline(t *testing.T) {
 		p.publishRaw(events.SubjectUserDeleted, []byte(bad), uuid.NewString())
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		cons, err := p.js.OrderedConsumer(ctx, events.StreamIdentity, jetstream.OrderedConsumerConfig{FilterSubjects: []string{sessions.DeadLetterSubject}})
+		cons, err := p.js.OrderedConsumer(ctx, events.StreamIdentity, jetstream.OrderedConsumerConfig{FilterSubjects: []string{erasure.DeadLetterSubject}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,13 +22,14 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/sessionguard/revoke/services/sessions/sessiond"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/internal/demo"
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/pgserver"
 	"github.com/sessionguard/revoke/services/gateway"
-	"github.com/sessionguard/revoke/services/sessions"
 )
 
 func main() {
@@ -131,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// would not send Secure cookies back.
 		env["PORTAL_COOKIE_SECURE"] = "false"
 	}
-	cfg, err := sessions.ConfigFromEnv(lookup)
+	cfg, err := sessiond.ConfigFromEnv(lookup)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
@@ -143,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- sessions.Serve(ctx, cfg, ln, log.With("service", "sessiond")) }()
+	go func() { errc <- sessiond.Serve(ctx, cfg, ln, log.With("service", "sessiond")) }()
 
 	base := "http://" + loopback(ln.Addr().String())
 	if err := waitReady(ctx, base+"/readyz", errc); err != nil {

@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionguard/revoke/services/sessions/sessiond"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/internal/testenv"
 	"github.com/sessionguard/revoke/services/gateway"
-	"github.com/sessionguard/revoke/services/sessions"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -39,7 +40,7 @@ type system struct {
 	seen     chan http.Header
 	gateways []*gw
 	admin    string // access token of the bootstrap admin
-	sessiond sessions.AppConfig
+	sessiond sessiond.Config
 	natsURL  string            // s.nats's URL, or the servers systemOptions named
 	env      map[string]string // sessiond's environment, for a sessiond run as a process
 	checks   *pgxpool.Pool     // opened on first use by checks that read the database
@@ -109,7 +110,7 @@ func newSystemWith(t testing.TB, gateways int, o systemOptions) *system {
 	}
 	maps.Copy(env, o.env)
 	s.env = env
-	cfg, err := sessions.ConfigFromEnv(func(k string) string { return env[k] })
+	cfg, err := sessiond.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func (s *system) startSessiond(ln net.Listener) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sessions.Serve(ctx, s.sessiond, ln, quietLog()) }()
+	go func() { done <- sessiond.Serve(ctx, s.sessiond, ln, quietLog()) }()
 	stopped := false
 	s.stopAPI = func() {
 		if !stopped {

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sessionguard/revoke/services/sessions/sessiond"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		cfg, err := sessions.ServiceConfigFromEnv(getenv)
+		cfg, err := sessiond.ServiceConfigFromEnv(getenv)
 		if err != nil {
 			return err
 		}
@@ -140,7 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // service builds a session service for administrative commands: they sign
 // no token, so no key material is needed.
 func service(pool *pgxpool.Pool, getenv func(string) string, log *slog.Logger) (*sessions.Service, error) {
-	cfg, err := sessions.ServiceConfigFromEnv(getenv)
+	cfg, err := sessiond.ServiceConfigFromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/sessiond"
 )
 
 func main() {
@@ -30,11 +30,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("unexpected arguments %q", args[1:])
 	}
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: logLevel(getenv("LOG_LEVEL"))}))
-	cfg, err := sessions.ConfigFromEnv(getenv)
+	cfg, err := sessiond.ConfigFromEnv(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	return sessions.Serve(ctx, cfg, nil, log)
+	return sessiond.Serve(ctx, cfg, nil, log)
 }
 
 func logLevel(s string) slog.Level {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,6 +38,12 @@ func WriteProblem(w http.ResponseWriter, status int, slug, detail string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(Problem{Type: ProblemTypeBase + slug, Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
+// SetRetryAfter sets Retry-After to d in whole seconds, rounded up, at
+// least 1.
+func SetRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d+time.Second-1)/time.Second))))
 }
 
 // WriteJSON writes v as a JSON response.

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/postgres"
 )
 
@@ -243,20 +244,10 @@ func backoff(failures int, max time.Duration) time.Duration {
 }
 
 // listen holds one connection in LISTEN outbox and signals wake on every
-// notification; it reconnects when the connection breaks.
+// notification; it reconnects when the connection breaks (the poll covers
+// the gap).
 func (r *Relay) listen(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := r.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.WarnContext(ctx, "outbox relay: LISTEN connection lost; polling until it is back", "error", fmt.Sprint(err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
+	loop.Restart(ctx, r.log, "outbox relay: LISTEN connection (polling until it is back)", time.Second, 5*time.Second, r.listenOnce)
 }
 
 func (r *Relay) listenOnce(ctx context.Context) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/loop"
 )
 
 // Feed keeps the blocklist current from the REVOCATIONS stream: it replays
@@ -75,26 +76,8 @@ func (f *Feed) Current(now time.Time) bool {
 // Run feeds the blocklist until ctx ends. It waits for the stream to exist,
 // and starts over from the first message if the stream is recreated.
 func (f *Feed) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		err := f.runOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		f.log.WarnContext(ctx, "revocation feed restarting", "error", errString(err))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	loop.Restart(ctx, f.log, "revocation feed", 250*time.Millisecond, time.Second, f.runOnce)
 	return nil
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 var errStreamRecreated = errors.New("the REVOCATIONS stream was recreated")

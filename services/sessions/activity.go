@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/postgres"
 )
@@ -41,22 +39,4 @@ func (s *Service) RecordActivity(ctx context.Context, seen []events.SessionSeen)
 		return fmt.Errorf("%w: record activity: %w", ErrUnavailable, err)
 	}
 	return nil
-}
-
-// SubscribeActivity consumes the gateways' activity reports; replicas share
-// them through a queue group.
-func (s *Service) SubscribeActivity(ctx context.Context, nc *nats.Conn) (*nats.Subscription, error) {
-	return nc.QueueSubscribe(events.SubjectSessionActivity, "sessiond", func(m *nats.Msg) {
-		ev, err := events.Decode(m.Subject, m.Data)
-		if err != nil {
-			s.log.Warn("activity report skipped", "error", err.Error())
-			return
-		}
-		a := ev.(events.SessionActivity)
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := s.RecordActivity(ctx, a.Sessions); err != nil {
-			s.log.Warn("activity report not recorded", "error", err.Error())
-		}
-	})
 }

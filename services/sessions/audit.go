@@ -95,11 +95,11 @@ func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (Aud
 	}
 	switch {
 	case q.UserID != "" && !isUUID(q.UserID):
-		return AuditPage{}, invalid("user_id must be a UUID")
+		return AuditPage{}, Invalid("user_id must be a UUID")
 	case q.OrgID != "" && !isUUID(q.OrgID):
-		return AuditPage{}, invalid("org_id must be a UUID")
+		return AuditPage{}, Invalid("org_id must be a UUID")
 	case q.Action != "" && !auditActions[q.Action]:
-		return AuditPage{}, invalid("action %q is not an audit action", q.Action)
+		return AuditPage{}, Invalid("action %q is not an audit action", q.Action)
 	}
 	if scope != "" {
 		if q.OrgID != "" && q.OrgID != scope {
@@ -110,7 +110,7 @@ func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (Aud
 	if q.Limit, err = pageLimit(q.Limit); err != nil {
 		return AuditPage{}, err
 	}
-	var c conds
+	var c query
 	add := c.add
 	if q.OrgID != "" {
 		add("org_id = ?", q.OrgID)

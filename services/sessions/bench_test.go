@@ -1,4 +1,4 @@
-package sessions
+package sessions_test
 
 // Benchmarks of the session API's performance goals; see BENCHMARKS.md for
 // the commands, the targets and the recorded results. They measure durable
@@ -35,6 +35,8 @@ import (
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/outbox"
 	"github.com/sessionguard/revoke/internal/testenv"
+	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/sessionstest"
 )
 
 // benchPoolSizes are the connection pool sizes the throughput benchmarks run
@@ -45,11 +47,11 @@ var benchPoolSizes = []int{0, 16}
 
 // benchEnv is newEnv for a benchmark: it logs whether the server makes its
 // commits durable, since the numbers mean little otherwise.
-func benchEnv(b *testing.B) *env {
+func benchEnv(b *testing.B) *sessionstest.Env {
 	b.Helper()
-	e := newEnv(b)
+	e := sessionstest.New(b)
 	var fsync, syncCommit, version string
-	if err := e.pool.QueryRow(context.Background(), `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('server_version')`).
+	if err := e.Pool.QueryRow(context.Background(), `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('server_version')`).
 		Scan(&fsync, &syncCommit, &version); err != nil {
 		b.Fatal(err)
 	}
@@ -64,10 +66,10 @@ func benchEnv(b *testing.B) *env {
 // maxConns connections (0: pgxpool's default), sharing e's signing keys,
 // and an outbox relay publishing to a JetStream server of its own, as in
 // sessiond: the relay's work is part of what a revocation costs.
-func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) {
+func benchService(b *testing.B, e *sessionstest.Env, maxConns int) (*sessions.Service, *pgxpool.Pool) {
 	b.Helper()
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(e.pool.Config().ConnString())
+	cfg, err := pgxpool.ParseConfig(e.Pool.Config().ConnString())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) 
 	b.Cleanup(pool.Close)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	_, js := testenv.JetStream(b, testenv.NATS(b))
-	if err := natsx.EnsureStreams(ctx, js, 1, events.RevocationsStream(testConfig().AccessTTL)); err != nil {
+	if err := natsx.EnsureStreams(ctx, js, 1, events.RevocationsStream(sessionstest.Config().AccessTTL)); err != nil {
 		b.Fatal(err)
 	}
 	relay := outbox.New(pool, js, outbox.DefaultConfig(), prometheus.NewRegistry(), quiet)
@@ -91,7 +93,7 @@ func benchService(b *testing.B, e *env, maxConns int) (*Service, *pgxpool.Pool) 
 	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
 	b.Cleanup(func() { stopRelay(); <-relayDone })
 	kek := make([]byte, 32)
-	svc, err := NewService(pool, e.keys, kek, testConfig(), NewMetrics(prometheus.NewRegistry()), relay, quiet)
+	svc, err := sessions.NewService(pool, e.Keys, kek, sessionstest.Config(), sessions.NewMetrics(prometheus.NewRegistry()), relay, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -206,13 +208,13 @@ func goroutinesFor(pool *pgxpool.Pool) int {
 // two transactions wait for the same row. Goal: 2,000/s or more.
 func BenchmarkRefresh(b *testing.B) {
 	e := benchEnv(b)
-	org := e.org("bench refresh")
+	org := e.Org("bench refresh")
 	for _, conns := range benchPoolSizes {
 		b.Run(poolName(conns), func(b *testing.B) {
 			svc, pool := benchService(b, e, conns)
 			toks := seedRefreshSessions(b, pool, org, goroutinesFor(pool))
 			runThroughput(b, pool, func(ctx context.Context, g int) error {
-				p, err := svc.Refresh(ctx, toks[g], ClientMeta{})
+				p, err := svc.Refresh(ctx, toks[g], sessions.ClientMeta{})
 				if err != nil {
 					return err
 				}
@@ -227,12 +229,12 @@ func BenchmarkRefresh(b *testing.B) {
 // refresh token as Login makes them, and returns the refresh tokens.
 func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []string {
 	b.Helper()
-	users, sessions, rtIDs, hashes := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
+	users, sids, rtIDs, hashes := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
 	toks := make([]string, n)
 	for i := range n {
-		users[i], sessions[i], rtIDs[i] = uuid.NewString(), uuid.NewString(), uuid.NewString()
-		toks[i] = newRefreshToken()
-		hashes[i] = hashToken(toks[i])
+		users[i], sids[i], rtIDs[i] = uuid.NewString(), uuid.NewString(), uuid.NewString()
+		toks[i] = sessions.NewRefreshToken()
+		hashes[i] = sessions.HashToken(toks[i])
 	}
 	ctx := context.Background()
 	now := time.Now()
@@ -243,12 +245,12 @@ func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
 			SELECT s, u, $3, 'web', $4, $4, $5 FROM unnest($1::uuid[], $2::uuid[]) AS x(s, u)`,
-			sessions, users, org, now, now.Add(testConfig().RefreshTTL)); err != nil {
+			sids, users, org, now, now.Add(sessionstest.Config().RefreshTTL)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
 			SELECT r, s, h, $4, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS x(r, s, h)`,
-			rtIDs, sessions, hashes, now, now.Add(testConfig().RefreshTTL))
+			rtIDs, sids, hashes, now, now.Add(sessionstest.Config().RefreshTTL))
 		return err
 	})
 	if err != nil {
@@ -265,10 +267,10 @@ func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []
 func BenchmarkRevokeSession(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
-	org := e.org("bench revoke")
-	adminID, _ := e.user(org, "org_admin")
-	admin := Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
-	if _, err := e.pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+	org := e.Org("bench revoke")
+	adminID, _ := e.User(org, "org_admin")
+	admin := sessions.Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
 		SELECT gen_random_uuid(), $1, 'bench-revoke-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org); err != nil {
 		b.Fatal(err)
 	}
@@ -278,7 +280,7 @@ func BenchmarkRevokeSession(b *testing.B) {
 			ids := seedLiveSessions(b, pool, org, b.N)
 			var next atomic.Int64
 			runThroughput(b, pool, func(ctx context.Context, _ int) error {
-				return svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], ClientMeta{})
+				return svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], sessions.ClientMeta{})
 			})
 		})
 	}
@@ -340,17 +342,17 @@ func BenchmarkListing(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
 	start := time.Now()
-	bigOrg := seedListing(b, e.pool)
+	bigOrg := seedListing(b, e.Pool)
 	b.Logf("seeded %d sessions in %s", benchTotalSessions, time.Since(start).Round(time.Second))
 
-	orgAdmin := Principal{UserID: uuid.NewString(), OrgID: bigOrg, Role: "org_admin", SessionID: uuid.NewString()}
-	globalAdmin := Principal{UserID: e.adminID, OrgID: e.orgP, Role: "global_admin", SessionID: uuid.NewString()}
-	orgCursors := keysetCursors(b, e.pool, bigOrg, 200)
-	globalCursors := keysetCursors(b, e.pool, "", 200)
+	orgAdmin := sessions.Principal{UserID: uuid.NewString(), OrgID: bigOrg, Role: "org_admin", SessionID: uuid.NewString()}
+	globalAdmin := sessions.Principal{UserID: e.AdminID, OrgID: e.OrgP, Role: "global_admin", SessionID: uuid.NewString()}
+	orgCursors := keysetCursors(b, e.Pool, bigOrg, 200)
+	globalCursors := keysetCursors(b, e.Pool, "", 200)
 
 	cases := []struct {
 		name    string
-		p       Principal
+		p       sessions.Principal
 		cursors []string // cycled through; nil: first page
 	}{
 		{"org/first", orgAdmin, nil},
@@ -359,7 +361,7 @@ func BenchmarkListing(b *testing.B) {
 		{"global/deep", globalAdmin, globalCursors},
 	}
 	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) { benchList(b, e.svc, c.p, c.cursors, 50) })
+		b.Run(c.name, func(b *testing.B) { benchList(b, e.Svc, c.p, c.cursors, 50) })
 	}
 
 	// An expired session is not marked revoked: it stays in the partial
@@ -369,35 +371,35 @@ func BenchmarkListing(b *testing.B) {
 	// A last page scans past all of them: add 100,000 sessions that expired
 	// within those 7 days to the big org and list its last page (the cursor
 	// 10 live rows before the end).
-	if _, err := e.pool.Exec(ctx, fmt.Sprintf(`INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
+	if _, err := e.Pool.Exec(ctx, fmt.Sprintf(`INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
 		SELECT gen_random_uuid(), md5('user' || s %% %d)::uuid, $1, 'web', x.at - interval '1 day', x.at, x.at + interval '30 days'
 		FROM generate_series(1, %d) s, LATERAL (SELECT now() - interval '30 days 1 minute' - random() * interval '7 days' AS at) x`, benchOrgUsers, benchOrgSessions), bigOrg); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.pool.Exec(ctx, `ANALYZE sessions`); err != nil {
+	if _, err := e.Pool.Exec(ctx, `ANALYZE sessions`); err != nil {
 		b.Fatal(err)
 	}
 	var lastAt time.Time
 	var lastID string
-	if err := e.pool.QueryRow(ctx, `SELECT last_active_at, id::text FROM sessions
+	if err := e.Pool.QueryRow(ctx, `SELECT last_active_at, id::text FROM sessions
 		WHERE org_id = $1 AND revoked_at IS NULL AND expires_at > now()
 		ORDER BY last_active_at, id OFFSET 10 LIMIT 1`, bigOrg).Scan(&lastAt, &lastID); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("org/last+100k-expired-7d", func(b *testing.B) {
-		benchList(b, e.svc, orgAdmin, []string{encodeCursor(lastAt, lastID)}, 10)
+		benchList(b, e.Svc, orgAdmin, []string{sessions.EncodeCursor(lastAt, lastID)}, 10)
 	})
 }
 
 // benchList lists b.N pages (limit 50) as p, cycling through cursors (nil:
 // the first page), checks each page has want sessions, and reports the p50
 // and p99 latencies in ms.
-func benchList(b *testing.B, svc *Service, p Principal, cursors []string, want int) {
+func benchList(b *testing.B, svc *sessions.Service, p sessions.Principal, cursors []string, want int) {
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
-		q := ListQuery{Limit: 50}
+		q := sessions.SessionQuery{Limit: 50}
 		if cursors != nil {
 			q.Cursor = cursors[i%len(cursors)]
 		}
@@ -488,7 +490,7 @@ func keysetCursors(b *testing.B, pool *pgxpool.Pool, org string, n int) []string
 			SELECT last_active_at, id, row_number() OVER (ORDER BY last_active_at DESC, id DESC) AS r, count(*) OVER () AS total
 			FROM sessions WHERE revoked_at IS NULL AND expires_at > now() AND ($1::uuid IS NULL OR org_id = $1)) k
 		WHERE r % ((total - 100) / $2) = 0 AND r < total - 100
-		ORDER BY r`, nullable(org), n)
+		ORDER BY r`, sessions.Nullable(org), n)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -499,7 +501,7 @@ func keysetCursors(b *testing.B, pool *pgxpool.Pool, org string, n int) []string
 		if err := rows.Scan(&at, &id); err != nil {
 			b.Fatal(err)
 		}
-		out = append(out, encodeCursor(at, id))
+		out = append(out, sessions.EncodeCursor(at, id))
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)

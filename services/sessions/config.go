@@ -3,6 +3,8 @@ package sessions
 import (
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alexedwards/argon2id"
@@ -36,6 +38,15 @@ type Config struct {
 	HashConcurrency int
 	HashQueue       int
 	HashWait        time.Duration
+	// Now is the service's clock (nil: time.Now); tests set it.
+	Now func() time.Time
+}
+
+func (c Config) now() func() time.Time {
+	if c.Now != nil {
+		return c.Now
+	}
+	return time.Now
 }
 
 // RateLimit is N events per Window.
@@ -89,4 +100,15 @@ func (c Config) hashBounds() (slots, queue int, wait time.Duration) {
 		wait = 2 * time.Second
 	}
 	return slots, queue, wait
+}
+
+// ParseRateLimit parses the setting name's value "N/duration", e.g. "10/15m".
+func ParseRateLimit(name, s string) (RateLimit, error) {
+	n, d, ok := strings.Cut(s, "/")
+	limit, err1 := strconv.Atoi(n)
+	window, err2 := time.ParseDuration(d)
+	if !ok || err1 != nil || err2 != nil || limit < 1 || window <= 0 {
+		return RateLimit{}, fmt.Errorf("%s: %q must be N/duration, e.g. 10/15m", name, s)
+	}
+	return RateLimit{N: limit, Window: window}, nil
 }

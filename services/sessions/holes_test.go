@@ -1,7 +1,6 @@
-package sessions
+package sessions_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/testenv"
+	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/sessionstest"
 )
 
 // Tests for the holes of the security review of 2026-12-01 that the session
@@ -25,49 +26,44 @@ import (
 // hashes at once than there are turns.
 func TestPasswordHashingIsBounded(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) {
+	e := sessionstest.New(t, func(c *sessions.Config) {
 		c.HashConcurrency, c.HashQueue, c.HashWait = 1, 1, 100*time.Millisecond
 		// attempts in flight count toward the limit until decided; this
 		// burst is about hashing, not rate limits
 		c.LoginLimit.N = 1000
 	})
-	_, email := e.user(e.org("A"), "user")
-	login := func() response {
+	_, email := e.User(e.Org("A"), "user")
+	login := func() sessionstest.Response {
 		b, _ := json.Marshal(map[string]string{"email": email, "password": "password-1"})
-		return e.raw("POST", "/v1/auth/login", "", "application/json", b)
+		return e.Raw("POST", "/v1/auth/login", "", "application/json", b)
 	}
-	ctx := context.Background()
-	if err := e.svc.hasher.acquire(ctx); err != nil { // the one turn
+	if err := sessions.AcquireHashTurn(e.Svc); err != nil { // the one turn
 		t.Fatal(err)
 	}
 	// The queue's one place: a waiter that holds it until the turn frees.
 	queued := make(chan error, 1)
 	go func() {
-		err := e.svc.hasher.acquire(ctx)
+		err := sessions.AcquireHashTurn(e.Svc)
 		if err == nil {
-			e.svc.hasher.release()
+			sessions.ReleaseHashTurn(e.Svc)
 		}
 		queued <- err
 	}()
-	testenv.Eventually(t, 5*time.Second, func() bool {
-		e.svc.hasher.mu.Lock()
-		defer e.svc.hasher.mu.Unlock()
-		return e.svc.hasher.waiting == 1
-	}, "the queued hash never started waiting")
-	failures := e.count("login_failures")
+	testenv.Eventually(t, 5*time.Second, func() bool { return sessions.HashesWaiting(e.Svc) == 1 }, "the queued hash never started waiting")
+	failures := e.Count("login_failures")
 	start := time.Now()
 	r := login()
-	assertProblem(t, r, http.StatusServiceUnavailable)
+	sessionstest.AssertProblem(t, r, http.StatusServiceUnavailable)
 	if r.Header.Get("Retry-After") == "" || !strings.Contains(string(r.Body), "overloaded") {
 		t.Fatalf("503 without Retry-After or the overloaded type: %v %s", r.Header, r.Body)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("a shed login took %s; it must not wait", d)
 	}
-	if n := e.count("login_failures"); n != failures {
+	if n := e.Count("login_failures"); n != failures {
 		t.Fatalf("a shed login left %d failures, want %d", n, failures)
 	}
-	e.svc.hasher.release()
+	sessions.ReleaseHashTurn(e.Svc)
 	if err := <-queued; err != nil {
 		t.Fatalf("the queued hash: %v", err)
 	}
@@ -91,44 +87,8 @@ func TestPasswordHashingIsBounded(t *testing.T) {
 	if seen[200]+seen[503] != 30 || seen[200] == 0 {
 		t.Fatalf("answers %v, want only 200 and 503", seen)
 	}
-	e.svc.hasher.mu.Lock()
-	peak := e.svc.hasher.peak
-	e.svc.hasher.mu.Unlock()
-	if peak != 1 {
+	if peak := sessions.HashPeak(e.Svc); peak != 1 {
 		t.Fatalf("%d hashes ran at once, want 1", peak)
-	}
-}
-
-// TestHasherShedsPastItsQueue is the unit rule: slots turns, queue waiters,
-// and waiting at most wait.
-func TestHasherShedsPastItsQueue(t *testing.T) {
-	t.Parallel()
-	h := newHasher(testPassword, 2, 1, 50*time.Millisecond, NewMetrics(nilRegistry()))
-	ctx := context.Background()
-	for i := 0; i < 2; i++ {
-		if err := h.acquire(ctx); err != nil {
-			t.Fatalf("turn %d: %v", i, err)
-		}
-	}
-	start := time.Now()
-	if err := h.acquire(ctx); err == nil || !strings.Contains(err.Error(), "no password hashing turn within") {
-		t.Fatalf("a waiter past the wait: %v", err)
-	}
-	if d := time.Since(start); d < 50*time.Millisecond {
-		t.Fatalf("gave up after %s, before the wait", d)
-	}
-	h.mu.Lock()
-	h.waiting = 1 // the queue is full
-	h.mu.Unlock()
-	if err := h.acquire(ctx); err == nil || !strings.Contains(err.Error(), "every password hashing turn is taken") {
-		t.Fatalf("past the queue: %v", err)
-	}
-	h.mu.Lock()
-	h.waiting = 0
-	h.mu.Unlock()
-	h.release()
-	if err := h.acquire(ctx); err != nil {
-		t.Fatalf("a freed turn: %v", err)
 	}
 }
 
@@ -137,110 +97,35 @@ func TestHasherShedsPastItsQueue(t *testing.T) {
 // cannot make the victim's erasure fail.
 func TestErasureIgnoresAUserHoldingATombstone(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	org := e.org("A")
-	_, adminTok := e.newUser(org, "org_admin")
-	victim, victimEmail := e.user(org, "user")
-	p := e.login(victimEmail, "password-1")
+	e := sessionstest.New(t)
+	org := e.Org("A")
+	_, adminTok := e.NewUser(org, "org_admin")
+	victim, victimEmail := e.User(org, "user")
+	p := e.Login(victimEmail, "password-1")
 	for _, squat := range []string{"erased+" + victim + "@invalid"} {
-		if code := e.call("POST", "/v1/users", adminTok.AccessToken, map[string]string{"org_id": org, "email": squat, "password": "password-1", "role": "user"}, nil); code != 201 {
+		if code := e.Call("POST", "/v1/users", adminTok.AccessToken, map[string]string{"org_id": org, "email": squat, "password": "password-1", "role": "user"}, nil); code != 201 {
 			t.Fatalf("create %s: %d", squat, code)
 		}
 	}
 	req := events.UserDeleted{EventID: uuid.NewString(), UserID: victim, OrgID: org, RequestedAt: time.Now().UTC()}
-	if res, err := e.svc.Erase(t.Context(), req); err != nil || res != "erased" {
+	if res, err := e.Svc.Erase(t.Context(), req); err != nil || res != "erased" {
 		t.Fatalf("erase: %q %v", res, err)
 	}
-	if e.alive(p.AccessToken) {
+	if e.Alive(p.AccessToken) {
 		t.Fatal("the victim's token survived the erasure")
 	}
-	if code := e.call("POST", "/v1/auth/login", "", map[string]string{"email": victimEmail, "password": "password-1"}, nil); code != 401 {
+	if code := e.Call("POST", "/v1/auth/login", "", map[string]string{"email": victimEmail, "password": "password-1"}, nil); code != 401 {
 		t.Fatalf("the victim logs in after erasure: %d", code)
 	}
 	var email *string
-	if err := e.pool.QueryRow(t.Context(), "SELECT email FROM users WHERE id = $1", victim).Scan(&email); err != nil || email != nil {
+	if err := e.Pool.QueryRow(t.Context(), "SELECT email FROM users WHERE id = $1", victim).Scan(&email); err != nil || email != nil {
 		t.Fatalf("erased email %v %v, want NULL", email, err)
 	}
 	// A second erased user, and a repeat: NULL emails never collide.
-	other, _ := e.user(org, "user")
+	other, _ := e.User(org, "user")
 	for _, id := range []string{other, victim} {
-		if _, err := e.svc.Erase(t.Context(), events.UserDeleted{EventID: uuid.NewString(), UserID: id, OrgID: org, RequestedAt: time.Now().UTC()}); err != nil {
+		if _, err := e.Svc.Erase(t.Context(), events.UserDeleted{EventID: uuid.NewString(), UserID: id, OrgID: org, RequestedAt: time.Now().UTC()}); err != nil {
 			t.Fatalf("erase %s: %v", id, err)
 		}
-	}
-}
-
-// TestUserAgentIsStoredCleaned: a User-Agent with bytes that are not UTF-8
-// or with control characters signs in (200) and is stored cleaned.
-func TestUserAgentIsStoredCleaned(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	_, email := e.user(e.org("A"), "user")
-	b, _ := json.Marshal(map[string]string{"email": email, "password": "password-1"})
-	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/auth/login", strings.NewReader(string(b)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Mozilla/5.0 (iPhone; \xff\xfe CPU iPhone OS 17_0)\t")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p TokenPair
-	_ = json.NewDecoder(resp.Body).Decode(&p)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("login with an odd User-Agent: %d", resp.StatusCode)
-	}
-	var ua, device string
-	if err := e.pool.QueryRow(t.Context(), "SELECT user_agent, device_type FROM sessions WHERE id = $1", p.SessionID).Scan(&ua, &device); err != nil {
-		t.Fatal(err)
-	}
-	if ua != "Mozilla/5.0 (iPhone; \uFFFD CPU iPhone OS 17_0)" || device != "ios" {
-		t.Fatalf("stored %q (%s)", ua, device)
-	}
-}
-
-func TestCleanHeaderText(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"curl/8.5.0":             "curl/8.5.0",
-		"a\xffb":                 "a\uFFFDb",
-		"a\x00b\tc\r\nd":         "abcd",
-		"Safari \u00e9":          "Safari \u00e9",
-		strings.Repeat("x", 600): strings.Repeat("x", 512),
-	} {
-		if got := cleanHeaderText(in, 512); got != want || !storable(got) {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}
-
-// TestSettingsThatBreakTheGuaranteesAreRefused: a token leeway beyond the
-// revocation leeway would let a revoked token outlive its blocklist entry.
-func TestSettingsThatBreakTheGuaranteesAreRefused(t *testing.T) {
-	t.Parallel()
-	env := map[string]string{"TOKEN_LEEWAY": "2m"}
-	_, err := ServiceConfigFromEnv(func(k string) string { return env[k] })
-	if err == nil || !strings.Contains(err.Error(), "TOKEN_LEEWAY (2m0s) must not exceed the revocation leeway (1m0s)") {
-		t.Fatalf("error %v", err)
-	}
-	env["TOKEN_LEEWAY"] = "1m"
-	if _, err := ServiceConfigFromEnv(func(k string) string { return env[k] }); err != nil {
-		t.Fatalf("TOKEN_LEEWAY=1m: %v", err)
-	}
-}
-
-func TestLoginRateLimitSettings(t *testing.T) {
-	t.Parallel()
-	c, err := ServiceConfigFromEnv(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.LoginLimit != (RateLimit{N: 10, Window: 15 * time.Minute}) || c.LoginIPLimit != (RateLimit{N: 100, Window: 15 * time.Minute}) {
-		t.Fatalf("defaults %v and %v, want 10/15m and 100/15m", c.LoginLimit, c.LoginIPLimit)
-	}
-	env := map[string]string{"LOGIN_RATE_LIMIT": "5/1h", "LOGIN_IP_RATE_LIMIT": "oops"}
-	_, err = ServiceConfigFromEnv(func(k string) string { return env[k] })
-	if err == nil || !strings.Contains(err.Error(), `LOGIN_IP_RATE_LIMIT: "oops" must be N/duration`) {
-		t.Fatalf("error %v", err)
 	}
 }

@@ -26,27 +26,41 @@ type Session struct {
 	Current      bool      `json:"current"`
 }
 
-const sessionColumns = `id, user_id, org_id, device_type, device_name, user_agent, ip, created_at, last_active_at, expires_at`
+// sessionColumnsOf are the columns of a Session, each prefixed (a table
+// alias such as "s.", or "").
+func sessionColumnsOf(prefix string) string {
+	cols := []string{"id", "user_id", "org_id", "device_type", "device_name", "user_agent", "ip", "created_at", "last_active_at", "expires_at"}
+	for i := range cols {
+		cols[i] = prefix + cols[i]
+	}
+	return strings.Join(cols, ", ")
+}
 
-func scanSession(row pgx.CollectableRow) (Session, error) {
-	var (
-		s  Session
-		ip *netip.Prefix
-	)
-	err := row.Scan(&s.ID, &s.UserID, &s.OrgID, &s.DeviceType, &s.DeviceName, &s.UserAgent, &ip, &s.CreatedAt, &s.LastActiveAt, &s.ExpiresAt)
+// scanSessionInto reads sessionColumnsOf into s, then the extra columns
+// that follow them into extra.
+func scanSessionInto(row pgx.CollectableRow, s *Session, extra ...any) error {
+	var ip *netip.Prefix
+	dst := append([]any{&s.ID, &s.UserID, &s.OrgID, &s.DeviceType, &s.DeviceName, &s.UserAgent, &ip, &s.CreatedAt, &s.LastActiveAt, &s.ExpiresAt}, extra...)
+	err := row.Scan(dst...)
 	if ip != nil {
 		a := ip.Addr().String()
 		s.IP = &a
 	}
 	s.CreatedAt, s.LastActiveAt, s.ExpiresAt = s.CreatedAt.UTC(), s.LastActiveAt.UTC(), s.ExpiresAt.UTC()
+	return err
+}
+
+func scanSession(row pgx.CollectableRow) (Session, error) {
+	var s Session
+	err := scanSessionInto(row, &s)
 	return s, err
 }
 
 // ListOwn returns the caller's live sessions, newest activity first, the
 // current one marked.
 func (s *Service) ListOwn(ctx context.Context, p Principal) ([]Session, error) {
-	c := sessionFilter{userID: p.UserID}.conds(s.now())
-	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+c.sql()+` ORDER BY last_active_at DESC, id DESC LIMIT 1000`, c.args...)
+	c := sessionFilter{userID: p.UserID}.where("", s.now())
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumnsOf("")+` FROM sessions WHERE `+c.sql()+` ORDER BY last_active_at DESC, id DESC LIMIT 1000`, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
@@ -60,18 +74,39 @@ func (s *Service) ListOwn(ctx context.Context, p Principal) ([]Session, error) {
 	return out, nil
 }
 
-// ListQuery is an admin listing request.
-type ListQuery struct {
+// SessionQuery selects the live sessions of an admin listing; empty fields
+// do not filter.
+type SessionQuery struct {
 	OrgID  string
 	UserID string
+	// Email matches sessions whose user's email contains it, ignoring case.
+	Email      string
+	DeviceType string
+	// Active is "" (any), "1h", "24h" or "7d" (active within that long), or
+	// "older" (no activity for 7 days).
+	Active string
 	Limit  int
 	Cursor string
 }
 
-// Page is one page of an admin listing; NextCursor is "" on the last page.
+// ActivityFilters are the values of SessionQuery.Active, with the window
+// each names; "older" is the complement of the longest window.
+var ActivityFilters = []struct {
+	Value  string
+	Window time.Duration
+}{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"older", 7 * 24 * time.Hour}}
+
+// SessionRow is a session with its user's email and its org's name.
+type SessionRow struct {
+	Session
+	Email   string
+	OrgName string
+}
+
+// Page is one page of a listing; NextCursor is "" on the last page.
 type Page struct {
-	Sessions   []Session `json:"sessions"`
-	NextCursor *string   `json:"next_cursor"`
+	Sessions   []SessionRow
+	NextCursor string
 }
 
 // oldestLive bounds the last activity of a live session: expires_at is set
@@ -89,18 +124,26 @@ const (
 )
 
 // ListSessions lists live sessions in an admin's scope, newest activity
-// first, keyset-paginated. ErrForbidden for a plain user or an org admin
-// naming another org; ErrInvalid for a bad limit, id or cursor.
-func (s *Service) ListSessions(ctx context.Context, p Principal, q ListQuery) (Page, error) {
+// first, keyset-paginated, with q's filters. Errors: ErrForbidden for a
+// plain user or an org admin naming another org, ErrInvalid for a bad
+// filter, limit or cursor, ErrUnavailable.
+func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery) (Page, error) {
 	scope, err := adminScope(p)
 	if err != nil {
 		return Page{}, err
 	}
-	if q.OrgID != "" && !isUUID(q.OrgID) {
-		return Page{}, invalid("org_id must be a UUID")
-	}
-	if q.UserID != "" && !isUUID(q.UserID) {
-		return Page{}, invalid("user_id must be a UUID")
+	q.Email = strings.TrimSpace(q.Email)
+	switch {
+	case q.OrgID != "" && !isUUID(q.OrgID):
+		return Page{}, Invalid("org_id must be a UUID")
+	case q.UserID != "" && !isUUID(q.UserID):
+		return Page{}, Invalid("user_id must be a UUID")
+	case len(q.Email) > 254:
+		return Page{}, Invalid("the email search is at most 254 characters")
+	case !storable(q.Email):
+		return Page{}, Invalid("the email search must be UTF-8 text without NUL characters")
+	case q.DeviceType != "" && !ValidDeviceType(q.DeviceType):
+		return Page{}, Invalid("device type must be one of %s", deviceTypeNames())
 	}
 	if scope != "" {
 		if q.OrgID != "" && q.OrgID != scope {
@@ -112,34 +155,56 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q ListQuery) (P
 		return Page{}, err
 	}
 	now := s.now()
-	c := sessionFilter{orgID: q.OrgID, userID: q.UserID}.conds(now)
-	c.add("last_active_at > ?", s.oldestLive(now))
+	c := sessionFilter{orgID: q.OrgID, userID: q.UserID}.where("s.", now)
+	c.add("s.last_active_at > ?", s.oldestLive(now))
+	if q.Email != "" {
+		c.add("strpos(lower(u.email), ?) > 0", strings.ToLower(q.Email))
+	}
+	if q.DeviceType != "" {
+		c.add("s.device_type = ?", q.DeviceType)
+	}
+	if q.Active != "" {
+		known := false
+		for _, f := range ActivityFilters {
+			if f.Value == q.Active {
+				known = true
+				if f.Value == "older" {
+					c.add("s.last_active_at <= ?", now.Add(-f.Window))
+				} else {
+					c.add("s.last_active_at > ?", now.Add(-f.Window))
+				}
+			}
+		}
+		if !known {
+			return Page{}, Invalid("last activity must be one of 1h, 24h, 7d, older")
+		}
+	}
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor, isUUID)
 		if err != nil {
 			return Page{}, err
 		}
-		c.add("(last_active_at, id) < (?, ?)", at, id)
+		c.add("(s.last_active_at, s.id) < (?, ?)", at, id)
 	}
 	limit := c.limitArg(q.Limit)
-	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+c.sql()+
-		` ORDER BY last_active_at DESC, id DESC LIMIT `+limit, c.args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumnsOf("s.")+`, COALESCE(u.email, ''), o.name
+		FROM sessions s JOIN users u ON u.id = s.user_id JOIN orgs o ON o.id = s.org_id
+		WHERE `+c.sql()+`
+		ORDER BY s.last_active_at DESC, s.id DESC LIMIT `+limit, c.args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
-	list, err := pgx.CollectRows(rows, scanSession)
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SessionRow, error) {
+		var r SessionRow
+		err := scanSessionInto(row, &r.Session, &r.Email, &r.OrgName)
+		r.Current = r.ID == p.SessionID
+		return r, err
+	})
 	if err != nil {
 		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
-	page := Page{}
-	var next string
-	page.Sessions, next = trimPage(list, q.Limit, func(x Session) string { return encodeCursor(x.LastActiveAt, x.ID) })
-	if next != "" {
-		page.NextCursor = &next
-	}
-	for i := range page.Sessions {
-		page.Sessions[i].Current = page.Sessions[i].ID == p.SessionID
-	}
+	var page Page
+	page.Sessions, page.NextCursor = trimPage(list, q.Limit, func(x SessionRow) string { return encodeCursor(x.LastActiveAt, x.ID) })
 	return page, nil
 }
 
@@ -151,10 +216,10 @@ func (s *Service) GetSession(ctx context.Context, p Principal, id string) (Sessi
 		return Session{}, err
 	}
 	if !isUUID(id) {
-		return Session{}, invalid("session id must be a UUID")
+		return Session{}, Invalid("session id must be a UUID")
 	}
-	c := sessionFilter{sessionID: id, orgID: scope}.conds(s.now())
-	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE `+c.sql(), c.args...)
+	c := sessionFilter{sessionID: id, orgID: scope}.where("", s.now())
+	rows, err := s.pool.Query(ctx, `SELECT `+sessionColumnsOf("")+` FROM sessions WHERE `+c.sql(), c.args...)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: get session: %w", ErrUnavailable, err)
 	}
@@ -167,145 +232,4 @@ func (s *Service) GetSession(ctx context.Context, p Principal, id string) (Sessi
 	}
 	out.Current = out.ID == p.SessionID
 	return out, nil
-}
-
-// SessionSearch is the admin portal's listing request: ListQuery's scope and
-// keyset cursor, plus filters on the user's email, the device type and the
-// age of the last activity.
-type SessionSearch struct {
-	OrgID  string
-	UserID string
-	// Email matches sessions whose user's email contains it, ignoring case.
-	Email      string
-	DeviceType string
-	// Active is "" (any), "1h", "24h" or "7d" (active within that long), or
-	// "older" (no activity for 7 days).
-	Active string
-	Limit  int
-	Cursor string
-}
-
-// ActivityFilters are the values of SessionSearch.Active, with the window
-// each names; "older" is the complement of the longest window.
-var ActivityFilters = []struct {
-	Value  string
-	Window time.Duration
-}{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"older", 7 * 24 * time.Hour}}
-
-// SessionRow is a session with its user's email and its org's name.
-type SessionRow struct {
-	Session
-	Email   string
-	OrgName string
-}
-
-// SearchPage is one page of SearchSessions; NextCursor is "" on the last
-// page.
-type SearchPage struct {
-	Sessions   []SessionRow
-	NextCursor string
-}
-
-// SearchSessions lists live sessions in an admin's scope like ListSessions
-// (same scope rules, order and cursor) with the portal's filters. Errors:
-// ErrForbidden for a plain user or an org admin naming another org,
-// ErrInvalid for a bad filter, limit or cursor, ErrUnavailable.
-func (s *Service) SearchSessions(ctx context.Context, p Principal, q SessionSearch) (SearchPage, error) {
-	scope, err := adminScope(p)
-	if err != nil {
-		return SearchPage{}, err
-	}
-	q.Email = strings.TrimSpace(q.Email)
-	switch {
-	case q.OrgID != "" && !isUUID(q.OrgID):
-		return SearchPage{}, invalid("organisation must be a UUID")
-	case q.UserID != "" && !isUUID(q.UserID):
-		return SearchPage{}, invalid("user id must be a UUID")
-	case len(q.Email) > 254:
-		return SearchPage{}, invalid("the email search is at most 254 characters")
-	case !storable(q.Email):
-		return SearchPage{}, invalid("the email search must be UTF-8 text without NUL characters")
-	case q.DeviceType != "" && !deviceTypes[q.DeviceType]:
-		return SearchPage{}, invalid("device type must be one of ios, android, web, desktop, other")
-	}
-	if scope != "" {
-		if q.OrgID != "" && q.OrgID != scope {
-			return SearchPage{}, fmt.Errorf("%w: an org_admin lists its own org only", ErrForbidden)
-		}
-		q.OrgID = scope
-	}
-	if q.Limit, err = pageLimit(q.Limit); err != nil {
-		return SearchPage{}, err
-	}
-	now := s.now()
-	var c conds
-	add := c.add
-	add("s.revoked_at IS NULL")
-	add("s.expires_at > ?", now)
-	add("s.last_active_at > ?", s.oldestLive(now))
-	if q.OrgID != "" {
-		add("s.org_id = ?", q.OrgID)
-	}
-	if q.UserID != "" {
-		add("s.user_id = ?", q.UserID)
-	}
-	if q.Email != "" {
-		add("strpos(lower(u.email), ?) > 0", strings.ToLower(q.Email))
-	}
-	if q.DeviceType != "" {
-		add("s.device_type = ?", q.DeviceType)
-	}
-	if q.Active != "" {
-		known := false
-		for _, f := range ActivityFilters {
-			if f.Value == q.Active {
-				known = true
-				if f.Value == "older" {
-					add("s.last_active_at <= ?", now.Add(-f.Window))
-				} else {
-					add("s.last_active_at > ?", now.Add(-f.Window))
-				}
-			}
-		}
-		if !known {
-			return SearchPage{}, invalid("last activity must be one of 1h, 24h, 7d, older")
-		}
-	}
-	if q.Cursor != "" {
-		at, id, err := decodeCursor(q.Cursor, isUUID)
-		if err != nil {
-			return SearchPage{}, err
-		}
-		add("(s.last_active_at, s.id) < (?, ?)", at, id)
-	}
-	limit := c.limitArg(q.Limit)
-	rows, err := s.pool.Query(ctx, `SELECT s.id, s.user_id, s.org_id, s.device_type, s.device_name, s.user_agent, s.ip,
-			s.created_at, s.last_active_at, s.expires_at, COALESCE(u.email, ''), o.name
-		FROM sessions s JOIN users u ON u.id = s.user_id JOIN orgs o ON o.id = s.org_id
-		WHERE `+c.sql()+`
-		ORDER BY s.last_active_at DESC, s.id DESC LIMIT `+limit, c.args...)
-	if err != nil {
-		return SearchPage{}, fmt.Errorf("%w: search sessions: %w", ErrUnavailable, err)
-	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SessionRow, error) {
-		var (
-			r  SessionRow
-			ip *netip.Prefix
-		)
-		err := row.Scan(&r.ID, &r.UserID, &r.OrgID, &r.DeviceType, &r.DeviceName, &r.UserAgent, &ip,
-			&r.CreatedAt, &r.LastActiveAt, &r.ExpiresAt, &r.Email, &r.OrgName)
-		if ip != nil {
-			a := ip.Addr().String()
-			r.IP = &a
-		}
-		r.CreatedAt, r.LastActiveAt, r.ExpiresAt = r.CreatedAt.UTC(), r.LastActiveAt.UTC(), r.ExpiresAt.UTC()
-		r.Current = r.ID == p.SessionID
-		return r, err
-	})
-	if err != nil {
-		return SearchPage{}, fmt.Errorf("%w: search sessions: %w", ErrUnavailable, err)
-	}
-	var page SearchPage
-	page.Sessions, page.NextCursor = trimPage(list, q.Limit, func(x SessionRow) string { return encodeCursor(x.LastActiveAt, x.ID) })
-	return page, nil
 }

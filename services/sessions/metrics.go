@@ -10,8 +10,6 @@ type Metrics struct {
 	refreshes   *prometheus.CounterVec
 	reuse       prometheus.Counter
 	revocations *prometheus.CounterVec
-	requests    *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
 
 	hashesRunning prometheus.Gauge
 	hashesShed    prometheus.Counter
@@ -32,13 +30,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessiond_sessions_revoked_total", Help: "Sessions revoked, by reason.",
 		}, []string{"reason"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sessiond_http_requests_total", Help: "HTTP requests by route, method and status code.",
-		}, []string{"route", "method", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sessiond_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"route", "method"}),
 		hashesRunning: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessiond_password_hashes_running", Help: "Password hashes being computed now (bounded by one per CPU).",
 		}),
@@ -46,6 +37,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sessiond_password_hashes_shed_total", Help: "Logins answered 503 because every password hashing turn and queue place was taken.",
 		}),
 	}
-	reg.MustRegister(m.logins, m.refreshes, m.reuse, m.revocations, m.requests, m.latency, m.hashesRunning, m.hashesShed)
+	reg.MustRegister(m.logins, m.refreshes, m.reuse, m.revocations, m.hashesRunning, m.hashesShed)
 	return m
 }

@@ -4,15 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
-	"github.com/sessionguard/revoke/internal/outbox"
+	"github.com/sessionguard/revoke/internal/tokens"
 )
 
 // revocation says why and by whom sessions are revoked.
@@ -22,140 +20,10 @@ type revocation struct {
 	ip      netip.Addr
 }
 
-// sessionFilter selects live sessions; empty fields do not filter.
-type sessionFilter struct {
-	sessionID string
-	userID    string
-	orgID     string // scope of an org admin
-	exceptID  string
-}
-
-func (f sessionFilter) conds(now time.Time) *conds {
-	c := &conds{}
-	c.add("revoked_at IS NULL")
-	c.add("expires_at > ?", now)
-	if f.sessionID != "" {
-		c.add("id = ?", f.sessionID)
-	}
-	if f.userID != "" {
-		c.add("user_id = ?", f.userID)
-	}
-	if f.orgID != "" {
-		c.add("org_id = ?", f.orgID)
-	}
-	if f.exceptID != "" {
-		c.add("id <> ?", f.exceptID)
-	}
-	return c
-}
-
-// updateRevoked is the UPDATE that marks the sessions c selects revoked; it
-// appends its own arguments to c.
-func updateRevoked(c *conds, now time.Time, r revocation) string {
-	where := c.sql()
-	c.args = append(c.args, now, string(r.reason), nullable(r.actorID))
-	n := len(c.args)
-	return fmt.Sprintf("UPDATE sessions SET revoked_at = $%d, revoked_reason = $%d, revoked_by = $%d WHERE %s", n-2, n-1, n, where)
-}
-
-// Marker ids: sessionPayload encodes a SessionRevoked event with these in
-// the four fields whose values only the revocation statement knows (the
-// event id it generates, the session, user and org it updates), then cuts
-// the JSON around them.
-const (
-	markEventID = "00000000-0000-4000-8000-00000000000e"
-	markSID     = "00000000-0000-4000-8000-00000000005d"
-	markSub     = "00000000-0000-4000-8000-00000000005b"
-	markOrg     = "00000000-0000-4000-8000-0000000000a9"
-)
-
-// sessionPayload returns the JSON of a SessionRevoked event with reason r
-// at now, expiring at expires, cut into five pieces around its event_id, sid, sub and org, in
-// that order: the database joins the pieces with those four values. The
-// pieces come from events.Encode itself, so the payload is byte for byte
-// what Encode makes of the same event.
-func sessionPayload(now, expires time.Time, r revocation) ([]string, error) {
-	ev := events.SessionRevoked{EventID: markEventID, SID: markSID, Sub: markSub, Org: markOrg, Reason: r.reason,
-		RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
-	p, err := events.Encode(ev)
-	if err != nil {
-		return nil, err
-	}
-	rest := string(p)
-	pieces := make([]string, 0, 5)
-	for _, m := range []string{markEventID, markSID, markSub, markOrg} {
-		before, after, ok := strings.Cut(rest, m)
-		if !ok {
-			return nil, fmt.Errorf("session revocation payload: %s is not where it is expected in %s", m, p)
-		}
-		pieces, rest = append(pieces, before), after
-	}
-	return append(pieces, rest), nil
-}
-
 // revocationExpires is when a revocation made at now may be forgotten: once
 // every access token it covers has expired, with the leeway verifiers allow.
 func (s *Service) revocationExpires(now time.Time) time.Time {
 	return now.Add(s.cfg.AccessTTL + events.RevocationLeeway)
-}
-
-// revokeSessions revokes the live sessions that f selects and returns how
-// many it revoked. It is one statement: the sessions marked revoked, their
-// refresh tokens deleted, and per session one revocation row, one audit row
-// and one outbox row (revocations.v1.session, also added to out, for the
-// caller to hand to the relay once the statement's transaction commits).
-// On the pool the statement is a transaction of its own, durable in one
-// round trip: the hot path of every single-session revocation.
-func (s *Service) revokeSessions(ctx context.Context, db interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, now time.Time, f sessionFilter, r revocation, out *outboxRows) (int, error) {
-	expiresAt := s.revocationExpires(now)
-	pieces, err := sessionPayload(now, expiresAt, r)
-	if err != nil {
-		return 0, err
-	}
-	c := f.conds(now)
-	update := updateRevoked(c, now, r)
-	// updateRevoked bound the revocation's time, reason and actor last.
-	n := len(c.args)
-	at, reason, actor := "$"+strconv.Itoa(n-2), "$"+strconv.Itoa(n-1), "$"+strconv.Itoa(n)
-	bind := func(v any) string {
-		c.args = append(c.args, v)
-		return "$" + strconv.Itoa(len(c.args))
-	}
-	ip, expires, subject := bind(nullableIP(r.ip)), bind(expiresAt), bind(events.SubjectSessionRevoked)
-	p := make([]string, len(pieces))
-	for i, piece := range pieces {
-		p[i] = bind(piece)
-	}
-	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
-	// every writer below sees the same event ids.
-	q := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
-	ev AS (SELECT gen_random_uuid() AS event_id, id, user_id, org_id FROM revoked),
-	tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM revoked)),
-	blocklist AS (INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
-		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
-	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev)
-	INSERT INTO outbox (event_id, subject, payload)
-		SELECT event_id, ` + subject + `, convert_to(` + p[0] + ` || event_id::text || ` + p[1] + ` || id::text || ` + p[2] +
-		` || user_id::text || ` + p[3] + ` || org_id::text || ` + p[4] + `, 'UTF8') FROM ev
-	RETURNING event_id::text, payload`
-	rows, err := db.Query(ctx, q, c.args...)
-	if err != nil {
-		return 0, err
-	}
-	msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Message, error) {
-		m := outbox.Message{Subject: events.SubjectSessionRevoked}
-		err := row.Scan(&m.EventID, &m.Payload)
-		return m, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	*out = append(*out, msgs...)
-	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))
-	return len(msgs), nil
 }
 
 // revokeUser revokes every access token of a user issued before it (a
@@ -186,9 +54,8 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
 	}
-	c := sessionFilter{userID: userID}.conds(now)
-	update := updateRevoked(c, now, r)
-	rows, err := tx.Query(ctx, update+" RETURNING id", c.args...)
+	q := &query{}
+	rows, err := tx.Query(ctx, markRevoked(q, sessionFilter{userID: userID}, now, r)+" RETURNING id", q.args...)
 	if err != nil {
 		return 0, err
 	}
@@ -229,11 +96,17 @@ func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation)
 	return n, nil
 }
 
+// Logout revokes the caller's own session.
+func (s *Service) Logout(ctx context.Context, p Principal, meta ClientMeta) error {
+	_, err := s.revokeInTx(ctx, sessionFilter{sessionID: p.SessionID}, revocation{reason: events.ReasonLogout, actorID: p.UserID, ip: meta.IP})
+	return err
+}
+
 // RevokeOwnSession revokes one of the caller's live sessions (possibly the
 // current one). ErrNotFound when id is not one of them.
 func (s *Service) RevokeOwnSession(ctx context.Context, p Principal, id string, meta ClientMeta) error {
 	if !isUUID(id) {
-		return invalid("session id must be a UUID")
+		return Invalid("session id must be a UUID")
 	}
 	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, userID: p.UserID}, revocation{reason: events.ReasonSelfRevoke, actorID: p.UserID, ip: meta.IP})
 	if err != nil {
@@ -258,7 +131,7 @@ func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, met
 		return err
 	}
 	if !isUUID(id) {
-		return invalid("session id must be a UUID")
+		return Invalid("session id must be a UUID")
 	}
 	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, orgID: scope}, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP})
 	if err != nil {
@@ -278,7 +151,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 		return 0, err
 	}
 	if !isUUID(userID) {
-		return 0, invalid("user id must be a UUID")
+		return 0, Invalid("user id must be a UUID")
 	}
 	var (
 		n   int
@@ -321,9 +194,9 @@ func lockUserInScope(ctx context.Context, tx pgx.Tx, userID, scope string) (stri
 // or ErrForbidden for a plain user.
 func adminScope(p Principal) (string, error) {
 	switch p.Role {
-	case "global_admin":
+	case tokens.RoleGlobalAdmin:
 		return "", nil
-	case "org_admin":
+	case tokens.RoleOrgAdmin:
 		return p.OrgID, nil
 	}
 	return "", fmt.Errorf("%w: this needs an org_admin or global_admin", ErrForbidden)

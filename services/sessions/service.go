@@ -69,14 +69,31 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		cfg:       cfg,
 		signer:    tokens.Signer{Issuer: cfg.Issuer, Audience: cfg.Audience},
 		verifier:  tokens.NewVerifier(cfg.Issuer, cfg.Audience, cfg.Leeway),
-		rotKey:    deriveKey(kek, "refresh-rotation"),
+		rotKey:    DeriveKey(kek, "refresh-rotation"),
 		dummyHash: dummy,
 		hasher:    newHasher(cfg.Password, slots, queue, wait, metrics),
 		metrics:   metrics,
 		log:       log,
-		now:       time.Now,
+		now:       cfg.now(),
 		relay:     relay,
 	}, nil
+}
+
+// Now is the service's clock.
+func (s *Service) Now() time.Time { return s.now() }
+
+// RefreshTTL is how long a refresh token (and so a portal's cookie of it)
+// lives.
+func (s *Service) RefreshTTL() time.Duration { return s.cfg.RefreshTTL }
+
+// JWKS is the public key document to serve; false before the keys are
+// loaded.
+func (s *Service) JWKS() ([]byte, bool) {
+	ks := s.keys.Current()
+	if ks == nil {
+		return nil, false
+	}
+	return ks.JWKS(), true
 }
 
 // Principal is an authenticated caller.

@@ -1,0 +1,40 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Mount adds every route of the API to r (a router from httpx.NewRouter).
+func (h *Handler) Mount(r chi.Router) {
+	r.Get("/healthz", h.healthz)
+	r.Get("/readyz", h.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{}))
+	r.Get("/openapi.json", h.openAPI)
+	r.Get("/.well-known/jwks.json", h.jwks)
+
+	r.Post("/v1/auth/login", h.login)
+	r.Post("/v1/auth/refresh", h.refresh)
+
+	r.Group(func(r chi.Router) {
+		r.Use(h.authenticate)
+		r.Post("/v1/auth/logout", h.logout)
+
+		r.Get("/v1/me/sessions", h.listOwn)
+		r.Delete("/v1/me/sessions", h.revokeOthers)
+		r.Delete("/v1/me/sessions/{id}", h.revokeOwn)
+
+		r.Get("/v1/sessions", h.listSessions)
+		r.Get("/v1/sessions/{id}", h.getSession)
+		r.Delete("/v1/sessions/{id}", h.revokeSession)
+		r.Delete("/v1/users/{id}/sessions", h.revokeUserSessions)
+
+		r.Post("/v1/orgs", h.createOrg)
+		r.Post("/v1/users", h.createUser)
+		r.Patch("/v1/users/{id}", h.patchUser)
+
+		r.Get("/v1/audit", h.listAudit)
+	})
+}

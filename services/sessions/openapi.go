@@ -1,9 +1,0 @@
-package sessions
-
-import _ "embed"
-
-// OpenAPI is the OpenAPI 3.1 description of the session API, served at
-// /openapi.json.
-//
-//go:embed api/openapi.json
-var OpenAPI []byte

@@ -1,0 +1,429 @@
+package portal
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessionguard/revoke/events"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sessionguard/revoke/internal/httpx"
+	"github.com/sessionguard/revoke/internal/tokens"
+	"github.com/sessionguard/revoke/services/sessions"
+)
+
+// signinForm is the body of signin.html.
+type signinForm struct {
+	CSRF  string
+	Email string
+	Error string
+}
+
+// refill is the email to show again in a form that failed: as typed, unless
+// it is longer than any email can be.
+func refill(email string) string {
+	if len(email) > 254 {
+		return ""
+	}
+	return email
+}
+
+// signinPage shows the sign-in form, or goes on to the area's home page when
+// the browser is signed in already.
+func (h *Portal) signinPage(a area) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, err := h.portalPrincipal(w, r)
+		switch {
+		case err == nil:
+			http.Redirect(w, r, a.home(), http.StatusSeeOther)
+			return
+		case !isSignedOut(err):
+			h.portalFail(w, r, a, nil, err)
+			return
+		}
+		if h.cookie(r, cookieAccess) != "" || h.cookie(r, cookieRefresh) != "" {
+			h.clearTokens(w)
+		}
+		h.renderSignin(w, r, a, http.StatusOK, signinForm{})
+	}
+}
+
+// renderSignin renders the sign-in form with the double-submit token of the
+// browser's sign-in nonce, setting a new nonce when it has none.
+func (h *Portal) renderSignin(w http.ResponseWriter, r *http.Request, a area, status int, f signinForm) {
+	nonce := h.cookie(r, cookieSignin)
+	if len(nonce) != 43 {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		nonce = base64.RawURLEncoding.EncodeToString(b[:])
+		h.setCookie(w, cookieSignin, nonce, 12*time.Hour)
+	}
+	f.CSRF = h.signinCSRF(nonce)
+	h.render(w, r, status, "signin", pageData{Title: "Sign in", Area: a, Page: f})
+}
+
+// signin is the password login of POST /v1/auth/login for a browser (device
+// type web, named "Portal sign-in"). On success it sets the token
+// cookies and goes to the area's home page; on failure it shows the form
+// again with the reason (the same one message for every bad credential).
+func (h *Portal) signin(a area) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		if err := r.ParseForm(); err != nil {
+			h.portalFail(w, r, a, nil, sessions.Invalid("the form could not be read (at most %d KiB, URL-encoded)", maxFormBody>>10))
+			return
+		}
+		nonce := h.cookie(r, cookieSignin)
+		if nonce == "" || !csrfOK(r.PostForm.Get("csrf"), h.signinCSRF(nonce)) {
+			h.portalFail(w, r, a, nil, errCSRF)
+			return
+		}
+		email := r.PostForm.Get("email")
+		pair, err := h.svc.Login(r.Context(), sessions.LoginInput{
+			Email: email, Password: r.PostForm.Get("password"),
+			DeviceType: "web", DeviceName: "Portal sign-in", Meta: h.meta(r),
+		})
+		if err != nil {
+			f := sessions.Explain(err)
+			if f.Log {
+				h.log.Log(r.Context(), f.LogLevel(), "portal sign-in failed", "error", err.Error(), "path", r.URL.Path)
+			}
+			if f.RetryAfter > 0 {
+				httpx.SetRetryAfter(w, f.RetryAfter)
+			}
+			h.renderSignin(w, r, a, f.Status, signinForm{Email: refill(email), Error: f.Message})
+			return
+		}
+		h.setTokens(w, pair, h.svc.RefreshTTL())
+		h.clearCookie(w, cookieSignin)
+		http.Redirect(w, r, a.home(), http.StatusSeeOther)
+	}
+}
+
+// signout revokes the browser's own session (reason logout) and forgets its
+// tokens.
+func (h *Portal) signout(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if err := h.svc.Logout(r.Context(), v.Principal, h.meta(r)); err != nil {
+		h.portalFail(w, r, portalArea(r), v, err)
+		return
+	}
+	h.clearTokens(w)
+	h.redirectWith(w, r, portalArea(r).signin(), "ok", "You are signed out.")
+}
+
+// sessionTable is the data of the sessions-table partial.
+type sessionTable struct {
+	Rows     []sessions.SessionRow
+	ShowUser bool
+	ShowOrg  bool
+	CSRF     string
+	Back     string
+	Now      time.Time
+	Caption  string
+}
+
+// adminSessionsPage is the body of admin_sessions.html.
+type adminSessionsPage struct {
+	Heading  string
+	Filter   sessions.SessionQuery
+	Filtered bool
+	Orgs     []sessions.Org
+	ShowOrgs bool
+	Table    sessionTable
+	Next     string
+	First    string
+	Devices  []option
+	Activity []option
+}
+
+type option struct{ Value, Label string }
+
+// deviceOptions are the device filter's choices: sessions.DeviceTypes.
+func deviceOptions() []option {
+	out := make([]option, len(sessions.DeviceTypes))
+	for i, d := range sessions.DeviceTypes {
+		out[i] = option{d.Name, d.Label}
+	}
+	return out
+}
+
+var activityOptions = []option{{"1h", "Within the last hour"}, {"24h", "Within the last 24 hours"}, {"7d", "Within the last 7 days"}, {"older", "More than 7 days ago"}}
+
+// adminSessions is the admin's sessions table: search, filters, keyset
+// pages.
+func (h *Portal) adminSessions(w http.ResponseWriter, r *http.Request, v *viewer) {
+	q := r.URL.Query()
+	search := sessions.SessionQuery{OrgID: q.Get("org"), Email: q.Get("email"), DeviceType: q.Get("device"), Active: q.Get("active"), Cursor: q.Get("cursor")}
+	if search.OrgID != "" && !events.IsUUID(search.OrgID) { // the page's own parameter name
+		h.portalFail(w, r, areaAdmin, v, sessions.Invalid("organisation must be a UUID"))
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > sessions.MaxListLimit {
+			h.portalFail(w, r, areaAdmin, v, sessions.Invalid("limit must be an integer between 1 and %d", sessions.MaxListLimit))
+			return
+		}
+		search.Limit = n
+	}
+	res, err := h.svc.ListSessions(r.Context(), v.Principal, search)
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	orgs, err := h.svc.OrgsInScope(r.Context(), v.Principal)
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	global := v.Role == tokens.RoleGlobalAdmin
+	page := adminSessionsPage{
+		Heading:  "All sessions",
+		Filter:   search,
+		Filtered: search.OrgID != "" || search.Email != "" || search.DeviceType != "" || search.Active != "",
+		Orgs:     orgs,
+		ShowOrgs: global,
+		Table: sessionTable{Rows: res.Sessions, ShowUser: true, ShowOrg: global, CSRF: v.CSRF, Back: r.URL.RequestURI(),
+			Now: h.svc.Now(), Caption: "Active sessions, most recent activity first"},
+		Devices:  deviceOptions(),
+		Activity: activityOptions,
+	}
+	if !global && len(orgs) == 1 {
+		page.Heading = "Sessions in " + orgs[0].Name
+	}
+	if res.NextCursor != "" {
+		next := cloneValues(q)
+		next.Set("cursor", res.NextCursor)
+		page.Next = "/admin/?" + next.Encode()
+	}
+	if search.Cursor != "" {
+		first := cloneValues(q)
+		first.Del("cursor")
+		page.First = "/admin/?" + first.Encode()
+	}
+	h.render(w, r, http.StatusOK, "admin_sessions", pageData{Title: page.Heading, Area: areaAdmin, Nav: "admin", Viewer: v, Page: page})
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// auditRow is one audit entry as the user page shows it.
+type auditRow struct {
+	At        time.Time
+	Action    string
+	Actor     string
+	SessionID string
+	IP        string
+	Reason    string
+	Detail    string
+}
+
+// adminUserPage is the body of admin_user.html.
+type adminUserPage struct {
+	User  sessions.UserWithOrg
+	Self  bool
+	Table sessionTable
+	Audit []auditRow
+	Back  string
+}
+
+// adminUser is one user's page: the user, its live sessions, the actions on
+// it, and its recent audit entries.
+func (h *Portal) adminUser(w http.ResponseWriter, r *http.Request, v *viewer) {
+	ctx := r.Context()
+	u, err := h.svc.UserInScope(ctx, v.Principal, chi.URLParam(r, "id"))
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	res, err := h.svc.ListSessions(ctx, v.Principal, sessions.SessionQuery{UserID: u.ID, Limit: sessions.MaxListLimit})
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	audit, err := h.svc.ListAudit(ctx, v.Principal, sessions.AuditQuery{UserID: u.ID, Limit: 50})
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	var actorIDs []string
+	for _, e := range audit.Entries {
+		if e.ActorID != nil {
+			actorIDs = append(actorIDs, *e.ActorID)
+		}
+	}
+	emails, err := h.svc.UserEmails(ctx, actorIDs)
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	rows := make([]auditRow, len(audit.Entries))
+	for i, e := range audit.Entries {
+		row := auditRow{At: e.At, Action: e.Action, Actor: "system", Detail: auditDetail(e.Detail)}
+		if e.ActorID != nil {
+			row.Actor = emails[*e.ActorID]
+			if row.Actor == "" {
+				row.Actor = "user " + *e.ActorID
+			}
+		}
+		if e.SessionID != nil {
+			row.SessionID = *e.SessionID
+		}
+		if e.IP != nil {
+			row.IP = *e.IP
+		}
+		if e.Reason != nil {
+			row.Reason = *e.Reason
+		}
+		rows[i] = row
+	}
+	back := r.URL.RequestURI()
+	page := adminUserPage{
+		User:  u,
+		Self:  u.ID == v.UserID,
+		Table: sessionTable{Rows: res.Sessions, CSRF: v.CSRF, Back: back, Now: h.svc.Now(), Caption: "Active sessions of " + u.Email},
+		Audit: rows,
+		Back:  back,
+	}
+	h.render(w, r, http.StatusOK, "admin_user", pageData{Title: u.Email, Area: areaAdmin, Nav: "admin", Viewer: v, Page: page})
+}
+
+// auditDetail renders an audit entry's detail object as "key: value" pairs.
+func auditDetail(d map[string]any) string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, strings.ReplaceAll(k, "_", " ")+": "+fmt.Sprint(d[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// adminRevokeSession revokes one session in scope (404 out of scope).
+func (h *Portal) adminRevokeSession(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id := chi.URLParam(r, "id")
+	if err := h.svc.RevokeSession(r.Context(), v.Principal, id, h.meta(r)); err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	if id == v.SessionID {
+		h.clearTokens(w)
+		h.redirectWith(w, r, areaAdmin.signin(), "ok", "You revoked your own session and are signed out.")
+		return
+	}
+	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/"), "ok", "sessions.Session revoked. Every gateway now refuses its tokens.")
+}
+
+// adminRevokeUser revokes every session of a user in scope.
+func (h *Portal) adminRevokeUser(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id := chi.URLParam(r, "id")
+	u, err := h.svc.UserInScope(r.Context(), v.Principal, id)
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	n, err := h.svc.RevokeUserSessions(r.Context(), v.Principal, id, h.meta(r))
+	if err != nil {
+		h.portalFail(w, r, areaAdmin, v, err)
+		return
+	}
+	if id == v.UserID {
+		h.clearTokens(w)
+		h.redirectWith(w, r, areaAdmin.signin(), "ok", "You revoked all your own sessions and are signed out.")
+		return
+	}
+	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/users/"+id), "ok", fmt.Sprintf("Revoked %s of %s.", plural(n, "session"), u.Email))
+}
+
+// adminSetDisabled disables a user in scope (revoking everything of it) or
+// enables it again.
+func (h *Portal) adminSetDisabled(disabled bool) portalPage {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		id := chi.URLParam(r, "id")
+		u, err := h.svc.SetUserDisabled(r.Context(), v.Principal, id, disabled, h.meta(r))
+		if err != nil {
+			h.portalFail(w, r, areaAdmin, v, err)
+			return
+		}
+		msg := u.Email + " is disabled and every session of it is revoked."
+		if !disabled {
+			msg = u.Email + " is enabled again and can sign in."
+		}
+		h.redirectWith(w, r, backTo(r, "/admin/", "/admin/users/"+id), "ok", msg)
+	}
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.Itoa(n) + " " + unit + "s"
+}
+
+// accountPage is the body of account_sessions.html.
+type accountPage struct {
+	Sessions []sessions.Session
+	Others   int
+}
+
+// accountSessions is the signed-in user's own sessions page.
+func (h *Portal) accountSessions(w http.ResponseWriter, r *http.Request, v *viewer) {
+	list, err := h.svc.ListOwn(r.Context(), v.Principal)
+	if err != nil {
+		h.portalFail(w, r, areaAccount, v, err)
+		return
+	}
+	page := accountPage{Sessions: list}
+	for _, s := range list {
+		if !s.Current {
+			page.Others++
+		}
+	}
+	h.render(w, r, http.StatusOK, "account_sessions", pageData{Title: "My sessions", Area: areaAccount, Nav: "account", Viewer: v, Page: page})
+}
+
+// accountRevoke ends one of the user's own sessions; ending the current one
+// signs the browser out.
+func (h *Portal) accountRevoke(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id := chi.URLParam(r, "id")
+	if err := h.svc.RevokeOwnSession(r.Context(), v.Principal, id, h.meta(r)); err != nil {
+		h.portalFail(w, r, areaAccount, v, err)
+		return
+	}
+	if id == v.SessionID {
+		h.clearTokens(w)
+		h.redirectWith(w, r, areaAccount.signin(), "ok", "You are signed out.")
+		return
+	}
+	h.redirectWith(w, r, areaAccount.home(), "ok", "That device is signed out.")
+}
+
+// accountRevokeOthers signs out every other device of the user.
+func (h *Portal) accountRevokeOthers(w http.ResponseWriter, r *http.Request, v *viewer) {
+	n, err := h.svc.RevokeOtherSessions(r.Context(), v.Principal, h.meta(r))
+	if err != nil {
+		h.portalFail(w, r, areaAccount, v, err)
+		return
+	}
+	msg := "No other device was signed in."
+	if n > 0 {
+		msg = "Signed out " + plural(n, "other device") + "."
+	}
+	h.redirectWith(w, r, areaAccount.home(), "ok", msg)
+}

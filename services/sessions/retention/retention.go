@@ -1,0 +1,123 @@
+// Package retention purges finished data of the session service: expired
+// and revoked sessions, rotated refresh tokens, expired revocations and old
+// failed logins, in small batches, one replica at a time.
+package retention
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/internal/loop"
+)
+
+// Config says how long finished data is kept.
+type Config struct {
+	// Sessions: expired or revoked sessions (with their refresh tokens)
+	// are deleted this long after they ended.
+	Sessions time.Duration
+	// UsedRefreshTokens: rotated refresh tokens are kept this long after
+	// their rotation, so that reuse is detected (and the session revoked)
+	// within that time; later an old token is simply invalid.
+	UsedRefreshTokens time.Duration
+	// Revocations: revocation rows are deleted this long after they expire.
+	Revocations time.Duration
+	// LoginFailures: failed logins are kept this long (at least the
+	// LOGIN_RATE_LIMIT window).
+	LoginFailures time.Duration
+	// Every is how often the purge runs.
+	Every time.Duration
+	// Batch is the most rows one statement deletes.
+	Batch int
+}
+
+// Default keeps finished sessions a week, used refresh tokens a
+// day, and expired revocations an hour.
+func Default() Config {
+	return Config{Sessions: 7 * 24 * time.Hour, UsedRefreshTokens: 24 * time.Hour, Revocations: time.Hour, LoginFailures: 24 * time.Hour, Every: 5 * time.Minute, Batch: 1000}
+}
+
+// Purger purges finished data in small batches, each its own short
+// statement, so no lock is held for long. Replicas take turns through an
+// advisory lock.
+type Purger struct {
+	pool   *pgxpool.Pool
+	cfg    Config
+	log    *slog.Logger
+	purged *prometheus.CounterVec
+}
+
+// New returns the purger; its metrics are registered with reg.
+func New(pool *pgxpool.Pool, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Purger {
+	r := &Purger{pool: pool, cfg: cfg, log: log, purged: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiond_retention_purged_total", Help: "Rows deleted by the retention purge, by kind.",
+	}, []string{"kind"})}
+	reg.MustRegister(r.purged)
+	return r
+}
+
+// Run purges every cfg.Every until ctx ends.
+func (r *Purger) Run(ctx context.Context) {
+	loop.Every(ctx, r.cfg.Every, func(ctx context.Context) {
+		if _, err := r.PurgeOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.WarnContext(ctx, "retention purge failed", "error", err.Error())
+		}
+	})
+}
+
+// PurgeOnce deletes what the retention allows and returns how many rows of
+// each kind it deleted. It does nothing while another replica purges.
+func (r *Purger) PurgeOnce(ctx context.Context) (map[string]int64, error) {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('retention'))").Scan(&got); err != nil || !got {
+		return nil, err
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('retention'))")
+	}()
+
+	secs := func(d time.Duration) float64 { return d.Seconds() }
+	jobs := []struct {
+		kind string
+		sql  string
+		arg  float64
+	}{
+		// One statement per condition, each on an index of its own.
+		{"refresh_tokens", `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens
+			WHERE rotated_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
+		{"refresh_tokens", `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens
+			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
+		{"sessions", `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
+			WHERE revoked_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
+		{"sessions", `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
+			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
+		{"revocations", `DELETE FROM revocations WHERE id IN (SELECT id FROM revocations
+			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Revocations)},
+		{"login_failures", `DELETE FROM login_failures WHERE id IN (SELECT id FROM login_failures
+			WHERE at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.LoginFailures)},
+	}
+	out := map[string]int64{}
+	for _, j := range jobs {
+		for ctx.Err() == nil {
+			tag, err := conn.Exec(ctx, j.sql, j.arg, r.cfg.Batch)
+			if err != nil {
+				return out, fmt.Errorf("retention: %s: %w", j.kind, err)
+			}
+			out[j.kind] += tag.RowsAffected()
+			r.purged.WithLabelValues(j.kind).Add(float64(tag.RowsAffected()))
+			if tag.RowsAffected() < int64(r.cfg.Batch) {
+				break
+			}
+		}
+	}
+	return out, ctx.Err()
+}

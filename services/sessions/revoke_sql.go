@@ -1,0 +1,155 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/outbox"
+)
+
+// The one-statement revocation. A single-session revocation is the hot
+// path of the whole system (an admin's "Revoke", a logout, a reuse): one
+// statement, a transaction of its own, durable in one round trip, that does
+// everything a revocation writes. Its event payloads are made by PostgreSQL
+// from pieces of what events.Encode makes (payloadTemplate), so they are
+// byte for byte the contract's JSON.
+
+// sessionFilter selects live sessions; empty fields do not filter.
+type sessionFilter struct {
+	sessionID string
+	userID    string
+	orgID     string // scope of an org admin
+	exceptID  string
+}
+
+// conds adds the filter's conditions to q, on columns named with prefix (a
+// table alias such as "s.", or "").
+func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
+	q.add(prefix + "revoked_at IS NULL")
+	q.add(prefix+"expires_at > ?", now)
+	if f.sessionID != "" {
+		q.add(prefix+"id = ?", f.sessionID)
+	}
+	if f.userID != "" {
+		q.add(prefix+"user_id = ?", f.userID)
+	}
+	if f.orgID != "" {
+		q.add(prefix+"org_id = ?", f.orgID)
+	}
+	if f.exceptID != "" {
+		q.add(prefix+"id <> ?", f.exceptID)
+	}
+}
+
+// where returns a fresh query holding the filter's conditions.
+func (f sessionFilter) where(prefix string, now time.Time) *query {
+	q := &query{}
+	f.conds(q, prefix, now)
+	return q
+}
+
+// markRevoked is the UPDATE that marks the sessions f selects revoked at
+// now, with r's reason and actor.
+func markRevoked(q *query, f sessionFilter, now time.Time, r revocation) string {
+	f.conds(q, "", now)
+	return "UPDATE sessions SET revoked_at = " + q.bind(now) + ", revoked_reason = " + q.bind(string(r.reason)) +
+		", revoked_by = " + q.bind(nullable(r.actorID)) + " WHERE " + q.sql()
+}
+
+// revokeSessions revokes the live sessions that f selects and returns how
+// many it revoked: the sessions marked revoked, their refresh tokens
+// deleted, and per session one revocation row, one audit row and one
+// outbox row (revocations.v1.session, also added to out, for the caller to
+// hand to the relay once the statement's transaction commits). On the pool
+// it is a transaction of its own.
+func (s *Service) revokeSessions(ctx context.Context, db interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, now time.Time, f sessionFilter, r revocation, out *outboxRows) (int, error) {
+	expiresAt := s.revocationExpires(now)
+	payload, err := sessionPayload(now, expiresAt, r)
+	if err != nil {
+		return 0, err
+	}
+	q := &query{}
+	update := markRevoked(q, f, now, r)
+	at, reason, actor := q.bind(now), q.bind(string(r.reason)), q.bind(nullable(r.actorID))
+	ip, expires, subject := q.bind(nullableIP(r.ip)), q.bind(expiresAt), q.bind(events.SubjectSessionRevoked)
+	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
+	// every writer below sees the same event ids.
+	sql := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
+	ev AS (SELECT gen_random_uuid() AS event_id, id, user_id, org_id FROM revoked),
+	tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM revoked)),
+	blocklist AS (INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
+		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
+	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
+		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev)
+	INSERT INTO outbox (event_id, subject, payload)
+		SELECT event_id, ` + subject + `, convert_to(` + payload.sql(q, "event_id::text", "id::text", "user_id::text", "org_id::text") + `, 'UTF8') FROM ev
+	RETURNING event_id::text, payload`
+	rows, err := db.Query(ctx, sql, q.args...)
+	if err != nil {
+		return 0, err
+	}
+	msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Message, error) {
+		m := outbox.Message{Subject: events.SubjectSessionRevoked}
+		err := row.Scan(&m.EventID, &m.Payload)
+		return m, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	*out = append(*out, msgs...)
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))
+	return len(msgs), nil
+}
+
+// payloadTemplate is an event's JSON with holes where values go that only
+// the statement knows: the text around the holes, in order.
+type payloadTemplate []string
+
+// sql is the SQL expression that fills the holes with exprs, in order.
+func (t payloadTemplate) sql(q *query, exprs ...string) string {
+	parts := []string{q.bind(t[0])}
+	for i, e := range exprs {
+		parts = append(parts, e, q.bind(t[i+1]))
+	}
+	return strings.Join(parts, " || ")
+}
+
+// Marker ids: sessionPayload encodes a SessionRevoked event with these in
+// the four fields whose values only the revocation statement knows (the
+// event id it generates, the session, user and org it updates), then cuts
+// the JSON around them.
+const (
+	markEventID = "00000000-0000-4000-8000-00000000000e"
+	markSID     = "00000000-0000-4000-8000-00000000005d"
+	markSub     = "00000000-0000-4000-8000-00000000005b"
+	markOrg     = "00000000-0000-4000-8000-0000000000a9"
+)
+
+// sessionPayload is the template of a SessionRevoked event with reason r
+// at now, expiring at expires, with holes for its event_id, sid, sub and
+// org, in that order. The pieces come from events.Encode itself.
+func sessionPayload(now, expires time.Time, r revocation) (payloadTemplate, error) {
+	ev := events.SessionRevoked{EventID: markEventID, SID: markSID, Sub: markSub, Org: markOrg, Reason: r.reason,
+		RevokedAt: now.UTC(), ExpiresAt: expires.UTC()}
+	p, err := events.Encode(ev)
+	if err != nil {
+		return nil, err
+	}
+	rest := string(p)
+	pieces := make(payloadTemplate, 0, 5)
+	for _, m := range []string{markEventID, markSID, markSub, markOrg} {
+		before, after, ok := strings.Cut(rest, m)
+		if !ok {
+			return nil, fmt.Errorf("session revocation payload: %s is not where it is expected in %s", m, p)
+		}
+		pieces, rest = append(pieces, before), after
+	}
+	return append(pieces, rest), nil
+}
