@@ -65,6 +65,16 @@ type Event interface {
 	Validate() error
 }
 
+// Revocation is an event that revokes access tokens for a while: a
+// SessionRevoked, TokenRevoked or UserRevoked.
+type Revocation interface {
+	Event
+	// Span is when the revocation was made and until when it applies.
+	Span() (revokedAt, expiresAt time.Time)
+	// Until is the same revocation applying until expiresAt instead.
+	Until(expiresAt time.Time) Revocation
+}
+
 // SessionRevoked revokes every access token of one session.
 type SessionRevoked struct {
 	EventID   string    `json:"event_id"`
@@ -151,6 +161,24 @@ func (e SessionActivity) Validate() error {
 	}
 	return c.err(e.Subject())
 }
+
+// Span implements Revocation.
+func (e SessionRevoked) Span() (time.Time, time.Time) { return e.RevokedAt, e.ExpiresAt }
+
+// Until implements Revocation.
+func (e SessionRevoked) Until(t time.Time) Revocation { e.ExpiresAt = t; return e }
+
+// Span implements Revocation.
+func (e TokenRevoked) Span() (time.Time, time.Time) { return e.RevokedAt, e.ExpiresAt }
+
+// Until implements Revocation.
+func (e TokenRevoked) Until(t time.Time) Revocation { e.ExpiresAt = t; return e }
+
+// Span implements Revocation.
+func (e UserRevoked) Span() (time.Time, time.Time) { return e.RevokedAt, e.ExpiresAt }
+
+// Until implements Revocation.
+func (e UserRevoked) Until(t time.Time) Revocation { e.ExpiresAt = t; return e }
 
 // Subject implements Event.
 func (SessionRevoked) Subject() string { return SubjectSessionRevoked }

@@ -32,7 +32,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -993,12 +992,7 @@ func startPrivatePostgres(t testing.TB) *pgserver.Server {
 		_ = srv.Stop(ctx) // it may be stopped already
 		os.RemoveAll(dir)
 	})
-	admin, err := pgx.Connect(ctx, srv.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE revoke"); err != nil {
+	if err := postgres.CreateDatabase(ctx, srv.URL("postgres"), "revoke", "", false); err != nil {
 		t.Fatal(err)
 	}
 	pool, err := postgres.Connect(ctx, srv.URL("revoke"))

@@ -24,11 +24,10 @@ import (
 
 	"github.com/sessionguard/revoke/services/sessions/sessiond"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/sessionguard/revoke/internal/demo"
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/pgserver"
+	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/services/gateway"
 )
 
@@ -86,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				log.Error("stopping PostgreSQL", "error", err.Error())
 			}
 		}()
-		if err := createDatabase(ctx, pg.URL("postgres"), "revoke"); err != nil {
+		if err := postgres.CreateDatabase(ctx, pg.URL("postgres"), "revoke", "", true); err != nil {
 			return err
 		}
 		env["DATABASE_URL"] = pg.URL("revoke")
@@ -206,20 +205,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 		return errors.Join(<-errc, <-gerrc)
 	}
-}
-
-func createDatabase(ctx context.Context, adminURL, name string) error {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil || exists {
-		return err
-	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	return err
 }
 
 func readOrCreate(path string, make func() string) (string, error) {

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -104,7 +103,7 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 	if e.pg, err = pgserver.Start(ctx, filepath.Join(dir, "pg"), pgserver.Options{Settings: map[string]string{"max_connections": "400"}}); err != nil {
 		return nil, err
 	}
-	if err := createDB(ctx, e.pg.URL("postgres"), "revoke"); err != nil {
+	if err := postgres.CreateDatabase(ctx, e.pg.URL("postgres"), "revoke", "", false); err != nil {
 		return nil, err
 	}
 	if e.pool, err = postgres.Connect(ctx, e.pg.URL("revoke")); err != nil {
@@ -157,16 +156,6 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 	e.admin = p.AccessToken
 	ok = true
 	return e, nil
-}
-
-func createDB(ctx context.Context, url, name string) error {
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer c.Close(ctx)
-	_, err = c.Exec(ctx, "CREATE DATABASE "+name)
-	return err
 }
 
 func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ...string) (*proc, error) {

@@ -155,6 +155,16 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 		return true
 	}, "metrics lack %s", lazy(func() string { return missing + " in:\n" + metrics }))
+	// Every metric of sessiond's own carries its prefix; only the Go
+	// runtime's and the process's come from the Prometheus client as they are.
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "# TYPE ") {
+			name := strings.Fields(line)[2]
+			if !strings.HasPrefix(name, "sessiond_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
+				t.Errorf("metric %s lacks the sessiond_ prefix", name)
+			}
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:

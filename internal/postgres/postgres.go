@@ -89,3 +89,29 @@ func ExecUnsynced(ctx context.Context, pool *pgxpool.Pool, sql string, args ...a
 	b.Queue("COMMIT")
 	return pool.SendBatch(ctx, b).Close()
 }
+
+// CreateDatabase connects to the server of adminURL and creates database
+// name there, as a copy of template unless template is "". With ifMissing,
+// a database of that name that exists already is left as it is. Names are
+// quoted as identifiers.
+func CreateDatabase(ctx context.Context, adminURL, name, template string, ifMissing bool) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if ifMissing {
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil || exists {
+			return err
+		}
+	}
+	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		sql += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("postgres: create database %s: %w", name, err)
+	}
+	return nil
+}

@@ -70,13 +70,8 @@ func setup() error {
 		adminURL = pgServer.URL("postgres")
 	}
 	template = "revoke_tmpl_" + randomName()
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fmt.Errorf("testenv: connect: %w", err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+template); err != nil {
-		return fmt.Errorf("testenv: create template: %w", err)
+	if err := postgres.CreateDatabase(ctx, adminURL, template, "", false); err != nil {
+		return fmt.Errorf("testenv: template: %w", err)
 	}
 	pool, err := postgres.Connect(ctx, withDatabase(adminURL, template))
 	if err != nil {
@@ -100,13 +95,8 @@ func DatabaseURL(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := "revoke_t_" + randomName()
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatalf("testenv: connect: %v", err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
-		t.Fatalf("testenv: create database: %v", err)
+	if err := postgres.CreateDatabase(ctx, adminURL, name, template, false); err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

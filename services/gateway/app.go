@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/envconf"
 	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/natsx"
 )
@@ -49,55 +50,30 @@ type AppConfig struct {
 
 // ConfigFromEnv reads the configuration; every problem is reported at once.
 func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
-	var errs []error
-	str := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
-	dur := func(k string, def time.Duration) time.Duration {
-		v := getenv(k)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: %q is not a positive duration such as 10s", k, v))
-		}
-		return d
-	}
+	r := envconf.New(getenv)
 	c := AppConfig{
 		Config: Config{
-			JWKSURL:       getenv("JWKS_URL"),
-			MaxStaleness:  dur("GATEWAY_MAX_STALENESS", 10*time.Second),
-			Issuer:        str("ISSUER", "http://localhost:8080"),
-			Audience:      str("AUDIENCE", "api"),
-			Leeway:        dur("TOKEN_LEEWAY", 30*time.Second),
+			JWKSURL:       r.Required("JWKS_URL", "http://sessiond:8080/.well-known/jwks.json"),
+			MaxStaleness:  r.Duration("GATEWAY_MAX_STALENESS", 10*time.Second, time.Millisecond),
+			Issuer:        r.String("ISSUER", "http://localhost:8080"),
+			Audience:      r.String("AUDIENCE", "api"),
+			Leeway:        r.Duration("TOKEN_LEEWAY", 30*time.Second, 0),
 			CacheSize:     1 << 20,
 			ActivityEvery: 30 * time.Second,
 		},
-		NATSURL:     getenv("NATS_URL"),
-		Addr:        str("GATEWAY_ADDR", ":8081"),
-		ControlAddr: str("GATEWAY_CONTROL_ADDR", ":9091"),
+		NATSURL:     r.Required("NATS_URL", "nats://localhost:4222"),
+		Addr:        r.String("GATEWAY_ADDR", ":8081"),
+		ControlAddr: r.String("GATEWAY_CONTROL_ADDR", ":9091"),
 	}
-	if err := c.Config.checkLeeway(); err != nil {
-		errs = append(errs, err)
+	r.Fail(c.Config.checkLeeway())
+	if up := r.Required("GATEWAY_UPSTREAM", "http://localhost:8082"); up != "" {
+		if u, err := url.Parse(up); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.Fail(fmt.Errorf("GATEWAY_UPSTREAM: %q is not an http(s) URL", up))
+		} else {
+			c.Upstream = u
+		}
 	}
-	if c.JWKSURL == "" {
-		errs = append(errs, errors.New("JWKS_URL is required (e.g. http://sessiond:8080/.well-known/jwks.json)"))
-	}
-	if c.NATSURL == "" {
-		errs = append(errs, errors.New("NATS_URL is required (e.g. nats://localhost:4222)"))
-	}
-	if up := getenv("GATEWAY_UPSTREAM"); up == "" {
-		errs = append(errs, errors.New("GATEWAY_UPSTREAM is required (e.g. http://localhost:8082)"))
-	} else if u, err := url.Parse(up); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("GATEWAY_UPSTREAM: %q is not an http(s) URL", up))
-	} else {
-		c.Upstream = u
-	}
-	return c, errors.Join(errs...)
+	return c, r.Err()
 }
 
 // checkLeeway refuses a leeway longer than the revocation leeway: a token is

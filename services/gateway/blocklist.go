@@ -68,13 +68,13 @@ func (b *Blocklist) Apply(ev events.Event, now time.Time) bool {
 	case events.SessionRevoked:
 		id, ok := ParseID(e.SID)
 		if ok {
-			b.add(id, e.ExpiresAt, now, func(s *shard) map[ID]int64 { return s.sessions })
+			b.AddSession(id, e.ExpiresAt, now)
 		}
 		return ok
 	case events.TokenRevoked:
 		id, ok := ParseID(e.JTI)
 		if ok {
-			b.add(id, e.ExpiresAt, now, func(s *shard) map[ID]int64 { return s.tokens })
+			b.AddToken(id, e.ExpiresAt, now)
 		}
 		return ok
 	case events.UserRevoked:

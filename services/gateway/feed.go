@@ -211,28 +211,17 @@ func (f *Feed) setMaxAge(d time.Duration) {
 // the earlier of revoked_at and the message's timestamp, plus the stream's
 // max age. It reports whether it clamped.
 func bound(ev events.Event, published time.Time, maxAge time.Duration) (events.Event, bool) {
-	limit := func(revokedAt, expiresAt time.Time) (time.Time, bool) {
-		l := revokedAt
-		if published.Before(l) {
-			l = published
-		}
-		l = l.Add(maxAge)
-		if expiresAt.After(l) {
-			return l, true
-		}
-		return expiresAt, false
+	r, ok := ev.(events.Revocation)
+	if !ok {
+		return ev, false
 	}
-	var clamped bool
-	switch e := ev.(type) {
-	case events.SessionRevoked:
-		e.ExpiresAt, clamped = limit(e.RevokedAt, e.ExpiresAt)
-		return e, clamped
-	case events.TokenRevoked:
-		e.ExpiresAt, clamped = limit(e.RevokedAt, e.ExpiresAt)
-		return e, clamped
-	case events.UserRevoked:
-		e.ExpiresAt, clamped = limit(e.RevokedAt, e.ExpiresAt)
-		return e, clamped
+	revokedAt, expiresAt := r.Span()
+	limit := revokedAt
+	if published.Before(limit) {
+		limit = published
+	}
+	if limit = limit.Add(maxAge); expiresAt.After(limit) {
+		return r.Until(limit), true
 	}
 	return ev, false
 }
@@ -257,13 +246,9 @@ func (f *Feed) apply(subject string, data []byte, published time.Time) {
 			f.metrics.blocklistSize.Set(float64(f.bl.Len()))
 			return // the lag of replayed history means nothing
 		}
-		switch e := ev.(type) {
-		case events.SessionRevoked:
-			f.metrics.lag.Observe(now.Sub(e.RevokedAt).Seconds())
-		case events.TokenRevoked:
-			f.metrics.lag.Observe(now.Sub(e.RevokedAt).Seconds())
-		case events.UserRevoked:
-			f.metrics.lag.Observe(now.Sub(e.RevokedAt).Seconds())
+		if r, ok := ev.(events.Revocation); ok {
+			revokedAt, _ := r.Span()
+			f.metrics.lag.Observe(now.Sub(revokedAt).Seconds())
 		}
 	}
 	f.metrics.blocklistSize.Set(float64(f.bl.Len()))

@@ -16,8 +16,8 @@ type DeviceType struct {
 // on sessions.device_type names the same (a test holds them together).
 var DeviceTypes = []DeviceType{{"ios", "iOS"}, {"android", "Android"}, {"web", "Web"}, {"desktop", "Desktop"}, {"other", "Other"}}
 
-// ValidDeviceType reports whether name is one of DeviceTypes.
-func ValidDeviceType(name string) bool {
+// validDeviceType reports whether name is one of DeviceTypes.
+func validDeviceType(name string) bool {
 	for _, d := range DeviceTypes {
 		if d.Name == name {
 			return true
@@ -46,8 +46,8 @@ func deviceTypeNames() string {
 	return strings.Join(names, ", ")
 }
 
-// DeviceTypeFromUserAgent guesses the device type of a User-Agent.
-func DeviceTypeFromUserAgent(ua string) string {
+// deviceTypeFromUserAgent guesses the device type of a User-Agent.
+func deviceTypeFromUserAgent(ua string) string {
 	l := strings.ToLower(ua)
 	switch {
 	case l == "":

@@ -1,9 +1,7 @@
-package sessions_test
+package sessions
 
 import (
 	"testing"
-
-	"github.com/sessionguard/revoke/services/sessions"
 )
 
 func TestDeviceTypeFromUserAgent(t *testing.T) {
@@ -18,7 +16,7 @@ func TestDeviceTypeFromUserAgent(t *testing.T) {
 		"curl/8.4.0": "other",
 		"":           "other",
 	} {
-		if got := sessions.DeviceTypeFromUserAgent(ua); got != want {
+		if got := deviceTypeFromUserAgent(ua); got != want {
 			t.Errorf("%q: %s, want %s", ua, got, want)
 		}
 	}
@@ -39,7 +37,7 @@ func TestShortUserAgent(t *testing.T) {
 		"Go-http-client/1.1":                   "Go-http-client",
 		"":                                     "Unknown client",
 	} {
-		if got := sessions.ClientLabel(ua); got != want {
+		if got := ClientLabel(ua); got != want {
 			t.Errorf("%q: %q, want %q", ua, got, want)
 		}
 	}

@@ -26,10 +26,10 @@ var (
 	ErrOverloaded = errors.New("overloaded")
 )
 
-// RateLimitedError says that logins are refused until RetryAfter has passed.
-type RateLimitedError struct{ RetryAfter time.Duration }
+// rateLimitedError says that logins are refused until RetryAfter has passed.
+type rateLimitedError struct{ RetryAfter time.Duration }
 
-func (e *RateLimitedError) Error() string {
+func (e *rateLimitedError) Error() string {
 	return fmt.Sprintf("too many failed login attempts; retry after %s", e.RetryAfter.Round(time.Second))
 }
 
@@ -121,7 +121,7 @@ var failures = []failure{
 }
 
 func isRateLimited(err error) bool {
-	var rl *RateLimitedError
+	var rl *rateLimitedError
 	return errors.As(err, &rl)
 }
 
@@ -138,7 +138,7 @@ func Explain(err error) Failure {
 			if out.Message == "" {
 				out.Message = sentence(out.Detail)
 			}
-			var rl *RateLimitedError
+			var rl *rateLimitedError
 			if errors.As(err, &rl) {
 				out.RetryAfter = rl.RetryAfter
 			}

@@ -2,7 +2,6 @@ package sessions
 
 import "context"
 
-
 // Hooks for this package's external tests (package sessions_test), which
 // run the service through sessionstest and look inside it here and there.
 

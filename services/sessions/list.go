@@ -89,9 +89,9 @@ type SessionQuery struct {
 	Cursor string
 }
 
-// ActivityFilters are the values of SessionQuery.Active, with the window
+// activityFilters are the values of SessionQuery.Active, with the window
 // each names; "older" is the complement of the longest window.
-var ActivityFilters = []struct {
+var activityFilters = []struct {
 	Value  string
 	Window time.Duration
 }{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"older", 7 * 24 * time.Hour}}
@@ -119,7 +119,7 @@ func (s *Service) oldestLive(now time.Time) time.Time { return now.Add(-s.cfg.Re
 
 // Listing limits.
 const (
-	DefaultListLimit = 50
+	defaultListLimit = 50
 	MaxListLimit     = 500
 )
 
@@ -142,7 +142,7 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 		return Page{}, Invalid("the email search is at most 254 characters")
 	case !storable(q.Email):
 		return Page{}, Invalid("the email search must be UTF-8 text without NUL characters")
-	case q.DeviceType != "" && !ValidDeviceType(q.DeviceType):
+	case q.DeviceType != "" && !validDeviceType(q.DeviceType):
 		return Page{}, Invalid("device type must be one of %s", deviceTypeNames())
 	}
 	if scope != "" {
@@ -165,7 +165,7 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 	}
 	if q.Active != "" {
 		known := false
-		for _, f := range ActivityFilters {
+		for _, f := range activityFilters {
 			if f.Value == q.Active {
 				known = true
 				if f.Value == "older" {

@@ -29,7 +29,7 @@ var errBadCredentials = fmt.Errorf("%w: invalid email or password", ErrUnauthori
 
 // Login checks a password and opens a session. Errors: ErrInvalid (malformed
 // input), ErrUnauthorized (bad credentials, disabled or erased user: one
-// message for all), *RateLimitedError, ErrOverloaded (too many password
+// message for all), *rateLimitedError, ErrOverloaded (too many password
 // hashes at once), ErrUnavailable.
 func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	email := normEmail(in.Email)
@@ -40,7 +40,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		return TokenPair{}, Invalid("email must be UTF-8 text without NUL characters")
 	case in.Password == "" || len(in.Password) > 1024:
 		return TokenPair{}, Invalid("password is required (at most 1024 bytes)")
-	case in.DeviceType != "" && !ValidDeviceType(in.DeviceType):
+	case in.DeviceType != "" && !validDeviceType(in.DeviceType):
 		return TokenPair{}, Invalid("device.type must be one of %s", deviceTypeNames())
 	case len(in.DeviceName) > 200:
 		return TokenPair{}, Invalid("device.name must be at most 200 characters")
@@ -49,11 +49,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	}
 	deviceType := in.DeviceType
 	if deviceType == "" {
-		deviceType = DeviceTypeFromUserAgent(in.Meta.UserAgent)
+		deviceType = deviceTypeFromUserAgent(in.Meta.UserAgent)
 	}
 	attempt, err := s.reserveLoginAttempt(ctx, email, in.Meta.IP)
 	if err != nil {
-		var rl *RateLimitedError
+		var rl *rateLimitedError
 		if errors.As(err, &rl) {
 			s.metrics.logins.WithLabelValues("rate_limited").Inc()
 		}
@@ -156,7 +156,7 @@ func truncate(s string, n int) string {
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // reserveLoginAttempt counts a login attempt as a failure before its
-// password is checked, or refuses it with *RateLimitedError when the
+// password is checked, or refuses it with *rateLimitedError when the
 // account or the client IP has reached its limit. Checking and recording
 // are one step: advisory locks on the account and the IP serialise
 // concurrent attempts, so 40 wrong passwords at once get 10 answers of 401
@@ -209,7 +209,7 @@ func (s *Service) reserveLoginAttempt(ctx context.Context, email string, ip neti
 	if wait < time.Second {
 		wait = time.Second
 	}
-	return 0, &RateLimitedError{RetryAfter: wait}
+	return 0, &rateLimitedError{RetryAfter: wait}
 }
 
 // releaseLoginAttempt forgets a reservation whose attempt was not decided.

@@ -45,7 +45,7 @@ func (q *query) limitArg(limit int) string { return q.bind(limit + 1) }
 // pageLimit applies a listing's default and bounds to a requested limit.
 func pageLimit(n int) (int, error) {
 	if n == 0 {
-		return DefaultListLimit, nil
+		return defaultListLimit, nil
 	}
 	if n < 1 || n > MaxListLimit {
 		return 0, Invalid("limit must be between 1 and %d", MaxListLimit)

@@ -48,7 +48,7 @@ func (h *Handler) meta(r *http.Request) sessions.ClientMeta {
 	return sessions.ClientMeta{IP: httpx.ClientIP(r, h.trusted), UserAgent: r.UserAgent()}
 }
 
-// writeError answers err as a problem document, as sessions.Explain tells. Internal
+// writeError answers err as a problem document, as Explain tells. Internal
 // detail is logged, never sent.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, httpx.ErrBadRequest) { // the request body could not be read as JSON
@@ -194,20 +194,12 @@ func (h *Handler) revokeOthers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	q, limit, err := listParams(r)
 	if err != nil {
-		h.writeError(w, r, sessions.Invalid("malformed query string"))
+		h.writeError(w, r, err)
 		return
 	}
-	lq := sessions.SessionQuery{OrgID: q.Get("org_id"), UserID: q.Get("user_id"), Cursor: q.Get("cursor")}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			h.writeError(w, r, sessions.Invalid("limit must be an integer between 1 and %d", sessions.MaxListLimit))
-			return
-		}
-		lq.Limit = n
-	}
+	lq := sessions.SessionQuery{OrgID: q.Get("org_id"), UserID: q.Get("user_id"), Cursor: q.Get("cursor"), Limit: limit}
 	page, err := h.svc.ListSessions(r.Context(), principal(r), lq)
 	if err != nil {
 		h.writeError(w, r, err)
@@ -311,24 +303,32 @@ func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	q, limit, err := listParams(r)
 	if err != nil {
-		h.writeError(w, r, sessions.Invalid("malformed query string"))
+		h.writeError(w, r, err)
 		return
 	}
-	aq := sessions.AuditQuery{UserID: q.Get("user_id"), OrgID: q.Get("org_id"), Action: q.Get("action"), Cursor: q.Get("cursor")}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			h.writeError(w, r, sessions.Invalid("limit must be an integer between 1 and %d", sessions.MaxListLimit))
-			return
-		}
-		aq.Limit = n
-	}
+	aq := sessions.AuditQuery{UserID: q.Get("user_id"), OrgID: q.Get("org_id"), Action: q.Get("action"), Cursor: q.Get("cursor"), Limit: limit}
 	page, err := h.svc.ListAudit(r.Context(), principal(r), aq)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, page)
+}
+
+// listParams reads a listing's query string and its limit (0 when absent:
+// the domain applies the default and the bounds).
+func listParams(r *http.Request) (url.Values, int, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, 0, sessions.Invalid("malformed query string")
+	}
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
+			return nil, 0, sessions.Invalid("limit must be an integer between 1 and %d", sessions.MaxListLimit)
+		}
+	}
+	return q, limit, nil
 }

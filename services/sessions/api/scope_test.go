@@ -263,4 +263,3 @@ func TestOrgAdminListingSeesOnlyItsOrg(t *testing.T) {
 		t.Fatalf("global admin sees %d sessions, want 8", len(all.Sessions))
 	}
 }
-

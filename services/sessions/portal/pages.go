@@ -146,7 +146,7 @@ type adminSessionsPage struct {
 
 type option struct{ Value, Label string }
 
-// deviceOptions are the device filter's choices: sessions.DeviceTypes.
+// deviceOptions are the device filter's choices: DeviceTypes.
 func deviceOptions() []option {
 	out := make([]option, len(sessions.DeviceTypes))
 	for i, d := range sessions.DeviceTypes {
@@ -327,7 +327,7 @@ func (h *Portal) adminRevokeSession(w http.ResponseWriter, r *http.Request, v *v
 		h.redirectWith(w, r, areaAdmin.signin(), "ok", "You revoked your own session and are signed out.")
 		return
 	}
-	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/"), "ok", "sessions.Session revoked. Every gateway now refuses its tokens.")
+	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/"), "ok", "Session revoked. Every gateway now refuses its tokens.")
 }
 
 // adminRevokeUser revokes every session of a user in scope.

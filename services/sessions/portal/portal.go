@@ -119,14 +119,8 @@ func New(svc *sessions.Service, cfg Config, log *slog.Logger) *Portal {
 
 // Mount adds the portal's pages to r: /admin/ and /account/.
 func (h *Portal) Mount(r chi.Router) {
-	r.Route("/admin", func(r chi.Router) {
-		r.Use(portalHeaders)
-		r.NotFound(h.portalNotFound)
-		r.MethodNotAllowed(h.portalMethodNotAllowed)
+	h.area(r, areaAdmin, func(r chi.Router) {
 		r.Get("/static/*", h.portalStatic)
-		r.Get("/signin", h.signinPage(areaAdmin))
-		r.Post("/signin", h.signin(areaAdmin))
-		r.Post("/signout", h.signedIn(areaAdmin, false, h.signout))
 		r.Get("/", h.signedIn(areaAdmin, true, h.adminSessions))
 		r.Get("/users/{id}", h.signedIn(areaAdmin, true, h.adminUser))
 		r.Post("/sessions/{id}/revoke", h.signedIn(areaAdmin, true, h.adminRevokeSession))
@@ -134,19 +128,27 @@ func (h *Portal) Mount(r chi.Router) {
 		r.Post("/users/{id}/disable", h.signedIn(areaAdmin, true, h.adminSetDisabled(true)))
 		r.Post("/users/{id}/enable", h.signedIn(areaAdmin, true, h.adminSetDisabled(false)))
 	})
-	r.Route("/account", func(r chi.Router) {
-		r.Use(portalHeaders)
-		r.NotFound(h.portalNotFound)
-		r.MethodNotAllowed(h.portalMethodNotAllowed)
+	h.area(r, areaAccount, func(r chi.Router) {
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, areaAccount.home(), http.StatusSeeOther)
 		})
-		r.Get("/signin", h.signinPage(areaAccount))
-		r.Post("/signin", h.signin(areaAccount))
-		r.Post("/signout", h.signedIn(areaAccount, false, h.signout))
 		r.Get("/sessions", h.signedIn(areaAccount, false, h.accountSessions))
 		r.Post("/sessions/revoke-others", h.signedIn(areaAccount, false, h.accountRevokeOthers))
 		r.Post("/sessions/{id}/revoke", h.signedIn(areaAccount, false, h.accountRevoke))
+	})
+}
+
+// area mounts one area of the portal: its security headers, its error
+// pages, its sign-in and sign-out, and the pages that pages adds.
+func (h *Portal) area(r chi.Router, a area, pages func(chi.Router)) {
+	r.Route("/"+string(a), func(r chi.Router) {
+		r.Use(portalHeaders)
+		r.NotFound(h.portalNotFound)
+		r.MethodNotAllowed(h.portalMethodNotAllowed)
+		r.Get("/signin", h.signinPage(a))
+		r.Post("/signin", h.signin(a))
+		r.Post("/signout", h.signedIn(a, false, h.signout))
+		pages(r)
 	})
 }
 
@@ -340,7 +342,7 @@ func (h *Portal) render(w http.ResponseWriter, r *http.Request, status int, name
 	_, _ = w.Write(buf.Bytes())
 }
 
-// portalFail renders the error page for err, as sessions.Explain tells; like the
+// portalFail renders the error page for err, as Explain tells; like the
 // API it logs internal detail and never shows it.
 func (h *Portal) portalFail(w http.ResponseWriter, r *http.Request, a area, v *viewer, err error) {
 	f := sessions.Explain(err)
@@ -380,7 +382,7 @@ var errSignedOut = errors.New("unauthorized: not signed in")
 
 // portalPrincipal authenticates the browser's access token and, when it is
 // missing, expired or otherwise refused, refreshes the pair with the refresh
-// token and sets both cookies anew. Errors: sessions.ErrUnauthorized (or
+// token and sets both cookies anew. Errors: ErrUnauthorized (or
 // errSignedOut) when neither works, ErrUnavailable.
 func (h *Portal) portalPrincipal(w http.ResponseWriter, r *http.Request) (sessions.Principal, error) {
 	ctx := r.Context()

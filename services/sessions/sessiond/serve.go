@@ -76,7 +76,8 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
 			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
 	}
-	relay := outbox.New(pool, js, relayCfg, reg, log.With("component", "outbox"))
+	// The relay is sessiond's: its metrics carry sessiond's prefix.
+	relay := outbox.New(pool, js, relayCfg, prometheus.WrapRegistererWithPrefix("sessiond_", reg), log.With("component", "outbox"))
 	svc, err := sessions.NewService(pool, keys, cfg.KEK, cfg.Service, metrics, relay, log)
 	if err != nil {
 		return err
