@@ -161,7 +161,7 @@ var activityOptions = []option{{"1h", "Within the last hour"}, {"24h", "Within t
 // pages.
 func (h *Portal) adminSessions(w http.ResponseWriter, r *http.Request, v *viewer) {
 	q := r.URL.Query()
-	search := sessions.SessionQuery{OrgID: q.Get("org"), Email: q.Get("email"), DeviceType: q.Get("device"), Active: q.Get("active"), Cursor: q.Get("cursor")}
+	search := sessions.SessionQuery{OrgID: q.Get("org"), Email: q.Get("email"), DeviceType: q.Get("device"), Active: q.Get("active"), Cursor: q.Get("cursor"), Names: true}
 	if search.OrgID != "" && !events.IsUUID(search.OrgID) { // the page's own parameter name
 		h.portalFail(w, r, areaAdmin, v, sessions.Invalid("organisation must be a UUID"))
 		return
@@ -249,7 +249,7 @@ func (h *Portal) adminUser(w http.ResponseWriter, r *http.Request, v *viewer) {
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
 	}
-	res, err := h.svc.ListSessions(ctx, v.Principal, sessions.SessionQuery{UserID: u.ID, Limit: sessions.MaxListLimit})
+	res, err := h.svc.ListSessions(ctx, v.Principal, sessions.SessionQuery{UserID: u.ID, Limit: sessions.MaxListLimit, Names: true})
 	if err != nil {
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
