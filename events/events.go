@@ -26,7 +26,56 @@ const (
 	// best effort, on core NATS outside every stream: a lost report only
 	// delays a session's last_active_at.
 	SubjectSessionActivity = "gateway.v1.activity"
+	// SubjectGatewayApplied carries each gateway's watermark: the highest
+	// REVOCATIONS sequence it has applied, on core NATS, promptly after it
+	// applies and at least once a second. Every sessiond replica hears every
+	// report and answers revocation receipts from them.
+	SubjectGatewayApplied = "gateway.v1.applied"
 )
+
+// Gateway states, as a gateway reports them.
+const (
+	GatewayCurrent       = "current"        // confirmed current within its bound, recently
+	GatewayStale         = "stale"          // still deciding, but its last confirmation is overdue
+	GatewayFailingClosed = "failing_closed" // answering 503: not confirmed current within its bound
+)
+
+// GatewayApplied is one gateway's report of what it has applied. It is a
+// status report on core NATS, not a stream event: GatewayID stands for the
+// event id, and the latest report of a gateway replaces the ones before.
+type GatewayApplied struct {
+	GatewayID     string    `json:"gateway_id"`
+	Name          string    `json:"name"`
+	Version       string    `json:"version"`
+	StartedAt     time.Time `json:"started_at"`
+	AppliedSeq    uint64    `json:"applied_seq"`
+	StreamLastSeq uint64    `json:"stream_last_seq"`
+	State         string    `json:"state"`
+	At            time.Time `json:"at"`
+}
+
+// Subject implements Event.
+func (GatewayApplied) Subject() string { return SubjectGatewayApplied }
+
+// ID implements Event: the gateway's id.
+func (e GatewayApplied) ID() string { return e.GatewayID }
+
+// Validate implements Event.
+func (e GatewayApplied) Validate() error {
+	var c checker
+	c.uuid("gateway_id", e.GatewayID)
+	c.time("started_at", e.StartedAt)
+	c.time("at", e.At)
+	switch e.State {
+	case GatewayCurrent, GatewayStale, GatewayFailingClosed:
+	default:
+		c.errs = append(c.errs, fmt.Sprintf("state %q is not current, stale or failing_closed", e.State))
+	}
+	if len(e.Name) > 200 || len(e.Version) > 100 {
+		c.errs = append(c.errs, "name (200) or version (100) too long")
+	}
+	return c.err(e.Subject())
+}
 
 // Reason says why a revocation happened.
 type Reason string
@@ -328,6 +377,8 @@ func Decode(subject string, data []byte) (Event, error) {
 		e, err = decodeAs[UserErased](data)
 	case SubjectSessionActivity:
 		e, err = decodeAs[SessionActivity](data)
+	case SubjectGatewayApplied:
+		e, err = decodeAs[GatewayApplied](data)
 	default:
 		return nil, fmt.Errorf("%w: unknown subject %q", ErrInvalid, subject)
 	}

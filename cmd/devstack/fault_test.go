@@ -943,6 +943,19 @@ func (p *process) kill(t testing.TB) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
+// signal sends sig to the running process.
+func (p *process) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		t.Fatalf("%s is not running", p.bin)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (p *process) stop() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

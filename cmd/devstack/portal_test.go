@@ -384,7 +384,7 @@ func TestPortalOrgAdmin(t *testing.T) {
 		if code := b.confirm("/admin/sessions/" + aliceIPhone.SessionID + "/revoke"); code != 200 {
 			t.Fatalf("revoke: status %d", code)
 		}
-		assertContains(t, b.text(), "Session revoked")
+		assertContains(t, b.text(), "Session revoked. Refused at 2 of 2 gateways in")
 		if !b.eval(`document.querySelector(".flash-region[aria-live] .flash-ok") !== null`) {
 			t.Fatal("the result is not in the live region")
 		}
@@ -451,7 +451,7 @@ func TestPortalAccount(t *testing.T) {
 	if code := b.confirm("/account/sessions/revoke-others"); code != 200 {
 		t.Fatalf("sign out other devices: status %d", code)
 	}
-	assertContains(t, b.text(), "Signed out 2 other devices.")
+	assertContains(t, b.text(), "Signed out 2 other devices. Refused at 2 of 2 gateways in")
 	s.waitRefusedEverywhere(phone.AccessToken)
 	s.waitRefusedEverywhere(laptop.AccessToken)
 	if !s.acceptedEverywhere(access) {

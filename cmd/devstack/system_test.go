@@ -177,6 +177,7 @@ func (s *system) startGatewayWith(o gwOptions) *gw {
 		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second, Now: o.now}}
 	lns := gateway.Listeners{Proxy: listen(s.t), Control: listen(s.t)}
 	g := &gw{proxy: "http://" + lns.Proxy.Addr().String(), control: "http://" + lns.Control.Addr().String(), done: make(chan error, 1)}
+	cfg.Name = "gw-" + lns.Control.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
 	go func() { g.done <- gateway.Serve(ctx, cfg, lns, quietLog()) }()

@@ -59,6 +59,12 @@ type Config struct {
 	// Prepare runs before the first publish and after failures (it creates
 	// the streams); nil for none.
 	Prepare func(context.Context) error
+	// OnAck, when set, hears every row JetStream acknowledges: the row, the
+	// stream sequence it is stored at, and when its transaction committed
+	// (the fast path) or the row was written (the sweep). Revocation
+	// receipts are built from it. It runs on the relay's goroutines and
+	// must not block.
+	OnAck func(m Message, seq uint64, committedAt time.Time)
 }
 
 // DefaultConfig is the production configuration.
@@ -87,6 +93,12 @@ type Message struct {
 	EventID string
 	Subject string
 	Payload []byte
+	// Receipt is the revocation receipt the row belongs to ("" for none),
+	// and ReceiptEvents how many rows that receipt has in all.
+	Receipt       string
+	ReceiptEvents int
+
+	seq uint64 // the stream sequence JetStream acknowledged it at
 }
 
 // published is a fast-path batch and its ack futures (nil where the publish
@@ -284,6 +296,8 @@ type row struct {
 	subject string
 	payload []byte
 	created time.Time
+	receipt string
+	events  int // of its receipt
 }
 
 // RelayOnce publishes one batch of unsent rows and marks the acked ones
@@ -300,8 +314,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		q.Queue("SET LOCAL synchronous_commit TO off")
 		// Rows the fast path is publishing are its own to mark; taking them
 		// would publish them twice (harmless, but not free).
-		q.Queue(`SELECT id, event_id, subject, payload, created_at FROM outbox
-			WHERE sent_at IS NULL AND event_id <> ALL($2::uuid[]) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, r.inFlight())
+		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(rr.events, 0)
+			FROM outbox o LEFT JOIN revocation_receipts rr ON rr.id = o.receipt_id
+			WHERE o.sent_at IS NULL AND o.event_id <> ALL($2::uuid[]) ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, r.cfg.Batch, r.inFlight())
 		br := tx.SendBatch(ctx, q)
 		if _, err := br.Exec(); err != nil {
 			br.Close()
@@ -314,7 +329,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 		batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 			var x row
-			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created)
+			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created, &x.receipt, &x.events)
 			return x, err
 		})
 		if cerr := br.Close(); err == nil {
@@ -324,13 +339,14 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		taken = len(batch)
-		sent, failed, errMsg := r.publish(ctx, batch)
+		sent, seqs, failed, errMsg := r.publish(ctx, batch)
 		if len(failed) > 0 {
 			pubErr = errors.New(errMsg)
 		}
 		b := &pgx.Batch{}
 		if len(sent) > 0 {
-			b.Queue(`UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)`, sent)
+			b.Queue(`UPDATE outbox o SET sent_at = clock_timestamp(), stream_seq = x.seq, attempts = attempts + 1, last_error = NULL
+				FROM unnest($1::bigint[], $2::bigint[]) AS x(id, seq) WHERE o.id = x.id`, sent, seqs)
 		}
 		if len(failed) > 0 {
 			b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, failed, errMsg)
@@ -344,8 +360,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	return taken, pubErr
 }
 
-// publish sends the batch asynchronously and waits for every ack.
-func (r *Relay) publish(ctx context.Context, batch []row) (sent, failed []int64, errMsg string) {
+// publish sends the batch asynchronously and waits for every ack; it
+// returns the rows acked with their stream sequences, and the failed ones.
+func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []int64, errMsg string) {
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(batch))
 	for i, x := range batch {
@@ -378,8 +395,12 @@ wait:
 		}
 		select {
 		case ack := <-f.Ok():
-			sent = append(sent, batch[i].id)
-			r.metrics.acked(batch[i].subject, ack.Duplicate, time.Since(batch[i].created))
+			x := batch[i]
+			sent, seqs = append(sent, x.id), append(seqs, int64(ack.Sequence))
+			r.metrics.acked(x.subject, ack.Duplicate, time.Since(x.created))
+			if r.cfg.OnAck != nil {
+				r.cfg.OnAck(Message{EventID: x.eventID, Subject: x.subject, Payload: x.payload, Receipt: x.receipt, ReceiptEvents: x.events}, ack.Sequence, x.created)
+			}
 		case err := <-f.Err():
 			errMsg = err.Error()
 			failed = append(failed, batch[i].id)
@@ -395,7 +416,7 @@ wait:
 		r.metrics.errors.WithLabelValues("publish").Add(float64(len(failed)))
 	}
 	r.metrics.publishLatency.Observe(time.Since(start).Seconds())
-	return sent, failed, errMsg
+	return sent, seqs, failed, errMsg
 }
 
 // markFresh waits for the fast path's acks and marks the acked rows sent,
@@ -437,8 +458,13 @@ func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Me
 		}
 		select {
 		case ack := <-f.Ok():
-			sent = append(sent, p.msgs[i])
-			r.metrics.acked(p.msgs[i].Subject, ack.Duplicate, time.Since(p.at))
+			m := p.msgs[i]
+			m.seq = ack.Sequence
+			sent = append(sent, m)
+			r.metrics.acked(m.Subject, ack.Duplicate, time.Since(p.at))
+			if r.cfg.OnAck != nil {
+				r.cfg.OnAck(p.msgs[i], ack.Sequence, p.at)
+			}
 		case err := <-f.Err():
 			failed, why = failed+1, err.Error()
 			r.land(p.msgs[i])
@@ -470,15 +496,15 @@ func (r *Relay) fastPathFailed(ctx context.Context, why string, n int) {
 // wait for the disk: a lost mark only means a duplicate publish, which
 // JetStream drops.
 func (r *Relay) markSent(ctx context.Context, msgs []Message) {
-	eventIDs := make([]string, len(msgs))
+	eventIDs, seqs := make([]string, len(msgs)), make([]int64, len(msgs))
 	for i, m := range msgs {
-		eventIDs[i] = m.EventID
+		eventIDs[i], seqs[i] = m.EventID, int64(m.seq)
 	}
-	if err := postgres.ExecUnsynced(ctx, r.pool, `UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
-		WHERE event_id = ANY($1::uuid[]) AND sent_at IS NULL`, eventIDs); err != nil && ctx.Err() == nil {
+	if err := postgres.ExecUnsynced(ctx, r.pool, `UPDATE outbox o SET sent_at = clock_timestamp(), stream_seq = x.seq, attempts = attempts + 1, last_error = NULL
+		FROM unnest($1::uuid[], $2::bigint[]) AS x(id, seq) WHERE o.event_id = x.id AND o.sent_at IS NULL`, eventIDs, seqs); err != nil && ctx.Err() == nil {
 		// The rows stay unsent; the sweep publishes them again and marks them.
 		r.metrics.errors.WithLabelValues("database").Inc()
-		r.log.WarnContext(ctx, "outbox relay: marking fast-path rows sent failed; the sweep will", "error", err.Error())
+		r.log.WarnContext(ctx, "outbox relay: marking fast-path rows sent failed; the sweep will republish them", "error", err.Error())
 		signal(r.wake)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -35,6 +37,11 @@ type Config struct {
 	// ActivityEvery is the least time between two activity reports of one
 	// session; zero turns activity reports off.
 	ActivityEvery time.Duration
+	// Name and Version describe the gateway in its applied reports
+	// (gateway.v1.applied); ReportEvery is their heartbeat (zero: 1 s).
+	Name        string
+	Version     string
+	ReportEvery time.Duration
 	// Now is the gateway's clock (nil: time.Now); tests skew it.
 	Now func() time.Time
 }
@@ -60,6 +67,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 			Leeway:        r.Duration("TOKEN_LEEWAY", 30*time.Second, 0),
 			CacheSize:     1 << 20,
 			ActivityEvery: 30 * time.Second,
+			Name:          r.String("GATEWAY_NAME", hostname()),
 		},
 		NATSURL:     r.Required("NATS_URL", "nats://localhost:4222"),
 		Addr:        r.String("GATEWAY_ADDR", ":8081"),
@@ -74,6 +82,32 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 		}
 	}
 	return c, r.Err()
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "gatewayd"
+	}
+	return h
+}
+
+// BuildVersion is the version of the running binary: its module version,
+// or its VCS revision, or "dev".
+func BuildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return s.Value[:12]
+		}
+	}
+	return "dev"
 }
 
 // checkLeeway refuses a leeway longer than the revocation leeway: a token is
@@ -131,6 +165,13 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	if cfg.Now != nil {
 		g.now, feed.now = cfg.Now, cfg.Now
 	}
+	if cfg.Version == "" {
+		cfg.Version = BuildVersion()
+	}
+	if cfg.ReportEvery <= 0 {
+		cfg.ReportEvery = time.Second
+	}
+	g.reporter = NewReporter(nc, g, cfg.Name, cfg.Version, cfg.ReportEvery, log)
 
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -142,6 +183,7 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	run(func() { keys.Run(bg, 5*time.Minute) })
 	run(func() { retryKeys(bg, keys, log) })
 	run(func() { sweep(bg, bl, metrics, g.now) })
+	run(func() { g.reporter.Run(bg) })
 	go func() { <-ctx.Done(); stop() }()
 	g.close = func() { stop(); wg.Wait(); verifier.Close() }
 	return g, nil

@@ -36,6 +36,8 @@ type Feed struct {
 	now          func() time.Time
 
 	applied     atomic.Uint64 // stream sequence of the last applied message
+	streamLast  atomic.Uint64 // the stream's last sequence, as last asked
+	progress    chan struct{} // signalled after each apply: a report is due
 	maxAge      atomic.Int64  // the stream's max age (ns): the longest an entry may live
 	replayed    atomic.Bool   // the messages that existed at start are applied
 	lastCurrent atomic.Int64  // unix ns when the feed was last known to be current
@@ -51,8 +53,18 @@ type check struct {
 
 // NewFeed returns a feed into bl.
 func NewFeed(js jetstream.JetStream, bl *Blocklist, maxStaleness time.Duration, metrics *Metrics, log *slog.Logger) *Feed {
-	return &Feed{js: js, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now}
+	return &Feed{js: js, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now, progress: make(chan struct{}, 1)}
 }
+
+// Applied is the highest stream sequence applied (the watermark) and the
+// stream's last sequence as last seen (never below the watermark).
+func (f *Feed) Applied() (applied, streamLast uint64) {
+	applied = f.applied.Load()
+	return applied, max(applied, f.streamLast.Load())
+}
+
+// Progress is signalled (coalesced) whenever the watermark moves.
+func (f *Feed) Progress() <-chan struct{} { return f.progress }
 
 // Replayed reports whether every revocation that existed at start has been
 // applied.
@@ -93,6 +105,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	}
 	created := info.Created
 	startSeq := info.State.LastSeq
+	f.streamLast.Store(startSeq)
 	f.setMaxAge(info.Config.MaxAge)
 	start := f.now()
 	if f.applied.Load() > startSeq {
@@ -114,6 +127,10 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		}
 		f.apply(m.Subject(), m.Data(), meta.Timestamp)
 		f.applied.Store(meta.Sequence.Stream)
+		select {
+		case f.progress <- struct{}{}:
+		default: // a report is due already; it will carry this sequence too
+		}
 		if !f.replayed.Load() && meta.Sequence.Stream >= startSeq {
 			f.markReplayed(start)
 		}
@@ -147,6 +164,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 			return errStreamRecreated
 		}
 		f.setMaxAge(info.Config.MaxAge)
+		f.streamLast.Store(info.State.LastSeq)
 		// Every message is needed up to the last sequence, unless the stream
 		// holds none: then there is nothing to apply, and the messages that
 		// existed at start have aged out (they could only have been expired

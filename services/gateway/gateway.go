@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/httpx"
 )
 
@@ -21,10 +22,19 @@ type Gateway struct {
 	bl       *Blocklist
 	feed     *Feed
 	activity *Activity // nil: no activity reports
+	reporter *Reporter // nil: no applied reports (a gateway built with New)
 	metrics  *Metrics
 	log      *slog.Logger
 	close    func()
 	now      func() time.Time
+}
+
+// ID is the gateway's id in its applied reports ("" without reports).
+func (g *Gateway) ID() string {
+	if g.reporter == nil {
+		return ""
+	}
+	return g.reporter.ID()
 }
 
 // Close stops the background work that Start began.
@@ -64,6 +74,22 @@ const (
 	HeaderSession = "X-Auth-Session"
 	HeaderRole    = "X-Auth-Role"
 )
+
+// staleAfter is how long past its last confirmation a gateway that still
+// decides reports itself stale: confirmations normally come every 200 ms.
+const staleAfter = 2 * time.Second
+
+// State is what the gateway reports of itself: failing_closed while it
+// answers 503, stale while its last confirmation is overdue, else current.
+func (g *Gateway) State(now time.Time) string {
+	switch {
+	case !g.feed.Current(now) || g.verifier.keys.Current() == nil:
+		return events.GatewayFailingClosed
+	case g.feed.Staleness(now) > staleAfter:
+		return events.GatewayStale
+	}
+	return events.GatewayCurrent
+}
 
 // Decide checks the bearer token of an Authorization header value.
 func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Time) Decision {

@@ -280,7 +280,8 @@ func BenchmarkRevokeSession(b *testing.B) {
 			ids := seedLiveSessions(b, pool, org, b.N)
 			var next atomic.Int64
 			runThroughput(b, pool, func(ctx context.Context, _ int) error {
-				return svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], sessions.ClientMeta{})
+				_, err := svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], sessions.ClientMeta{})
+				return err
 			})
 		})
 	}

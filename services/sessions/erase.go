@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -37,7 +38,7 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 			if erased {
 				result = "repeated"
 			}
-			if n, err = s.revokeUser(ctx, tx, now, req.UserID, orgID, revocation{reason: events.ReasonErasure}, &out); err != nil {
+			if n, err = s.revokeUser(ctx, tx, now, req.UserID, orgID, newRevocation(events.ReasonErasure, "", orgID, netip.Addr{}), &out); err != nil {
 				return err
 			}
 			b := &pgx.Batch{}
@@ -58,7 +59,7 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 		}
 		conf := events.UserErased{EventID: uuid.NewString(), RequestEventID: req.EventID, UserID: req.UserID, SessionsRevoked: n, CompletedAt: now.UTC()}
 		b := &pgx.Batch{}
-		if err := out.queue(b, conf); err != nil {
+		if err := out.queue(b, "", conf); err != nil {
 			return err
 		}
 		return tx.SendBatch(ctx, b).Close()

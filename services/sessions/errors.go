@@ -38,6 +38,11 @@ func Invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
+// Forbidden returns an error wrapping ErrForbidden with a client-safe message.
+func Forbidden(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrForbidden, fmt.Sprintf(format, args...))
+}
+
 // domainOr keeps domain errors and turns anything else into ErrUnavailable.
 func domainOr(err error, op string) error {
 	for _, f := range failures {

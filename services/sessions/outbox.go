@@ -47,8 +47,9 @@ func (n notifier) Committed(ctx context.Context, _ []outbox.Message) {
 // handed to the relay once it commits (Service.committed).
 type outboxRows []outbox.Message
 
-// queue encodes evs, adds their INSERT to b and remembers them.
-func (o *outboxRows) queue(b *pgx.Batch, evs ...events.Event) error {
+// queue encodes evs, adds their INSERT to b and remembers them. The rows
+// belong to receipt ("" for none): then evs are all of its events.
+func (o *outboxRows) queue(b *pgx.Batch, receipt string, evs ...events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -59,10 +60,21 @@ func (o *outboxRows) queue(b *pgx.Batch, evs ...events.Event) error {
 			return err
 		}
 		ids[i], subjects[i], payloads[i] = ev.ID(), ev.Subject(), p
-		*o = append(*o, outbox.Message{EventID: ids[i], Subject: subjects[i], Payload: p})
+		m := outbox.Message{EventID: ids[i], Subject: subjects[i], Payload: p}
+		if receipt != "" {
+			m.Receipt, m.ReceiptEvents = receipt, len(evs)
+		}
+		*o = append(*o, m)
 	}
-	b.Queue(`INSERT INTO outbox (event_id, subject, payload) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])`, ids, subjects, payloads)
+	b.Queue(`INSERT INTO outbox (event_id, subject, payload, receipt_id) SELECT *, $4::uuid FROM unnest($1::uuid[], $2::text[], $3::bytea[])`,
+		ids, subjects, payloads, nullable(receipt))
 	return nil
+}
+
+// queueReceipt adds the INSERT of a revocation receipt of events events to b.
+func queueReceipt(b *pgx.Batch, r revocation, orgID string, events int) {
+	b.Queue(`INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events) VALUES ($1, $2, $3, $4, $5)`,
+		r.receipt, nullable(r.actorID), nullable(orgID), string(r.reason), events)
 }
 
 // committed hands rows whose transaction has committed to the relay. The

@@ -13,11 +13,21 @@ import (
 	"github.com/sessionguard/revoke/internal/tokens"
 )
 
-// revocation says why and by whom sessions are revoked.
+// revocation says why and by whom sessions are revoked, and names the
+// receipt of the action.
 type revocation struct {
 	reason  events.Reason
 	actorID string // "" for the system (reuse detection, erasure)
 	ip      netip.Addr
+	receipt string // the receipt's id (every revoking action writes one)
+	// orgID is the receipt's org when no session names one (nothing was
+	// revoked): the scope in which the action was asked.
+	orgID string
+}
+
+// newRevocation is a revocation with a fresh receipt id.
+func newRevocation(reason events.Reason, actorID, orgID string, ip netip.Addr) revocation {
+	return revocation{reason: reason, actorID: actorID, orgID: orgID, ip: ip, receipt: uuid.NewString()}
 }
 
 // revocationExpires is when a revocation made at now may be forgotten: once
@@ -69,9 +79,10 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)
 	b.Queue(`INSERT INTO revocations (event_id, kind, value, sub, org, not_before, reason, revoked_at, expires_at)
 		VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8)`, ev.EventID, userID, userID, orgID, notBefore, string(r.reason), now, expires)
-	if err := out.queue(b, ev); err != nil {
+	if err := out.queue(b, r.receipt, ev); err != nil {
 		return 0, err
 	}
+	queueReceipt(b, r, orgID, 1)
 	if len(sids) > 0 {
 		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
 			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7 FROM unnest($1::uuid[]) AS x(sid)`,
@@ -96,84 +107,94 @@ func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation)
 	return n, nil
 }
 
-// Logout revokes the caller's own session.
-func (s *Service) Logout(ctx context.Context, p Principal, meta ClientMeta) error {
-	_, err := s.revokeInTx(ctx, sessionFilter{sessionID: p.SessionID}, revocation{reason: events.ReasonLogout, actorID: p.UserID, ip: meta.IP})
-	return err
+// Logout revokes the caller's own session and returns the receipt's id.
+func (s *Service) Logout(ctx context.Context, p Principal, meta ClientMeta) (string, error) {
+	r := newRevocation(events.ReasonLogout, p.UserID, p.OrgID, meta.IP)
+	_, err := s.revokeInTx(ctx, sessionFilter{sessionID: p.SessionID}, r)
+	return r.receipt, err
 }
 
 // RevokeOwnSession revokes one of the caller's live sessions (possibly the
-// current one). ErrNotFound when id is not one of them.
-func (s *Service) RevokeOwnSession(ctx context.Context, p Principal, id string, meta ClientMeta) error {
+// current one) and returns the receipt's id. ErrNotFound when id is not one
+// of them.
+func (s *Service) RevokeOwnSession(ctx context.Context, p Principal, id string, meta ClientMeta) (string, error) {
 	if !isUUID(id) {
-		return Invalid("session id must be a UUID")
+		return "", Invalid("session id must be a UUID")
 	}
-	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, userID: p.UserID}, revocation{reason: events.ReasonSelfRevoke, actorID: p.UserID, ip: meta.IP})
+	r := newRevocation(events.ReasonSelfRevoke, p.UserID, p.OrgID, meta.IP)
+	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, userID: p.UserID}, r)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: no active session of yours has this id", ErrNotFound)
+		return "", fmt.Errorf("%w: no active session of yours has this id", ErrNotFound)
 	}
-	return nil
+	return r.receipt, nil
 }
 
-// RevokeOtherSessions revokes all the caller's sessions but the current one.
-func (s *Service) RevokeOtherSessions(ctx context.Context, p Principal, meta ClientMeta) (int, error) {
-	return s.revokeInTx(ctx, sessionFilter{userID: p.UserID, exceptID: p.SessionID}, revocation{reason: events.ReasonUserRevokeAll, actorID: p.UserID, ip: meta.IP})
+// RevokeOtherSessions revokes all the caller's sessions but the current one;
+// it returns how many and the receipt's id.
+func (s *Service) RevokeOtherSessions(ctx context.Context, p Principal, meta ClientMeta) (int, string, error) {
+	r := newRevocation(events.ReasonUserRevokeAll, p.UserID, p.OrgID, meta.IP)
+	n, err := s.revokeInTx(ctx, sessionFilter{userID: p.UserID, exceptID: p.SessionID}, r)
+	return n, r.receipt, err
 }
 
-// RevokeSession is an admin's revocation of one session in scope.
-// ErrForbidden for a plain user, ErrNotFound when out of scope or not live.
-func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, meta ClientMeta) error {
+// RevokeSession is an admin's revocation of one session in scope; it
+// returns the receipt's id. ErrForbidden for a plain user, ErrNotFound when
+// out of scope or not live.
+func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, meta ClientMeta) (string, error) {
 	scope, err := adminScope(p)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !isUUID(id) {
-		return Invalid("session id must be a UUID")
+		return "", Invalid("session id must be a UUID")
 	}
-	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, orgID: scope}, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP})
+	r := newRevocation(events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
+	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, orgID: scope}, r)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: no active session with this id in your scope", ErrNotFound)
+		return "", fmt.Errorf("%w: no active session with this id in your scope", ErrNotFound)
 	}
-	return nil
+	return r.receipt, nil
 }
 
 // RevokeUserSessions is an admin's revocation of every session of a user in
 // scope: a user-level revocation, so even tokens a gateway never saw die.
-func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID string, meta ClientMeta) (int, error) {
+// It returns how many sessions it revoked and the receipt's id.
+func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID string, meta ClientMeta) (int, string, error) {
 	scope, err := adminScope(p)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if !isUUID(userID) {
-		return 0, Invalid("user id must be a UUID")
+		return 0, "", Invalid("user id must be a UUID")
 	}
 	var (
 		n   int
 		out outboxRows
 	)
+	r := newRevocation(events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
 			return err
 		}
 		now := s.now()
-		if n, err = s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonAdminRevoke, actorID: p.UserID, ip: meta.IP}, &out); err != nil {
+		if n, err = s.revokeUser(ctx, tx, now, userID, orgID, r, &out); err != nil {
 			return err
 		}
 		return writeAudit(ctx, tx, auditEntry{Action: ActionUserSessionsRevoked, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
 			Reason: string(events.ReasonAdminRevoke), Detail: map[string]any{"sessions_revoked": n}})
 	})
 	if err != nil {
-		return 0, domainOr(err, "revoke user sessions")
+		return 0, "", domainOr(err, "revoke user sessions")
 	}
 	s.committed(ctx, out)
-	return n, nil
+	return n, r.receipt, nil
 }
 
 // lockUserInScope locks a user row for update and returns its org, or

@@ -65,7 +65,8 @@ func markRevoked(q *query, f sessionFilter, now time.Time, r revocation) string 
 // many it revoked: the sessions marked revoked, their refresh tokens
 // deleted, and per session one revocation row, one audit row and one
 // outbox row (revocations.v1.session, also added to out, for the caller to
-// hand to the relay once the statement's transaction commits). On the pool
+// hand to the relay once the statement's transaction commits), and the
+// action's receipt (r.receipt, whatever the number of sessions). On the pool
 // it is a transaction of its own.
 func (s *Service) revokeSessions(ctx context.Context, db interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
@@ -79,6 +80,7 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	update := markRevoked(q, f, now, r)
 	at, reason, actor := q.bind(now), q.bind(string(r.reason)), q.bind(nullable(r.actorID))
 	ip, expires, subject := q.bind(nullableIP(r.ip)), q.bind(expiresAt), q.bind(events.SubjectSessionRevoked)
+	receipt, receiptOrg := q.bind(r.receipt), q.bind(nullable(r.orgID))
 	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
 	// every writer below sees the same event ids.
 	sql := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
@@ -87,9 +89,11 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	blocklist AS (INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
 		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
 	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev)
-	INSERT INTO outbox (event_id, subject, payload)
-		SELECT event_id, ` + subject + `, convert_to(` + payload.sql(q, "event_id::text", "id::text", "user_id::text", "org_id::text") + `, 'UTF8') FROM ev
+		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev),
+	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events)
+		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*) FROM revoked)
+	INSERT INTO outbox (event_id, subject, payload, receipt_id)
+		SELECT event_id, ` + subject + `, convert_to(` + payload.sql(q, "event_id::text", "id::text", "user_id::text", "org_id::text") + `, 'UTF8'), ` + receipt + `::uuid FROM ev
 	RETURNING event_id::text, payload`
 	rows, err := db.Query(ctx, sql, q.args...)
 	if err != nil {
@@ -102,6 +106,9 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	})
 	if err != nil {
 		return 0, err
+	}
+	for i := range msgs {
+		msgs[i].Receipt, msgs[i].ReceiptEvents = r.receipt, len(msgs)
 	}
 	*out = append(*out, msgs...)
 	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))

@@ -129,23 +129,29 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, in NewUser, meta 
 }
 
 // SetUserDisabled disables or re-enables a user in scope. Disabling revokes
-// every session and access token of the user in the same transaction.
+// every session and access token of the user in the same transaction, and
+// the call returns the receipt's id ("" when enabling); disabling a user who
+// is disabled already revokes nothing, and its receipt is enforced at once.
 // ErrNotFound out of scope; ErrInvalid for an admin disabling itself.
-func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID string, disabled bool, meta ClientMeta) (User, error) {
+func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID string, disabled bool, meta ClientMeta) (User, string, error) {
 	scope, err := adminScope(p)
 	if err != nil {
-		return User{}, err
+		return User{}, "", err
 	}
 	if !isUUID(userID) {
-		return User{}, Invalid("user id must be a UUID")
+		return User{}, "", Invalid("user id must be a UUID")
 	}
 	if disabled && userID == p.UserID {
-		return User{}, Invalid("you cannot disable your own account")
+		return User{}, "", Invalid("you cannot disable your own account")
 	}
 	var (
 		u   User
 		out outboxRows
+		r   revocation
 	)
+	if disabled {
+		r = newRevocation(events.ReasonUserDisabled, p.UserID, scope, meta.IP)
+	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
@@ -160,12 +166,18 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 			if _, err := tx.Exec(ctx, `UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1`, userID, now); err != nil {
 				return err
 			}
-			n, err := s.revokeUser(ctx, tx, now, userID, orgID, revocation{reason: events.ReasonUserDisabled, actorID: p.UserID, ip: meta.IP}, &out)
+			n, err := s.revokeUser(ctx, tx, now, userID, orgID, r, &out)
 			if err != nil {
 				return err
 			}
 			if err := writeAudit(ctx, tx, auditEntry{Action: ActionUserDisabled, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
 				Reason: string(events.ReasonUserDisabled), Detail: map[string]any{"sessions_revoked": n}}); err != nil {
+				return err
+			}
+		}
+		if disabled && was { // nothing to revoke: an empty receipt
+			if _, err := tx.Exec(ctx, `INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events) VALUES ($1, $2, $3, $4, 0)`,
+				r.receipt, nullable(r.actorID), orgID, string(r.reason)); err != nil {
 				return err
 			}
 		}
@@ -181,11 +193,11 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 			Scan(&u.ID, &u.OrgID, &u.Email, &u.Role, &u.Disabled, &u.CreatedAt)
 	})
 	if err != nil {
-		return User{}, domainOr(err, "update user")
+		return User{}, "", domainOr(err, "update user")
 	}
 	s.committed(ctx, out)
 	u.CreatedAt = u.CreatedAt.UTC()
-	return u, nil
+	return u, r.receipt, nil
 }
 
 // BootstrapAdmin creates a global admin with email and password, in an

@@ -17,22 +17,25 @@ import (
 
 	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
 )
 
 // Handler serves the session API: the JSON endpoints of the contract and
 // the operator's /healthz, /readyz, /metrics and /openapi.json.
 type Handler struct {
 	svc      *sessions.Service
+	receipts *receipts.Store
 	log      *slog.Logger
 	gatherer prometheus.Gatherer
 	trusted  []netip.Prefix
 	ready    func(context.Context) error
 }
 
-// NewHandler wires the API. trusted lists the reverse proxies whose
-// X-Forwarded-For is believed; ready backs /readyz; gatherer serves /metrics.
-func NewHandler(svc *sessions.Service, log *slog.Logger, gatherer prometheus.Gatherer, trusted []netip.Prefix, ready func(context.Context) error) *Handler {
-	return &Handler{svc: svc, log: log, gatherer: gatherer, trusted: trusted, ready: ready}
+// NewHandler wires the API. rc answers revocation receipts; trusted lists
+// the reverse proxies whose X-Forwarded-For is believed; ready backs
+// /readyz; gatherer serves /metrics.
+func NewHandler(svc *sessions.Service, rc *receipts.Store, log *slog.Logger, gatherer prometheus.Gatherer, trusted []netip.Prefix, ready func(context.Context) error) *Handler {
+	return &Handler{svc: svc, receipts: rc, log: log, gatherer: gatherer, trusted: trusted, ready: ready}
 }
 
 type ctxKey int
@@ -159,14 +162,6 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, pair)
 }
 
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.Logout(r.Context(), principal(r), h.meta(r)); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
 func (h *Handler) listOwn(w http.ResponseWriter, r *http.Request) {
 	list, err := h.svc.ListOwn(r.Context(), principal(r))
 	if err != nil {
@@ -174,23 +169,6 @@ func (h *Handler) listOwn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"sessions": list})
-}
-
-func (h *Handler) revokeOwn(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.RevokeOwnSession(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r)); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *Handler) revokeOthers(w http.ResponseWriter, r *http.Request) {
-	n, err := h.svc.RevokeOtherSessions(r.Context(), principal(r), h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
@@ -230,23 +208,6 @@ func (h *Handler) getSession(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, s)
 }
 
-func (h *Handler) revokeSession(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.RevokeSession(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r)); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *Handler) revokeUserSessions(w http.ResponseWriter, r *http.Request) {
-	n, err := h.svc.RevokeUserSessions(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]int{"revoked": n})
-}
-
 func (h *Handler) createOrg(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Name string `json:"name"`
@@ -280,26 +241,6 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusCreated, u)
-}
-
-func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Disabled *bool `json:"disabled"`
-	}
-	if err := httpx.DecodeJSON(w, r, &req); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if req.Disabled == nil {
-		h.writeError(w, r, sessions.Invalid("disabled (true or false) is required"))
-		return
-	}
-	u, err := h.svc.SetUserDisabled(r.Context(), principal(r), chi.URLParam(r, "id"), *req.Disabled, h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, u)
 }
 
 func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) {

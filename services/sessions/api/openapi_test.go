@@ -25,7 +25,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Fatalf("openapi version %q", doc.OpenAPI)
 	}
 	r := chi.NewRouter()
-	api.NewHandler(nil, nil, prometheus.NewRegistry(), nil, nil).Mount(r)
+	api.NewHandler(nil, nil, nil, prometheus.NewRegistry(), nil, nil).Mount(r)
 	routes := map[string]bool{}
 	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		if strings.HasPrefix(route, "/admin") || strings.HasPrefix(route, "/account") {

@@ -36,5 +36,8 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Patch("/v1/users/{id}", h.patchUser)
 
 		r.Get("/v1/audit", h.listAudit)
+
+		r.Get("/v1/revocations/{id}", h.getRevocation)
+		r.Get("/v1/gateways", h.listGateways)
 	})
 }

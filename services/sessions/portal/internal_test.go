@@ -10,9 +10,9 @@ import (
 
 func TestPortalCSRFKeyFromKEK(t *testing.T) {
 	kek := []byte("0123456789abcdef0123456789abcdef")
-	a := New(nil, Config{KEK: kek}, nil)
-	b := New(nil, Config{KEK: kek}, nil)
-	c := New(nil, Config{KEK: []byte("another key-encryption key......")}, nil)
+	a := New(nil, nil, Config{KEK: kek}, nil)
+	b := New(nil, nil, Config{KEK: kek}, nil)
+	c := New(nil, nil, Config{KEK: []byte("another key-encryption key......")}, nil)
 	sid := "0b1c6f3e-3a56-4b7e-9a8c-2a4d0f1e5b6c"
 	if a.sessionCSRF(sid) != b.sessionCSRF(sid) {
 		t.Fatal("replicas with the same KEY_ENCRYPTION_KEY disagree on a session's CSRF token")
@@ -23,7 +23,7 @@ func TestPortalCSRFKeyFromKEK(t *testing.T) {
 	if a.sessionCSRF(sid) == a.sessionCSRF("1b1c6f3e-3a56-4b7e-9a8c-2a4d0f1e5b6c") || a.sessionCSRF(sid) == a.signinCSRF(sid) {
 		t.Fatal("CSRF tokens collide across sessions or purposes")
 	}
-	if d := New(nil, Config{}, nil); d.sessionCSRF(sid) == New(nil, Config{}, nil).sessionCSRF(sid) || !d.secure {
+	if d := New(nil, nil, Config{}, nil); d.sessionCSRF(sid) == New(nil, nil, Config{}, nil).sessionCSRF(sid) || !d.secure {
 		t.Fatal("without a KEK the key must be random, and by default the cookies Secure")
 	}
 }

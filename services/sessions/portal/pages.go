@@ -18,6 +18,7 @@ import (
 	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/internal/tokens"
 	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
 )
 
 // signinForm is the body of signin.html.
@@ -111,7 +112,7 @@ func (h *Portal) signin(a area) http.HandlerFunc {
 // signout revokes the browser's own session (reason logout) and forgets its
 // tokens.
 func (h *Portal) signout(w http.ResponseWriter, r *http.Request, v *viewer) {
-	if err := h.svc.Logout(r.Context(), v.Principal, h.meta(r)); err != nil {
+	if _, err := h.svc.Logout(r.Context(), v.Principal, h.meta(r)); err != nil {
 		h.portalFail(w, r, portalArea(r), v, err)
 		return
 	}
@@ -318,7 +319,8 @@ func auditDetail(d map[string]any) string {
 // adminRevokeSession revokes one session in scope (404 out of scope).
 func (h *Portal) adminRevokeSession(w http.ResponseWriter, r *http.Request, v *viewer) {
 	id := chi.URLParam(r, "id")
-	if err := h.svc.RevokeSession(r.Context(), v.Principal, id, h.meta(r)); err != nil {
+	rid, err := h.svc.RevokeSession(r.Context(), v.Principal, id, h.meta(r))
+	if err != nil {
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
 	}
@@ -327,7 +329,7 @@ func (h *Portal) adminRevokeSession(w http.ResponseWriter, r *http.Request, v *v
 		h.redirectWith(w, r, areaAdmin.signin(), "ok", "You revoked your own session and are signed out.")
 		return
 	}
-	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/"), "ok", "Session revoked. Every gateway now refuses its tokens.")
+	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/"), "ok", "Session revoked. "+h.outcome(r, v, rid))
 }
 
 // adminRevokeUser revokes every session of a user in scope.
@@ -338,7 +340,7 @@ func (h *Portal) adminRevokeUser(w http.ResponseWriter, r *http.Request, v *view
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
 	}
-	n, err := h.svc.RevokeUserSessions(r.Context(), v.Principal, id, h.meta(r))
+	n, rid, err := h.svc.RevokeUserSessions(r.Context(), v.Principal, id, h.meta(r))
 	if err != nil {
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
@@ -348,7 +350,7 @@ func (h *Portal) adminRevokeUser(w http.ResponseWriter, r *http.Request, v *view
 		h.redirectWith(w, r, areaAdmin.signin(), "ok", "You revoked all your own sessions and are signed out.")
 		return
 	}
-	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/users/"+id), "ok", fmt.Sprintf("Revoked %s of %s.", plural(n, "session"), u.Email))
+	h.redirectWith(w, r, backTo(r, "/admin/", "/admin/users/"+id), "ok", fmt.Sprintf("Revoked %s of %s. %s", plural(n, "session"), u.Email, h.outcome(r, v, rid)))
 }
 
 // adminSetDisabled disables a user in scope (revoking everything of it) or
@@ -356,17 +358,70 @@ func (h *Portal) adminRevokeUser(w http.ResponseWriter, r *http.Request, v *view
 func (h *Portal) adminSetDisabled(disabled bool) portalPage {
 	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
 		id := chi.URLParam(r, "id")
-		u, err := h.svc.SetUserDisabled(r.Context(), v.Principal, id, disabled, h.meta(r))
+		u, rid, err := h.svc.SetUserDisabled(r.Context(), v.Principal, id, disabled, h.meta(r))
 		if err != nil {
 			h.portalFail(w, r, areaAdmin, v, err)
 			return
 		}
-		msg := u.Email + " is disabled and every session of it is revoked."
+		msg := u.Email + " is disabled and every session of it is revoked. " + h.outcome(r, v, rid)
 		if !disabled {
 			msg = u.Email + " is enabled again and can sign in."
 		}
 		h.redirectWith(w, r, backTo(r, "/admin/", "/admin/users/"+id), "ok", msg)
 	}
+}
+
+// adminGateways is the fleet page, for global admins.
+func (h *Portal) adminGateways(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if v.Role != tokens.RoleGlobalAdmin {
+		h.portalFail(w, r, areaAdmin, v, sessions.Forbidden("only a global admin sees the gateways"))
+		return
+	}
+	h.render(w, r, http.StatusOK, "admin_gateways", pageData{Title: "Gateways", Area: areaAdmin, Nav: "gateways", Viewer: v,
+		Page: struct{ Gateways []receipts.Gateway }{h.receipts.Fleet().List()}})
+}
+
+// outcomeWait is how long an action's page waits for its revocation to be
+// enforced before it reports how far it got.
+const outcomeWait = 2 * time.Second
+
+// outcome says where revocation rid stands at the gateways, as a sentence:
+// "Refused at 8 of 8 gateways in 2.4 ms." once enforced, else which are
+// still pending.
+func (h *Portal) outcome(r *http.Request, v *viewer, rid string) string {
+	rc, err := h.receipts.Wait(r.Context(), v.Principal, rid, outcomeWait)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "portal: receipt", "error", err.Error(), "revocation_id", rid)
+		return ""
+	}
+	switch rc.Status {
+	case receipts.Enforced:
+		if rc.Gateways.Expected == 0 {
+			return "No gateway is running to refuse its tokens."
+		}
+		return fmt.Sprintf("Refused at %d of %s in %s.", rc.Gateways.Enforced, plural(rc.Gateways.Expected, "gateway"), elapsed(rc.EnforcedAt.Sub(rc.CreatedAt)))
+	case receipts.Published:
+		names := map[string]string{}
+		for _, g := range h.receipts.Fleet().List() {
+			names[g.ID] = g.Name
+		}
+		pending := make([]string, len(rc.Gateways.Pending))
+		for i, id := range rc.Gateways.Pending {
+			if pending[i] = names[id]; pending[i] == "" {
+				pending[i] = id
+			}
+		}
+		return fmt.Sprintf("Refused at %d of %s so far; still pending at %s.", rc.Gateways.Enforced, plural(rc.Gateways.Expected, "gateway"), strings.Join(pending, ", "))
+	}
+	return "Recorded; not yet published to the gateways."
+}
+
+// elapsed is a short duration as a person reads it: "2.4 ms", "1.2 s".
+func elapsed(d time.Duration) string {
+	if d < time.Second {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
 }
 
 func plural(n int, unit string) string {
@@ -402,7 +457,8 @@ func (h *Portal) accountSessions(w http.ResponseWriter, r *http.Request, v *view
 // signs the browser out.
 func (h *Portal) accountRevoke(w http.ResponseWriter, r *http.Request, v *viewer) {
 	id := chi.URLParam(r, "id")
-	if err := h.svc.RevokeOwnSession(r.Context(), v.Principal, id, h.meta(r)); err != nil {
+	rid, err := h.svc.RevokeOwnSession(r.Context(), v.Principal, id, h.meta(r))
+	if err != nil {
 		h.portalFail(w, r, areaAccount, v, err)
 		return
 	}
@@ -411,19 +467,19 @@ func (h *Portal) accountRevoke(w http.ResponseWriter, r *http.Request, v *viewer
 		h.redirectWith(w, r, areaAccount.signin(), "ok", "You are signed out.")
 		return
 	}
-	h.redirectWith(w, r, areaAccount.home(), "ok", "That device is signed out.")
+	h.redirectWith(w, r, areaAccount.home(), "ok", "That device is signed out. "+h.outcome(r, v, rid))
 }
 
 // accountRevokeOthers signs out every other device of the user.
 func (h *Portal) accountRevokeOthers(w http.ResponseWriter, r *http.Request, v *viewer) {
-	n, err := h.svc.RevokeOtherSessions(r.Context(), v.Principal, h.meta(r))
+	n, rid, err := h.svc.RevokeOtherSessions(r.Context(), v.Principal, h.meta(r))
 	if err != nil {
 		h.portalFail(w, r, areaAccount, v, err)
 		return
 	}
 	msg := "No other device was signed in."
 	if n > 0 {
-		msg = "Signed out " + plural(n, "other device") + "."
+		msg = "Signed out " + plural(n, "other device") + ". " + h.outcome(r, v, rid)
 	}
 	h.redirectWith(w, r, areaAccount.home(), "ok", msg)
 }

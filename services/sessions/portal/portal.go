@@ -22,6 +22,7 @@ import (
 
 	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
 )
 
 // The portal: the admin pages under /admin/ and the user's own sessions page
@@ -61,22 +62,24 @@ type Config struct {
 
 // Portal serves the portal's pages.
 type Portal struct {
-	svc     *sessions.Service
-	log     *slog.Logger
-	trusted []netip.Prefix
-	secure  bool
-	csrfKey []byte
-	pages   map[string]*template.Template
-	static  http.Handler
+	svc      *sessions.Service
+	receipts *receipts.Store
+	log      *slog.Logger
+	trusted  []netip.Prefix
+	secure   bool
+	csrfKey  []byte
+	pages    map[string]*template.Template
+	static   http.Handler
 }
 
 // The portal's pages, each a template file under web/templates rendered
 // inside layout.html.
-var portalPages = []string{"signin", "admin_sessions", "admin_user", "account_sessions", "error"}
+var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "account_sessions", "error"}
 
-// New returns the portal of svc.
-func New(svc *sessions.Service, cfg Config, log *slog.Logger) *Portal {
-	p := &Portal{svc: svc, log: log, trusted: cfg.TrustedProxies, secure: !cfg.InsecureCookies, pages: map[string]*template.Template{}}
+// New returns the portal of svc, telling each action's outcome at the
+// gateways from rc.
+func New(svc *sessions.Service, rc *receipts.Store, cfg Config, log *slog.Logger) *Portal {
+	p := &Portal{svc: svc, receipts: rc, log: log, trusted: cfg.TrustedProxies, secure: !cfg.InsecureCookies, pages: map[string]*template.Template{}}
 	if len(cfg.KEK) > 0 {
 		p.csrfKey = sessions.DeriveKey(cfg.KEK, "portal-csrf")
 	} else {
@@ -95,6 +98,13 @@ func New(svc *sessions.Service, cfg Config, log *slog.Logger) *Portal {
 				return ""
 			}
 			return *s
+		},
+		"state": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+		"lag": func(g receipts.Gateway) string {
+			if g.StreamLastSeq <= g.AppliedSeq {
+				return "none"
+			}
+			return plural(int(g.StreamLastSeq-g.AppliedSeq), "event")
 		},
 		"short": func(id string) string {
 			if len(id) > 8 {
@@ -123,6 +133,7 @@ func (h *Portal) Mount(r chi.Router) {
 		r.Get("/static/*", h.portalStatic)
 		r.Get("/", h.signedIn(areaAdmin, true, h.adminSessions))
 		r.Get("/users/{id}", h.signedIn(areaAdmin, true, h.adminUser))
+		r.Get("/gateways", h.signedIn(areaAdmin, true, h.adminGateways))
 		r.Post("/sessions/{id}/revoke", h.signedIn(areaAdmin, true, h.adminRevokeSession))
 		r.Post("/users/{id}/revoke-sessions", h.signedIn(areaAdmin, true, h.adminRevokeUser))
 		r.Post("/users/{id}/disable", h.signedIn(areaAdmin, true, h.adminSetDisabled(true)))

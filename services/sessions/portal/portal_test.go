@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/services/sessions/portal"
 	"github.com/sessionguard/revoke/services/sessions/sessionstest"
 )
@@ -608,4 +609,25 @@ func insecurePortal(t *testing.T, e *sessionstest.Env, kek []byte) string {
 	srv := httptest.NewServer(e.Handler(portal.Config{InsecureCookies: true, KEK: kek}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestPortalGatewaysPage: a global admin sees the fleet; an org admin does
+// not.
+func TestPortalGatewaysPage(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	now := time.Now()
+	e.Fleet.Report(events.GatewayApplied{GatewayID: "6bc27edf-80b7-4c9e-9d6b-bf4ed0c27283", Name: "edge-fra-1", Version: "v2.0.0",
+		StartedAt: now.Add(-time.Hour), AppliedSeq: 40, StreamLastSeq: 42, State: events.GatewayCurrent, At: now})
+	root := newPortalClient(t, e.Srv.URL)
+	root.mustSignIn("admin", "root@example.com")
+	assertStatus(t, root.get("/admin/gateways"), 200, "edge-fra-1", "6bc27edf", "v2.0.0", "2 events", "current")
+	assertStatus(t, root.get("/admin/"), 200, `href="/admin/gateways"`)
+	_, email := e.User(e.Org("A"), "org_admin")
+	oa := newPortalClient(t, e.Srv.URL)
+	oa.mustSignIn("admin", email)
+	assertStatus(t, oa.get("/admin/gateways"), 403)
+	if strings.Contains(string(oa.get("/admin/").Body), `href="/admin/gateways"`) {
+		t.Fatal("an org admin is offered the gateways page")
+	}
 }

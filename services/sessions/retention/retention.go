@@ -102,6 +102,8 @@ func (r *Purger) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
 		{"revocations", `DELETE FROM revocations WHERE id IN (SELECT id FROM revocations
 			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Revocations)},
+		{"revocation_receipts", `DELETE FROM revocation_receipts WHERE id IN (SELECT id FROM revocation_receipts
+			WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
 		{"login_failures", `DELETE FROM login_failures WHERE id IN (SELECT id FROM login_failures
 			WHERE at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.LoginFailures)},
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/sessionguard/revoke/internal/envconf"
 	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
 	"github.com/sessionguard/revoke/services/sessions/retention"
 )
 
@@ -37,6 +38,10 @@ type Config struct {
 	Retention      retention.Config
 	// OutboxRetention is how long sent outbox rows are kept.
 	OutboxRetention time.Duration
+	// GatewaySilence is how long a gateway may go unheard before it leaves
+	// the fleet and every pending receipt's expected set
+	// (GATEWAY_SILENCE_TIMEOUT, default 30 s, the contract's).
+	GatewaySilence time.Duration
 	// PortalCookieSecure marks the portal's cookies Secure
 	// (PORTAL_COOKIE_SECURE, default true); only a plain-http dev setup turns
 	// it off.
@@ -93,6 +98,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.Retention.LoginFailures = max(c.Retention.LoginFailures, c.Service.LoginLimit.Window, c.Service.LoginIPLimit.Window)
 	c.OutboxRetention = r.Duration("OUTBOX_RETENTION", 24*time.Hour, 0)
 	c.PortalCookieSecure = r.Bool("PORTAL_COOKIE_SECURE", true)
+	c.GatewaySilence = r.Duration("GATEWAY_SILENCE_TIMEOUT", receipts.DefaultSilence, time.Second)
 	if kek := r.Raw("KEY_ENCRYPTION_KEY"); kek == "" {
 		r.Fail(errors.New("KEY_ENCRYPTION_KEY is required: 32 random bytes in base64 (`openssl rand -base64 32`); it seals the signing keys"))
 	} else {

@@ -24,6 +24,7 @@ import (
 	"github.com/sessionguard/revoke/services/sessions/api"
 	"github.com/sessionguard/revoke/services/sessions/erasure"
 	"github.com/sessionguard/revoke/services/sessions/portal"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
 	"github.com/sessionguard/revoke/services/sessions/retention"
 )
 
@@ -77,6 +78,10 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
 	}
 	// The relay is sessiond's: its metrics carry sessiond's prefix.
+	// Receipts: the fleet from the gateways' reports, and the relay's acks.
+	fleet := receipts.NewFleet(cfg.GatewaySilence, time.Now, reg)
+	rc := receipts.NewStore(pool, fleet, time.Now, reg, log.With("component", "receipts"))
+	relayCfg.OnAck = rc.Acked
 	relay := outbox.New(pool, js, relayCfg, prometheus.WrapRegistererWithPrefix("sessiond_", reg), log.With("component", "outbox"))
 	svc, err := sessions.NewService(pool, keys, cfg.KEK, cfg.Service, metrics, relay, log)
 	if err != nil {
@@ -102,8 +107,8 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 		return nil
 	}
 	handler := Routes(log, reg,
-		api.NewHandler(svc, log, reg, cfg.TrustedProxies, ready),
-		portal.New(svc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies}, log))
+		api.NewHandler(svc, rc, log, reg, cfg.TrustedProxies, ready),
+		portal.New(svc, rc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies}, log))
 
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -121,6 +126,11 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go keys.Run(bg, 30*time.Second)
+	appliedSub, err := subscribeApplied(nc, fleet, log)
+	if err != nil {
+		return fmt.Errorf("nats: subscribe to applied reports: %w", err)
+	}
+	defer func() { _ = appliedSub.Unsubscribe() }()
 	activitySub, err := subscribeActivity(bg, nc, svc, log)
 	if err != nil {
 		return fmt.Errorf("nats: subscribe to activity reports: %w", err)
@@ -135,7 +145,8 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	erasures := erasure.New(svc, js, reg, log.With("component", "erasure"))
 	purger := retention.New(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup
-	workers.Add(2)
+	workers.Add(3)
+	go func() { defer workers.Done(); rc.Run(bg) }()
 	go func() { defer workers.Done(); erasures.Run(bg) }()
 	go func() { defer workers.Done(); purger.Run(bg) }()
 	defer workers.Wait() // runs after stopBG below
@@ -187,5 +198,19 @@ func subscribeActivity(ctx context.Context, nc *nats.Conn, svc *sessions.Service
 		if err := svc.RecordActivity(ctx, a.Sessions); err != nil {
 			log.Warn("activity report not recorded", "error", err.Error())
 		}
+	})
+}
+
+// subscribeApplied feeds the gateways' applied reports to the fleet. Every
+// replica hears every report (no queue group): each answers receipts from
+// its own view of the fleet.
+func subscribeApplied(nc *nats.Conn, fleet *receipts.Fleet, log *slog.Logger) (*nats.Subscription, error) {
+	return nc.Subscribe(events.SubjectGatewayApplied, func(m *nats.Msg) {
+		ev, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			log.Warn("applied report skipped", "error", err.Error())
+			return
+		}
+		fleet.Report(ev.(events.GatewayApplied))
 	})
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/sessionguard/revoke/services/sessions"
 	"github.com/sessionguard/revoke/services/sessions/api"
 	"github.com/sessionguard/revoke/services/sessions/portal"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
 	"github.com/sessionguard/revoke/services/sessions/sessiond"
 )
 
@@ -82,6 +83,10 @@ type Env struct {
 	KEK   []byte
 	Clock *Clock
 	Log   *slog.Logger
+	// Receipts answers revocation receipts from Fleet, which no gateway
+	// reports to unless a test feeds it.
+	Receipts *receipts.Store
+	Fleet    *receipts.Fleet
 	// Srv serves sessiond's routes; the portal's cookies are Secure.
 	Srv     *httptest.Server
 	OrgP    string // the platform org of the global admin
@@ -143,6 +148,8 @@ func NewOn(t testing.TB, pool *pgxpool.Pool, cfg sessions.Config) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{T: t, Pool: pool, Svc: svc, Keys: keys, KEK: kek, Clock: clock, Log: log}
+	e.Fleet = receipts.NewFleet(receipts.DefaultSilence, time.Now, prometheus.NewRegistry())
+	e.Receipts = receipts.NewStore(pool, e.Fleet, time.Now, prometheus.NewRegistry(), log)
 	e.Srv = httptest.NewServer(e.Handler(portal.Config{KEK: kek}))
 	t.Cleanup(e.Srv.Close)
 	if _, err := svc.BootstrapAdmin(ctx, "root@example.com", "root-password"); err != nil {
@@ -159,7 +166,7 @@ func NewOn(t testing.TB, pool *pgxpool.Pool, cfg sessions.Config) *Env {
 func (e *Env) Handler(pc portal.Config) http.Handler {
 	reg := prometheus.NewRegistry()
 	ready := func(ctx context.Context) error { return e.Pool.Ping(ctx) }
-	return sessiond.Routes(e.Log, reg, api.NewHandler(e.Svc, e.Log, reg, nil, ready), portal.New(e.Svc, pc, e.Log))
+	return sessiond.Routes(e.Log, reg, api.NewHandler(e.Svc, e.Receipts, e.Log, reg, nil, ready), portal.New(e.Svc, e.Receipts, pc, e.Log))
 }
 
 var emailSeq struct {

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sessionguard/revoke/internal/httpx"
+	"github.com/sessionguard/revoke/internal/tokens"
+	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/receipts"
+)
+
+// The revoking endpoints. Each answers with the action's receipt:
+// Revocation-Id names it, and with Prefer: wait=N (RFC 7240) the answer
+// waits up to N seconds for the revocation to be enforced at every gateway,
+// and says how far it got in Revocation-Status.
+
+// preferWait reads Prefer: wait=N from r: N seconds, at most
+// receipts.MaxWait; false without such a preference.
+func preferWait(r *http.Request) (time.Duration, bool) {
+	for _, h := range r.Header.Values("Prefer") {
+		for _, pref := range strings.Split(h, ",") {
+			name, value, _ := strings.Cut(strings.TrimSpace(strings.SplitN(pref, ";", 2)[0]), "=")
+			if !strings.EqualFold(strings.TrimSpace(name), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(value), `"`))
+			if err != nil || n < 0 {
+				return 0, false
+			}
+			return min(time.Duration(n)*time.Second, receipts.MaxWait), true
+		}
+	}
+	return 0, false
+}
+
+// receipt sets the headers of a revoking call's answer, waiting first when
+// the caller asked to.
+func (h *Handler) receipt(w http.ResponseWriter, r *http.Request, id string) {
+	w.Header().Set("Revocation-Id", id)
+	d, ok := preferWait(r)
+	if !ok {
+		return
+	}
+	rc, err := h.receipts.Wait(r.Context(), principal(r), id, d)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "receipt wait failed", "error", err.Error(), "revocation_id", id)
+		rc.Status = receipts.Committed
+	}
+	w.Header().Set("Revocation-Status", rc.Status)
+	w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(d/time.Second)))
+}
+
+// revoked is the body of the calls that say how many sessions they revoked.
+type revoked struct {
+	Revoked      int    `json:"revoked"`
+	RevocationID string `json:"revocation_id"`
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	id, err := h.svc.Logout(r.Context(), principal(r), h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.receipt(w, r, id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) revokeOwn(w http.ResponseWriter, r *http.Request) {
+	id, err := h.svc.RevokeOwnSession(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.receipt(w, r, id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) revokeOthers(w http.ResponseWriter, r *http.Request) {
+	n, id, err := h.svc.RevokeOtherSessions(r.Context(), principal(r), h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.receipt(w, r, id)
+	httpx.WriteJSON(w, http.StatusOK, revoked{Revoked: n, RevocationID: id})
+}
+
+func (h *Handler) revokeSession(w http.ResponseWriter, r *http.Request) {
+	id, err := h.svc.RevokeSession(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.receipt(w, r, id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) revokeUserSessions(w http.ResponseWriter, r *http.Request) {
+	n, id, err := h.svc.RevokeUserSessions(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.receipt(w, r, id)
+	httpx.WriteJSON(w, http.StatusOK, revoked{Revoked: n, RevocationID: id})
+}
+
+// userChange is PATCH /v1/users/{id}'s body: the user, and the receipt of
+// the revocation when the call disabled it.
+type userChange struct {
+	sessions.User
+	RevocationID string `json:"revocation_id,omitempty"`
+}
+
+func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Disabled *bool `json:"disabled"`
+	}
+	if err := httpx.DecodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if req.Disabled == nil {
+		h.writeError(w, r, sessions.Invalid("disabled (true or false) is required"))
+		return
+	}
+	u, id, err := h.svc.SetUserDisabled(r.Context(), principal(r), chi.URLParam(r, "id"), *req.Disabled, h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if id != "" {
+		h.receipt(w, r, id)
+	}
+	httpx.WriteJSON(w, http.StatusOK, userChange{User: u, RevocationID: id})
+}
+
+func (h *Handler) getRevocation(w http.ResponseWriter, r *http.Request) {
+	rc, err := h.receipts.Get(r.Context(), principal(r), chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, rc)
+}
+
+func (h *Handler) listGateways(w http.ResponseWriter, r *http.Request) {
+	if principal(r).Role != tokens.RoleGlobalAdmin {
+		h.writeError(w, r, sessions.Forbidden("only a global_admin sees the gateways"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"gateways": h.receipts.Fleet().List()})
+}

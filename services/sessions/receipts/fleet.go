@@ -1,0 +1,241 @@
+// Package receipts proves that revocations are enforced: it keeps the fleet
+// of gateways from their gateway.v1.applied reports, learns from the outbox
+// relay at which stream sequence each revocation was published, and tells
+// for every revocation receipt whether it is committed, published or
+// enforced, and which gateways it still waits for.
+//
+// No message flows per gateway per revocation. A gateway applies
+// REVOCATIONS in stream order, so one number, its watermark, says all it has
+// applied; a receipt is enforced once every gateway that was live when it
+// was published has a watermark at or past the receipt's last sequence.
+// Every sessiond replica hears every report, so any replica answers any
+// receipt; the replica whose relay published a receipt's events also waits
+// for it in memory and records the final result.
+package receipts
+
+import (
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// DefaultSilence is how long a gateway may stay silent before it leaves the
+// fleet and the expected set of every pending receipt (the contract's 30 s).
+const DefaultSilence = 30 * time.Second
+
+// Gateway is one gateway as the fleet knows it.
+type Gateway struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Version    string    `json:"version"`
+	StartedAt  time.Time `json:"started_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	AppliedSeq uint64    `json:"applied_seq"`
+	State      string    `json:"state"`
+	// StreamLastSeq is the stream's last sequence the gateway last saw; the
+	// difference to AppliedSeq is its lag in messages.
+	StreamLastSeq uint64 `json:"stream_last_seq"`
+}
+
+// point is one report's watermark and when it arrived here.
+type point struct {
+	seq uint64
+	at  time.Time
+}
+
+// history is how many recent watermarks a gateway keeps, to tell when it
+// reached a sequence: at a report a second, a quarter of an hour; under
+// load, the last few thousand revocations.
+const history = 1024
+
+type member struct {
+	Gateway
+	points []point // ring of the latest watermarks, in arrival order
+	next   int
+	leftAt time.Time // when it left (departed gateways only)
+}
+
+// reached is when the gateway's watermark first reached seq, as far as its
+// history tells (the oldest point it holds when the history is shorter).
+func (m *member) reached(seq uint64) (time.Time, bool) {
+	if m.AppliedSeq < seq {
+		return time.Time{}, false
+	}
+	n := len(m.points)
+	// points[next:] then points[:next] are in arrival order, seqs rising.
+	ordered := append(append([]point(nil), m.points[m.next:]...), m.points[:m.next]...)
+	i := sort.Search(n, func(i int) bool { return ordered[i].seq >= seq })
+	if i == n {
+		return m.LastSeenAt, true
+	}
+	return ordered[i].at, true
+}
+
+// Fleet is the set of gateways heard from. Every replica keeps its own,
+// from the same reports.
+type Fleet struct {
+	silence time.Duration
+	now     func() time.Time
+	size    *prometheus.GaugeVec
+	changed func() // called after each change, outside the lock
+
+	mu       sync.Mutex
+	members  map[string]*member
+	departed map[string]*member // gateways that went silent, kept ten minutes
+}
+
+// NewFleet returns an empty fleet whose gateways leave after silence; its
+// gauge of gateways by state is registered with reg.
+func NewFleet(silence time.Duration, now func() time.Time, reg prometheus.Registerer) *Fleet {
+	f := &Fleet{silence: silence, now: now, members: map[string]*member{}, departed: map[string]*member{},
+		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sessiond_gateways", Help: "Gateways heard from within the silence bound, by the state they report (current, stale, failing_closed).",
+		}, []string{"state"})}
+	reg.MustRegister(f.size)
+	return f
+}
+
+// Report takes a gateway's report. A report older than the latest of its
+// gateway changes nothing (core NATS keeps a publisher's order, but a
+// gateway that restarts reports anew under a new id).
+func (f *Fleet) Report(r events.GatewayApplied) {
+	now := f.now()
+	f.mu.Lock()
+	m, ok := f.members[r.GatewayID]
+	if !ok {
+		if m, ok = f.departed[r.GatewayID]; ok { // it came back
+			delete(f.departed, r.GatewayID)
+			m.leftAt = time.Time{}
+		} else {
+			m = &member{points: make([]point, 0, 8)}
+		}
+		f.members[r.GatewayID] = m
+	}
+	if r.AppliedSeq < m.AppliedSeq {
+		r.AppliedSeq = m.AppliedSeq // watermarks never go back
+	}
+	m.Gateway = Gateway{ID: r.GatewayID, Name: r.Name, Version: r.Version, StartedAt: r.StartedAt.UTC(), LastSeenAt: now.UTC(),
+		AppliedSeq: r.AppliedSeq, StreamLastSeq: r.StreamLastSeq, State: r.State}
+	if len(m.points) < history {
+		m.points = append(m.points, point{r.AppliedSeq, now})
+	} else {
+		m.points[m.next] = point{r.AppliedSeq, now}
+		m.next = (m.next + 1) % history
+	}
+	f.mu.Unlock()
+	if f.changed != nil {
+		f.changed()
+	}
+}
+
+// Sweep lets gateways silent for longer than the bound leave, forgets those
+// that left ten minutes ago, and updates the gauge. It reports whether a
+// gateway left.
+func (f *Fleet) Sweep() bool {
+	now := f.now()
+	f.mu.Lock()
+	left := false
+	counts := map[string]int{events.GatewayCurrent: 0, events.GatewayStale: 0, events.GatewayFailingClosed: 0}
+	for id, m := range f.members {
+		if now.Sub(m.LastSeenAt) > f.silence {
+			delete(f.members, id)
+			m.leftAt = now
+			f.departed[id] = m
+			left = true
+			continue
+		}
+		counts[m.State]++
+	}
+	for id, m := range f.departed {
+		if now.Sub(m.leftAt) > 10*time.Minute {
+			delete(f.departed, id)
+		}
+	}
+	f.mu.Unlock()
+	for state, n := range counts {
+		f.size.WithLabelValues(state).Set(float64(n))
+	}
+	if left && f.changed != nil {
+		f.changed()
+	}
+	return left
+}
+
+// List is the fleet, by name.
+func (f *Fleet) List() []Gateway {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Gateway, 0, len(f.members))
+	for _, m := range f.members {
+		out = append(out, m.Gateway)
+	}
+	slices.SortFunc(out, func(a, b Gateway) int {
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Enforcement is where a revocation stands at the gateways.
+type Enforcement struct {
+	Expected int      // gateways that must apply it: live, and started by its publish
+	Enforced int      // of them, those that have
+	Pending  []string // of them, those that have not yet
+	Departed []string // gateways that left before they applied it
+	// At is when the last expected gateway's watermark reached it (zero
+	// while some are pending, or when none were expected).
+	At time.Time
+}
+
+// enforcement tells where a revocation published at publishedAt, up to
+// stream sequence seq, stands. With when, it also works out At from the
+// gateways' histories (a receipt nobody here waited for); without, At stays
+// zero and the caller, who watched it happen, knows better.
+func (f *Fleet) enforcement(seq uint64, publishedAt time.Time, when bool) Enforcement {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var e Enforcement
+	for _, m := range f.members {
+		if m.StartedAt.After(publishedAt) {
+			continue // it started later, and replays the stream before it decides
+		}
+		e.Expected++
+		if m.AppliedSeq < seq {
+			e.Pending = append(e.Pending, m.ID)
+			continue
+		}
+		e.Enforced++
+		if when {
+			if at, _ := m.reached(seq); at.After(e.At) {
+				e.At = at
+			}
+		}
+	}
+	for _, m := range f.departed {
+		if !m.StartedAt.After(publishedAt) && m.AppliedSeq < seq {
+			e.Departed = append(e.Departed, m.ID)
+			if when && m.leftAt.After(e.At) { // enforced once the laggard left
+				e.At = m.leftAt
+			}
+		}
+	}
+	slices.Sort(e.Pending)
+	slices.Sort(e.Departed)
+	if len(e.Pending) > 0 {
+		e.At = time.Time{}
+	}
+	return e
+}

@@ -1,0 +1,409 @@
+package receipts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/loop"
+	"github.com/sessionguard/revoke/internal/outbox"
+	"github.com/sessionguard/revoke/internal/postgres"
+	"github.com/sessionguard/revoke/internal/tokens"
+	"github.com/sessionguard/revoke/services/sessions"
+)
+
+// Statuses of a receipt.
+const (
+	Committed = "committed" // durable in PostgreSQL
+	Published = "published" // every event acknowledged by JetStream
+	Enforced  = "enforced"  // applied by every gateway live at its publish
+)
+
+// MaxWait bounds Prefer: wait=N.
+const MaxWait = 10 * time.Second
+
+// Receipt is a revocation receipt as the API shows it.
+type Receipt struct {
+	ID          string     `json:"id"`
+	Reason      string     `json:"reason"`
+	CreatedAt   time.Time  `json:"created_at"`
+	Status      string     `json:"status"`
+	PublishedAt *time.Time `json:"published_at"`
+	EnforcedAt  *time.Time `json:"enforced_at"`
+	Gateways    Gateways   `json:"gateways"`
+}
+
+// Gateways is where a receipt stands at the gateways.
+type Gateways struct {
+	Expected int      `json:"expected"`
+	Enforced int      `json:"enforced"`
+	Pending  []string `json:"pending"`
+	// Departed are gateways that went silent for the silence bound before
+	// they applied it, and so left the expected set.
+	Departed []string `json:"departed"`
+}
+
+// tracked is a receipt this replica watches: its relay published (or
+// is publishing) its events, or a caller waits for it.
+type tracked struct {
+	id          string
+	events      int             // how many events it has; -1 until known
+	acked       map[string]bool // event ids JetStream acknowledged
+	lastSeq     uint64
+	committedAt time.Time
+	publishedAt time.Time
+	isPublished bool // every event acknowledged
+	enforced    bool
+	enforcement Enforcement
+	done        chan struct{} // closed once enforced
+	forgetAt    time.Time
+}
+
+func (t *tracked) published() bool { return t.isPublished }
+
+// Store answers receipts: from memory for those this replica tracks, from
+// the database and the fleet for the others, and records each final result.
+type Store struct {
+	pool  *pgxpool.Pool
+	fleet *Fleet
+	now   func() time.Time
+	log   *slog.Logger
+
+	final   *prometheus.CounterVec
+	latency prometheus.Histogram
+
+	mu      sync.Mutex
+	tracked map[string]*tracked
+	waiting []*tracked // published, not enforced, by last sequence
+	toSave  []*tracked // enforced, not yet written
+}
+
+// NewStore returns the receipts of pool, enforced against fleet; its
+// metrics are registered with reg.
+func NewStore(pool *pgxpool.Pool, fleet *Fleet, now func() time.Time, reg prometheus.Registerer, log *slog.Logger) *Store {
+	s := &Store{pool: pool, fleet: fleet, now: now, log: log, tracked: map[string]*tracked{},
+		final: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessiond_receipts_total", Help: "Revocation receipts this replica tracked to their end, by how they ended (enforced, expired).",
+		}, []string{"status"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sessiond_receipt_commit_to_enforced_seconds", Help: "Time from a revocation's commit to its enforcement at every expected gateway.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		})}
+	reg.MustRegister(s.final, s.latency)
+	fleet.changed = s.check
+	return s
+}
+
+// get returns the tracked receipt id, creating it.
+func (s *Store) get(id string) *tracked {
+	t, ok := s.tracked[id]
+	if !ok {
+		t = &tracked{id: id, events: -1, acked: map[string]bool{}, done: make(chan struct{}), forgetAt: s.now().Add(10 * time.Minute)}
+		s.tracked[id] = t
+	}
+	return t
+}
+
+// Acked takes one of the relay's acks (outbox.Config.OnAck): event m was
+// stored at stream sequence seq; its transaction committed at committedAt.
+func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
+	if m.Receipt == "" {
+		return
+	}
+	s.mu.Lock()
+	t := s.get(m.Receipt)
+	wasPublished := t.published()
+	t.events = m.ReceiptEvents
+	t.acked[m.EventID] = true
+	t.lastSeq = max(t.lastSeq, seq)
+	if t.committedAt.IsZero() || committedAt.Before(t.committedAt) {
+		t.committedAt = committedAt
+	}
+	if !wasPublished && len(t.acked) >= t.events {
+		t.isPublished, t.publishedAt = true, s.now()
+		i, _ := slices.BinarySearchFunc(s.waiting, t.lastSeq, func(w *tracked, seq uint64) int {
+			return cmpUint(w.lastSeq, seq)
+		})
+		s.waiting = slices.Insert(s.waiting, i, t)
+	}
+	s.mu.Unlock()
+	s.check()
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// check enforces, in order of sequence, the published receipts that every
+// expected gateway has applied. It stops at the first that waits: gateways
+// apply in stream order, so the ones after it (published later, expecting
+// the same gateways or more) wait too.
+func (s *Store) check() {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.waiting {
+		e := s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
+		if len(e.Pending) > 0 {
+			break
+		}
+		e.At = now
+		s.enforce(t, e)
+		n++
+	}
+	s.waiting = s.waiting[n:]
+}
+
+// enforce records that t is enforced (s.mu held).
+func (s *Store) enforce(t *tracked, e Enforcement) {
+	if t.enforced {
+		return
+	}
+	t.enforced, t.enforcement = true, e
+	close(t.done)
+	s.final.WithLabelValues(Enforced).Inc()
+	if !t.committedAt.IsZero() {
+		s.latency.Observe(e.At.Sub(t.committedAt).Seconds())
+	}
+	s.toSave = append(s.toSave, t)
+}
+
+// Run sweeps the fleet every second (silent gateways leave), writes final
+// results, and forgets old receipts, until ctx ends.
+func (s *Store) Run(ctx context.Context) {
+	saves := time.NewTicker(50 * time.Millisecond)
+	defer saves.Stop()
+	go loop.Every(ctx, time.Second, func(context.Context) {
+		s.fleet.Sweep()
+		s.forget()
+	})
+	for {
+		select {
+		case <-ctx.Done():
+			s.save(context.WithoutCancel(ctx))
+			return
+		case <-saves.C:
+			s.save(ctx)
+		}
+	}
+}
+
+// forget drops receipts tracked for ten minutes without an end.
+func (s *Store) forget() {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, t := range s.tracked {
+		if t.enforced && !slices.Contains(s.toSave, t) {
+			delete(s.tracked, id)
+			continue
+		}
+		if now.After(t.forgetAt) {
+			delete(s.tracked, id)
+			s.final.WithLabelValues("expired").Inc()
+			s.waiting = slices.DeleteFunc(s.waiting, func(w *tracked) bool { return w == t })
+		}
+	}
+}
+
+// save writes the final results gathered since the last save, in one
+// statement. A lost write costs nothing that cannot be worked out again
+// from the outbox and the fleet, so it does not wait for the disk.
+func (s *Store) save(ctx context.Context) {
+	s.mu.Lock()
+	batch := s.toSave
+	s.toSave = nil
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	ids, pubs, seqs, encs, exps, deps := make([]string, len(batch)), make([]time.Time, len(batch)), make([]int64, len(batch)),
+		make([]time.Time, len(batch)), make([]int32, len(batch)), make([]string, len(batch))
+	for i, t := range batch {
+		ids[i], pubs[i], seqs[i], encs[i] = t.id, t.publishedAt, int64(t.lastSeq), t.enforcement.At
+		exps[i], deps[i] = int32(t.enforcement.Expected), strings.Join(t.enforcement.Departed, ",")
+	}
+	err := postgres.ExecUnsynced(ctx, s.pool, `UPDATE revocation_receipts r SET published_at = x.p, last_seq = x.s, enforced_at = x.e,
+			expected = x.n, departed = string_to_array(NULLIF(x.d, ''), ',')::uuid[]
+		FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::timestamptz[], $5::int[], $6::text[]) AS x(id, p, s, e, n, d)
+		WHERE r.id = x.id AND r.enforced_at IS NULL`, ids, pubs, seqs, encs, exps, deps)
+	if err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "receipts not recorded; they will be worked out again when read", "error", err.Error(), "receipts", len(batch))
+	}
+}
+
+// row is a receipt as stored.
+type row struct {
+	actorID, orgID *string
+	reason         string
+	events         int
+	createdAt      time.Time
+	publishedAt    *time.Time
+	lastSeq        *int64
+	enforcedAt     *time.Time
+	expected       *int32
+	departed       []string
+}
+
+var errNotFound = fmt.Errorf("%w: no revocation with this id in your scope", sessions.ErrNotFound)
+
+// load reads receipt id, in p's scope: the caller who made it, or an admin
+// of its org, or a global admin. ErrNotFound otherwise.
+func (s *Store) load(ctx context.Context, p sessions.Principal, id string) (row, error) {
+	var r row
+	err := s.pool.QueryRow(ctx, `SELECT actor_id::text, org_id::text, reason, events, created_at, published_at, last_seq, enforced_at,
+			expected, COALESCE(departed::text[], '{}') FROM revocation_receipts WHERE id = $1`, id).
+		Scan(&r.actorID, &r.orgID, &r.reason, &r.events, &r.createdAt, &r.publishedAt, &r.lastSeq, &r.enforcedAt, &r.expected, &r.departed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return row{}, errNotFound
+	}
+	if err != nil {
+		return row{}, fmt.Errorf("%w: receipt: %w", sessions.ErrUnavailable, err)
+	}
+	mine := r.actorID != nil && *r.actorID == p.UserID && p.UserID != ""
+	inScope := p.Role == tokens.RoleGlobalAdmin || (p.Role == tokens.RoleOrgAdmin && r.orgID != nil && *r.orgID == p.OrgID)
+	if !mine && !inScope {
+		return row{}, errNotFound
+	}
+	return r, nil
+}
+
+// Get returns receipt id as p may see it. Errors: ErrInvalid (not a
+// UUID), ErrNotFound (unknown or out of scope), ErrUnavailable.
+func (s *Store) Get(ctx context.Context, p sessions.Principal, id string) (Receipt, error) {
+	if !events.IsUUID(id) {
+		return Receipt{}, sessions.Invalid("revocation id must be a UUID")
+	}
+	r, err := s.load(ctx, p, id)
+	if err != nil {
+		return Receipt{}, err
+	}
+	return s.status(ctx, id, r)
+}
+
+// status works out where receipt id (stored as r) stands.
+func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
+	out := Receipt{ID: id, Reason: r.reason, CreatedAt: r.createdAt.UTC(), Status: Committed, Gateways: Gateways{Pending: []string{}, Departed: []string{}}}
+	switch {
+	case r.enforcedAt != nil: // final
+		pub, enf := r.publishedAt.UTC(), r.enforcedAt.UTC()
+		out.Status, out.PublishedAt, out.EnforcedAt = Enforced, &pub, &enf
+		if r.expected != nil {
+			out.Gateways.Expected, out.Gateways.Enforced = int(*r.expected), int(*r.expected)
+		}
+		out.Gateways.Departed = append(out.Gateways.Departed, r.departed...)
+		return out, nil
+	case r.events == 0: // it revoked nothing: there is nothing to enforce
+		at := out.CreatedAt
+		out.Status, out.PublishedAt, out.EnforcedAt = Enforced, &at, &at
+		return out, nil
+	}
+	s.mu.Lock()
+	t, ok := s.tracked[id]
+	if ok && t.published() {
+		pub := t.publishedAt.UTC()
+		out.Status, out.PublishedAt = Published, &pub
+		e, enforced := t.enforcement, t.enforced
+		if !enforced {
+			e = s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
+		}
+		s.mu.Unlock()
+		return fill(out, e, enforced), nil
+	}
+	s.mu.Unlock()
+	// Not tracked here: the outbox says what JetStream acknowledged.
+	var (
+		rows, acked int
+		lastSeq     *int64
+		sentAt      *time.Time
+	)
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(stream_seq), max(stream_seq), max(sent_at) FROM outbox WHERE receipt_id = $1`, id).
+		Scan(&rows, &acked, &lastSeq, &sentAt); err != nil {
+		return Receipt{}, fmt.Errorf("%w: receipt: %w", sessions.ErrUnavailable, err)
+	}
+	if acked < r.events || lastSeq == nil || sentAt == nil {
+		return out, nil
+	}
+	pub := sentAt.UTC()
+	out.Status, out.PublishedAt = Published, &pub
+	e := s.fleet.enforcement(uint64(*lastSeq), *sentAt, true)
+	if len(e.Pending) == 0 {
+		if e.At.IsZero() || e.At.Before(pub) {
+			e.At = pub // none expected, or enforced before the relay's mark
+		}
+		s.mu.Lock()
+		t := s.get(id)
+		t.events, t.lastSeq, t.publishedAt, t.isPublished = r.events, uint64(*lastSeq), *sentAt, true
+		s.enforce(t, e)
+		s.mu.Unlock()
+	}
+	return fill(out, e, len(e.Pending) == 0), nil
+}
+
+func fill(out Receipt, e Enforcement, enforced bool) Receipt {
+	out.Gateways.Expected, out.Gateways.Enforced = e.Expected, e.Enforced
+	out.Gateways.Pending = append(out.Gateways.Pending, e.Pending...)
+	out.Gateways.Departed = append(out.Gateways.Departed, e.Departed...)
+	if enforced {
+		at := e.At.UTC()
+		out.Status, out.EnforcedAt = Enforced, &at
+		out.Gateways.Pending = []string{}
+	}
+	return out
+}
+
+// Wait returns receipt id once it is enforced or after d (at most MaxWait),
+// whichever comes first; p made it. Errors as Get.
+func (s *Store) Wait(ctx context.Context, p sessions.Principal, id string, d time.Duration) (Receipt, error) {
+	d = min(d, MaxWait)
+	r, err := s.load(ctx, p, id)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if r.enforcedAt != nil || r.events == 0 {
+		return s.status(ctx, id, r)
+	}
+	s.mu.Lock()
+	t := s.get(id)
+	done := t.done
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	// This replica's relay normally publishes what its requests commit, and
+	// its acks end the wait at once; when another replica's relay did, only
+	// the outbox tells, so look there now and then.
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-done:
+			return s.status(context.WithoutCancel(ctx), id, r)
+		case <-ctx.Done():
+			return s.status(context.WithoutCancel(ctx), id, r)
+		case <-poll.C:
+			if got, err := s.status(ctx, id, r); err == nil && got.Status == Enforced {
+				return got, nil
+			}
+		}
+	}
+}
+
+// Fleet is the fleet of gateways the store works with.
+func (s *Store) Fleet() *Fleet { return s.fleet }
