@@ -178,12 +178,7 @@ func TestFaultGatewayKilled(t *testing.T) {
 	t.Parallel()
 	bin := goBuild(t, "gatewayd")
 	s := newSystem(t, 1) // the in-process gateway shows what the stream holds
-	proxy, control := freeAddr(t), freeAddr(t)
-	g := &gw{proxy: "http://" + proxy, control: "http://" + control}
-	gatewayd := startProcess(t, bin, map[string]string{
-		"JWKS_URL": s.api + "/.well-known/jwks.json", "NATS_URL": s.natsURL, "GATEWAY_UPSTREAM": s.upstream.URL,
-		"GATEWAY_ADDR": proxy, "GATEWAY_CONTROL_ADDR": control, "ISSUER": "http://sessiond.test", "LOG_LEVEL": "debug",
-	})
+	gatewayd, g := s.gatewaydProcess(t, bin, map[string]string{"LOG_LEVEL": "debug"})
 	s.waitOK(g.control + "/readyz")
 	gws := []*gw{s.gateways[0], g}
 	out := &outcomes{}
@@ -941,6 +936,19 @@ func (p *process) kill(t testing.TB) {
 	}
 	// Keep-alive connections to the dead process must not be reused.
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// gatewaydProcess starts the gatewayd binary bin as a process of its own
+// against s, on free ports, with extra settings added.
+func (s *system) gatewaydProcess(t *testing.T, bin string, extra map[string]string) (*process, *gw) {
+	t.Helper()
+	proxy, control := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"JWKS_URL": s.api + "/.well-known/jwks.json", "NATS_URL": s.natsURL, "GATEWAY_UPSTREAM": s.upstream.URL,
+		"GATEWAY_ADDR": proxy, "GATEWAY_CONTROL_ADDR": control, "ISSUER": "http://sessiond.test",
+	}
+	maps.Copy(env, extra)
+	return startProcess(t, bin, env), &gw{proxy: "http://" + proxy, control: "http://" + control}
 }
 
 // signal sends sig to the running process.

@@ -168,12 +168,7 @@ func TestReceiptWaitsForAStoppedGateway(t *testing.T) {
 	t.Parallel()
 	bin := goBuild(t, "gatewayd")
 	s := newSystem(t, 0)
-	proxy, control := freeAddr(t), freeAddr(t)
-	g := &gw{proxy: "http://" + proxy, control: "http://" + control}
-	p := startProcess(t, bin, map[string]string{
-		"JWKS_URL": s.api + "/.well-known/jwks.json", "NATS_URL": s.natsURL, "GATEWAY_UPSTREAM": s.upstream.URL,
-		"GATEWAY_ADDR": proxy, "GATEWAY_CONTROL_ADDR": control, "ISSUER": "http://sessiond.test", "GATEWAY_NAME": "paused",
-	})
+	p, g := s.gatewaydProcess(t, bin, map[string]string{"GATEWAY_NAME": "paused"})
 	s.waitOK(g.control + "/readyz")
 	id := s.fleetID("paused")
 	_, u := s.user()
