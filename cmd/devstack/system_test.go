@@ -252,6 +252,18 @@ func (s *system) user() (string, pair) {
 	return u.ID, s.login(email, "password-1")
 }
 
+// logins creates a user (as user does) and returns n more sessions of it.
+func (s *system) logins(n int) []pair {
+	s.t.Helper()
+	_, first := s.user()
+	email := s.emailOf(first)
+	toks := make([]pair, n)
+	for i := range toks {
+		toks[i] = s.login(email, "password-1")
+	}
+	return toks
+}
+
 // check asks a gateway's forward-auth endpoint about a token.
 func check(t testing.TB, g *gw, token string) int {
 	req, _ := http.NewRequest("GET", g.control+"/v1/check", nil)

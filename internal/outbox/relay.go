@@ -463,7 +463,7 @@ func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Me
 			sent = append(sent, m)
 			r.metrics.acked(m.Subject, ack.Duplicate, time.Since(p.at))
 			if r.cfg.OnAck != nil {
-				r.cfg.OnAck(p.msgs[i], ack.Sequence, p.at)
+				r.cfg.OnAck(m, ack.Sequence, p.at)
 			}
 		case err := <-f.Err():
 			failed, why = failed+1, err.Error()

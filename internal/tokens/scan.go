@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -43,12 +44,7 @@ func scanObject(b []byte, f func(key string, raw []byte) error) error {
 			return err
 		}
 		key := b[i+1 : end-1]
-		for _, c := range key {
-			if c == '\\' {
-				return errScan
-			}
-		}
-		if n == maxMembers {
+		if n == maxMembers || bytes.IndexByte(key, '\\') >= 0 {
 			return errScan
 		}
 		for _, k := range seen[:n] {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -211,16 +212,15 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 	if c.Exp == nil {
 		return nil, invalidf("token has no exp")
 	}
-	exp, ok1 := numericDate(*c.Exp)
-	if !ok1 {
+	exp, ok := numericDate(*c.Exp)
+	if !ok {
 		return nil, invalidf("exp is malformed")
 	}
 	if !now.Before(exp.Add(v.leeway)) {
 		return nil, invalidf("token is expired")
 	}
-	var nbf, iat time.Time
+	var nbf time.Time
 	if c.Nbf != nil {
-		var ok bool
 		if nbf, ok = numericDate(*c.Nbf); !ok {
 			return nil, invalidf("nbf is malformed")
 		}
@@ -231,8 +231,8 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 	if c.Iat == nil {
 		return nil, invalidf("missing jti, sid, sub, org or iat")
 	}
-	var ok bool
-	if iat, ok = numericDate(*c.Iat); !ok {
+	iat, ok := numericDate(*c.Iat)
+	if !ok {
 		return nil, invalidf("iat is malformed")
 	}
 	if c.Iss != v.issuer {
@@ -242,11 +242,7 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	found := false
-	for _, a := range aud {
-		found = found || a == v.audience
-	}
-	if !found {
+	if !slices.Contains(aud, v.audience) {
 		return nil, invalidf("token has invalid audience")
 	}
 	if c.Jti == "" || c.Sid == "" || c.Sub == "" || c.Org == "" {

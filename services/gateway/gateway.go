@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sessionguard/revoke/events"
@@ -79,11 +80,17 @@ const (
 // decides reports itself stale: confirmations normally come every 200 ms.
 const staleAfter = 2 * time.Second
 
+// failingClosed reports whether the gateway refuses every request (503):
+// its blocklist is not known to be current, or it has no signing keys.
+func (g *Gateway) failingClosed(now time.Time) bool {
+	return !g.feed.Current(now) || g.verifier.keys.Current() == nil
+}
+
 // State is what the gateway reports of itself: failing_closed while it
 // answers 503, stale while its last confirmation is overdue, else current.
 func (g *Gateway) State(now time.Time) string {
 	switch {
-	case !g.feed.Current(now) || g.verifier.keys.Current() == nil:
+	case g.failingClosed(now):
 		return events.GatewayFailingClosed
 	case g.feed.Staleness(now) > staleAfter:
 		return events.GatewayStale
@@ -93,7 +100,7 @@ func (g *Gateway) State(now time.Time) string {
 
 // Decide checks the bearer token of an Authorization header value.
 func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Time) Decision {
-	if !g.feed.Current(now) || g.verifier.keys.Current() == nil {
+	if g.failingClosed(now) {
 		g.metrics.stale.Inc()
 		return Decision{Outcome: Unavailable, Reason: "revocation list not current"}
 	}
@@ -174,37 +181,16 @@ func stripIdentity(h http.Header) {
 
 var identityHeaders = [...]string{HeaderUser, HeaderOrg, HeaderSession, HeaderRole}
 
+// isIdentityHeader compares k with the identity headers ignoring case and
+// reading "_" as "-".
 func isIdentityHeader(k string) bool {
+	k = strings.ReplaceAll(k, "_", "-") // k itself when it has no "_"
 	for _, id := range identityHeaders {
-		if len(k) == len(id) && sameHeaderName(k, id) {
+		if strings.EqualFold(k, id) {
 			return true
 		}
 	}
 	return false
-}
-
-// sameHeaderName compares two header names of equal length ignoring case
-// and treating "_" as "-".
-func sameHeaderName(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == '_' {
-			x = '-'
-		}
-		if y == '_' {
-			y = '-'
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 type ctxKey struct{}

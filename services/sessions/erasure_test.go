@@ -35,7 +35,7 @@ func TestEraseRemovesEverySessionAndConfirms(t *testing.T) {
 	if code := e.Call("POST", "/v1/auth/login", "", map[string]string{"email": email, "password": "password-1"}, nil); code != 401 {
 		t.Fatalf("login after erasure: %d", code)
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p1.RefreshToken}, nil); code != 401 {
+	if code := e.Refresh(p1.RefreshToken, nil); code != 401 {
 		t.Fatalf("refresh after erasure: %d", code)
 	}
 	if n := e.Count("refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE s.user_id = '" + id + "'"); n != 0 {

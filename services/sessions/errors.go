@@ -92,7 +92,8 @@ func (f Failure) LogLevel() slog.Level {
 
 // failure is one row of the table: errors that wrap sentinel (or, with no
 // sentinel, that match) are told this way. detail and message "" mean the
-// error's own text after the sentinel's (capitalised, for message).
+// error's own text after the sentinel's (capitalised, for message), so a
+// row with match and no sentinel always carries its own detail.
 type failure struct {
 	sentinel error
 	match    func(error) bool
@@ -137,7 +138,7 @@ func Explain(err error) Failure {
 	for _, f := range failures {
 		if (f.sentinel != nil && errors.Is(err, f.sentinel)) || (f.match != nil && f.match(err)) {
 			out := Failure{Status: f.status, Slug: f.slug, Detail: f.detail, Message: f.message, RetryAfter: f.retry, Log: f.log}
-			if out.Detail == "" {
+			if out.Detail == "" { // a sentinel's row: the message it was wrapped with
 				out.Detail = strings.TrimPrefix(err.Error(), f.sentinel.Error()+": ")
 			}
 			if out.Message == "" {

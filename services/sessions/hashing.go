@@ -27,8 +27,7 @@ type hasher struct {
 
 	mu      sync.Mutex
 	waiting int
-	peak    int // the most hashes ever computed at once (tests read it)
-	active  int
+	peak    int // the most turns ever taken at once (tests read it)
 }
 
 func newHasher(params argon2id.Params, slots, queue int, wait time.Duration, m *Metrics) *hasher {
@@ -67,17 +66,13 @@ func (h *hasher) acquire(ctx context.Context) error {
 		}
 	}
 	h.mu.Lock()
-	h.active++
-	h.peak = max(h.peak, h.active)
+	h.peak = max(h.peak, len(h.slots))
 	h.mu.Unlock()
 	h.running.Inc()
 	return nil
 }
 
 func (h *hasher) release() {
-	h.mu.Lock()
-	h.active--
-	h.mu.Unlock()
 	h.running.Dec()
 	<-h.slots
 }

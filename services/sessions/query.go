@@ -16,7 +16,7 @@ type query struct {
 	conds []string
 }
 
-// bind adds v as the next parameter and returns its placeholder ($n).
+// bind adds v as the next parameter and returns how the statement names it ($n).
 func (q *query) bind(v any) string {
 	q.args = append(q.args, v)
 	return "$" + strconv.Itoa(len(q.args))

@@ -176,8 +176,9 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 			}
 		}
 		if disabled && was { // nothing to revoke: an empty receipt
-			if _, err := tx.Exec(ctx, `INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events) VALUES ($1, $2, $3, $4, 0)`,
-				r.receipt, nullable(r.actorID), orgID, string(r.reason)); err != nil {
+			b := &pgx.Batch{}
+			queueReceipt(b, r, orgID, 0)
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return err
 			}
 		}

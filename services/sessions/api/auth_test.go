@@ -153,7 +153,7 @@ func TestConcurrentRefreshKeepsOneFamily(t *testing.T) {
 			defer wg.Done()
 			<-start
 			var out sessions.TokenPair
-			code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p.RefreshToken}, &out)
+			code := e.Refresh(p.RefreshToken, &out)
 			mu.Lock()
 			defer mu.Unlock()
 			codes[code]++
@@ -182,7 +182,7 @@ func TestConcurrentRefreshKeepsOneFamily(t *testing.T) {
 		next = k
 	}
 	var again sessions.TokenPair
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": next}, &again); code != 200 || again.RefreshToken == next {
+	if code := e.Refresh(next, &again); code != 200 || again.RefreshToken == next {
 		t.Fatalf("rotating the successor: %d", code)
 	}
 }
@@ -192,15 +192,15 @@ func TestRefreshGraceAndReuse(t *testing.T) {
 	e := sessionstest.New(t)
 	_, p := e.NewUser(e.Org("A"), "user")
 	var r1, r2, r3 sessions.TokenPair
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p.RefreshToken}, &r1); code != 200 {
+	if code := e.Refresh(p.RefreshToken, &r1); code != 200 {
 		t.Fatalf("refresh: %d", code)
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": r1.RefreshToken}, &r2); code != 200 {
+	if code := e.Refresh(r1.RefreshToken, &r2); code != 200 {
 		t.Fatalf("refresh 2: %d", code)
 	}
 	// Within the grace of its rotation, the root gives the live head (r2), not r1.
 	e.Clock.Advance(5 * time.Second)
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p.RefreshToken}, &r3); code != 200 {
+	if code := e.Refresh(p.RefreshToken, &r3); code != 200 {
 		t.Fatalf("grace refresh: %d", code)
 	}
 	if r3.RefreshToken != r2.RefreshToken {
@@ -221,7 +221,7 @@ func TestRefreshGraceAndReuse(t *testing.T) {
 			t.Fatal("an access token of the reused session still works")
 		}
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": r2.RefreshToken}, nil); code != 401 {
+	if code := e.Refresh(r2.RefreshToken, nil); code != 401 {
 		t.Fatalf("the live refresh token of a reused session: %d, want 401", code)
 	}
 	var reason string
@@ -249,20 +249,20 @@ func TestRefreshRefusals(t *testing.T) {
 		"almost right":     almostRight(p.RefreshToken),
 		"right with space": " " + p.RefreshToken,
 	} {
-		if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": tok}, nil); code != 401 {
+		if code := e.Refresh(tok, nil); code != 401 {
 			t.Errorf("%s: %d, want 401", name, code)
 		}
 	}
 	// disabled user
 	e.Call("PATCH", "/v1/users/"+id, e.Admin.AccessToken, map[string]bool{"disabled": true}, nil)
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p.RefreshToken}, nil); code != 401 {
+	if code := e.Refresh(p.RefreshToken, nil); code != 401 {
 		t.Fatalf("disabled user's refresh: %d", code)
 	}
 	// expired refresh token
 	if _, err := e.Pool.Exec(t.Context(), "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE session_id = $1", p2.SessionID); err != nil {
 		t.Fatal(err)
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p2.RefreshToken}, nil); code != 401 {
+	if code := e.Refresh(p2.RefreshToken, nil); code != 401 {
 		t.Fatalf("expired refresh: %d", code)
 	}
 }
@@ -382,7 +382,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal("a token signed by the retired key is refused")
 	}
 	var q sessions.TokenPair
-	e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p.RefreshToken}, &q)
+	e.Refresh(p.RefreshToken, &q)
 	if !strings.Contains(q.AccessToken, ".") || headerKid(t, q.AccessToken) != kid {
 		t.Fatalf("new token signed with %q, want %q", headerKid(t, q.AccessToken), kid)
 	}

@@ -61,54 +61,46 @@ type revoked struct {
 	RevocationID string `json:"revocation_id"`
 }
 
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	id, err := h.svc.Logout(r.Context(), principal(r), h.meta(r))
+// answer writes a revoking call's answer: err as a problem, or the
+// receipt's headers (none when id is "") and body as JSON (204 when nil).
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, body any, err error) {
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	h.receipt(w, r, id)
-	w.WriteHeader(http.StatusNoContent)
+	if id != "" {
+		h.receipt(w, r, id)
+	}
+	if body == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, body)
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	id, err := h.svc.Logout(r.Context(), principal(r), h.meta(r))
+	h.answer(w, r, id, nil, err)
 }
 
 func (h *Handler) revokeOwn(w http.ResponseWriter, r *http.Request) {
 	id, err := h.svc.RevokeOwnSession(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	h.receipt(w, r, id)
-	w.WriteHeader(http.StatusNoContent)
+	h.answer(w, r, id, nil, err)
 }
 
 func (h *Handler) revokeOthers(w http.ResponseWriter, r *http.Request) {
 	n, id, err := h.svc.RevokeOtherSessions(r.Context(), principal(r), h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	h.receipt(w, r, id)
-	httpx.WriteJSON(w, http.StatusOK, revoked{Revoked: n, RevocationID: id})
+	h.answer(w, r, id, revoked{Revoked: n, RevocationID: id}, err)
 }
 
 func (h *Handler) revokeSession(w http.ResponseWriter, r *http.Request) {
 	id, err := h.svc.RevokeSession(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	h.receipt(w, r, id)
-	w.WriteHeader(http.StatusNoContent)
+	h.answer(w, r, id, nil, err)
 }
 
 func (h *Handler) revokeUserSessions(w http.ResponseWriter, r *http.Request) {
 	n, id, err := h.svc.RevokeUserSessions(r.Context(), principal(r), chi.URLParam(r, "id"), h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	h.receipt(w, r, id)
-	httpx.WriteJSON(w, http.StatusOK, revoked{Revoked: n, RevocationID: id})
+	h.answer(w, r, id, revoked{Revoked: n, RevocationID: id}, err)
 }
 
 // userChange is PATCH /v1/users/{id}'s body: the user, and the receipt of
@@ -131,14 +123,7 @@ func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, id, err := h.svc.SetUserDisabled(r.Context(), principal(r), chi.URLParam(r, "id"), *req.Disabled, h.meta(r))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if id != "" {
-		h.receipt(w, r, id)
-	}
-	httpx.WriteJSON(w, http.StatusOK, userChange{User: u, RevocationID: id})
+	h.answer(w, r, id, userChange{User: u, RevocationID: id}, err)
 }
 
 func (h *Handler) getRevocation(w http.ResponseWriter, r *http.Request) {

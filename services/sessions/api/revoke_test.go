@@ -145,7 +145,7 @@ func TestRevocationRolledBackLeavesNothing(t *testing.T) {
 	if tokensNotBefore != nil {
 		t.Fatal("user-level not_before set by a rolled back revocation")
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": p.RefreshToken}, nil); code != 200 {
+	if code := e.Refresh(p.RefreshToken, nil); code != 200 {
 		t.Fatalf("refresh after rolled back revocation: %d", code)
 	}
 }
@@ -230,7 +230,7 @@ func TestOwnSessions(t *testing.T) {
 	if e.Alive(b.AccessToken) {
 		t.Fatal("token alive after logout")
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": b.RefreshToken}, nil); code != 401 {
+	if code := e.Refresh(b.RefreshToken, nil); code != 401 {
 		t.Fatalf("refresh after logout: %d", code)
 	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/internal/tokens"
 	"github.com/sessionguard/revoke/services/sessions"
 	"github.com/sessionguard/revoke/services/sessions/receipts"
@@ -93,13 +92,7 @@ func (h *Portal) signin(a area) http.HandlerFunc {
 			DeviceType: "web", DeviceName: "Portal sign-in", Meta: h.meta(r),
 		})
 		if err != nil {
-			f := sessions.Explain(err)
-			if f.Log {
-				h.log.Log(r.Context(), f.LogLevel(), "portal sign-in failed", "error", err.Error(), "path", r.URL.Path)
-			}
-			if f.RetryAfter > 0 {
-				httpx.SetRetryAfter(w, f.RetryAfter)
-			}
+			f := h.explain(w, r, err)
 			h.renderSignin(w, r, a, f.Status, signinForm{Email: refill(email), Error: f.Message})
 			return
 		}
@@ -377,8 +370,12 @@ func (h *Portal) adminGateways(w http.ResponseWriter, r *http.Request, v *viewer
 		h.portalFail(w, r, areaAdmin, v, sessions.Forbidden("only a global admin sees the gateways"))
 		return
 	}
+	fleet := h.receipts.Fleet()
 	h.render(w, r, http.StatusOK, "admin_gateways", pageData{Title: "Gateways", Area: areaAdmin, Nav: "gateways", Viewer: v,
-		Page: struct{ Gateways []receipts.Gateway }{h.receipts.Fleet().List()}})
+		Page: struct {
+			Gateways []receipts.Gateway
+			Silence  time.Duration
+		}{fleet.List(), fleet.Silence()}})
 }
 
 // outcomeWait is how long an action's page waits for its revocation to be

@@ -353,9 +353,9 @@ func (h *Portal) render(w http.ResponseWriter, r *http.Request, status int, name
 	_, _ = w.Write(buf.Bytes())
 }
 
-// portalFail renders the error page for err, as Explain tells; like the
-// API it logs internal detail and never shows it.
-func (h *Portal) portalFail(w http.ResponseWriter, r *http.Request, a area, v *viewer, err error) {
+// explain tells how err reaches the browser (sessions.Explain), logs what
+// is for the log and sets Retry-After.
+func (h *Portal) explain(w http.ResponseWriter, r *http.Request, err error) sessions.Failure {
 	f := sessions.Explain(err)
 	if f.Log {
 		h.log.Log(r.Context(), f.LogLevel(), "portal request failed", "error", err.Error(), "path", r.URL.Path)
@@ -363,6 +363,13 @@ func (h *Portal) portalFail(w http.ResponseWriter, r *http.Request, a area, v *v
 	if f.RetryAfter > 0 {
 		httpx.SetRetryAfter(w, f.RetryAfter)
 	}
+	return f
+}
+
+// portalFail renders the error page for err, as Explain tells; like the
+// API it logs internal detail and never shows it.
+func (h *Portal) portalFail(w http.ResponseWriter, r *http.Request, a area, v *viewer, err error) {
+	f := h.explain(w, r, err)
 	page := errorPage{Status: f.Status, Heading: http.StatusText(f.Status), Message: f.Message, LinkURL: a.home(), LinkText: "Back"}
 	if v == nil {
 		page.LinkURL, page.LinkText = a.signin(), "Go to the sign-in page"

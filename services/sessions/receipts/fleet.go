@@ -14,8 +14,10 @@
 package receipts
 
 import (
+	"cmp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,14 +68,15 @@ func (m *member) reached(seq uint64) (time.Time, bool) {
 	if m.AppliedSeq < seq {
 		return time.Time{}, false
 	}
+	// The ring holds points[next:] then points[:next], in arrival order,
+	// watermarks rising: the i-th oldest is at (next+i) mod len.
 	n := len(m.points)
-	// points[next:] then points[:next] are in arrival order, seqs rising.
-	ordered := append(append([]point(nil), m.points[m.next:]...), m.points[:m.next]...)
-	i := sort.Search(n, func(i int) bool { return ordered[i].seq >= seq })
+	oldest := func(i int) point { return m.points[(m.next+i)%n] }
+	i := sort.Search(n, func(i int) bool { return oldest(i).seq >= seq })
 	if i == n {
 		return m.LastSeenAt, true
 	}
-	return ordered[i].at, true
+	return oldest(i).at, true
 }
 
 // Fleet is the set of gateways heard from. Every replica keeps its own,
@@ -99,6 +102,9 @@ func NewFleet(silence time.Duration, now func() time.Time, reg prometheus.Regist
 	reg.MustRegister(f.size)
 	return f
 }
+
+// Silence is how long a gateway may stay silent before it leaves.
+func (f *Fleet) Silence() time.Duration { return f.silence }
 
 // Report takes a gateway's report. A report older than the latest of its
 // gateway changes nothing (core NATS keeps a publisher's order, but a
@@ -174,18 +180,7 @@ func (f *Fleet) List() []Gateway {
 	for _, m := range f.members {
 		out = append(out, m.Gateway)
 	}
-	slices.SortFunc(out, func(a, b Gateway) int {
-		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
-		}
-		if a.ID < b.ID {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(out, func(a, b Gateway) int { return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID)) })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package receipts
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,19 +58,17 @@ type Gateways struct {
 // is publishing) its events, or a caller waits for it.
 type tracked struct {
 	id          string
-	events      int             // how many events it has; -1 until known
+	events      int             // how many events it has
 	acked       map[string]bool // event ids JetStream acknowledged
 	lastSeq     uint64
 	committedAt time.Time
 	publishedAt time.Time
-	isPublished bool // every event acknowledged
+	published   bool // every event acknowledged
 	enforced    bool
 	enforcement Enforcement
 	done        chan struct{} // closed once enforced
 	forgetAt    time.Time
 }
-
-func (t *tracked) published() bool { return t.isPublished }
 
 // Store answers receipts: from memory for those this replica tracks, from
 // the database and the fleet for the others, and records each final result.
@@ -88,8 +87,9 @@ type Store struct {
 	toSave  []*tracked // enforced, not yet written
 }
 
-// NewStore returns the receipts of pool, enforced against fleet; its
-// metrics are registered with reg.
+// NewStore returns the receipts of pool, enforced against fleet, which from
+// then on tells the store of each change; its metrics are registered with
+// reg.
 func NewStore(pool *pgxpool.Pool, fleet *Fleet, now func() time.Time, reg prometheus.Registerer, log *slog.Logger) *Store {
 	s := &Store{pool: pool, fleet: fleet, now: now, log: log, tracked: map[string]*tracked{},
 		final: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -108,7 +108,7 @@ func NewStore(pool *pgxpool.Pool, fleet *Fleet, now func() time.Time, reg promet
 func (s *Store) get(id string) *tracked {
 	t, ok := s.tracked[id]
 	if !ok {
-		t = &tracked{id: id, events: -1, acked: map[string]bool{}, done: make(chan struct{}), forgetAt: s.now().Add(10 * time.Minute)}
+		t = &tracked{id: id, acked: map[string]bool{}, done: make(chan struct{}), forgetAt: s.now().Add(10 * time.Minute)}
 		s.tracked[id] = t
 	}
 	return t
@@ -122,7 +122,7 @@ func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
 	}
 	s.mu.Lock()
 	t := s.get(m.Receipt)
-	wasPublished := t.published()
+	wasPublished := t.published
 	t.events = m.ReceiptEvents
 	t.acked[m.EventID] = true
 	t.lastSeq = max(t.lastSeq, seq)
@@ -130,24 +130,12 @@ func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
 		t.committedAt = committedAt
 	}
 	if !wasPublished && len(t.acked) >= t.events {
-		t.isPublished, t.publishedAt = true, s.now()
-		i, _ := slices.BinarySearchFunc(s.waiting, t.lastSeq, func(w *tracked, seq uint64) int {
-			return cmpUint(w.lastSeq, seq)
-		})
+		t.published, t.publishedAt = true, s.now()
+		i, _ := slices.BinarySearchFunc(s.waiting, t.lastSeq, func(w *tracked, seq uint64) int { return cmp.Compare(w.lastSeq, seq) })
 		s.waiting = slices.Insert(s.waiting, i, t)
 	}
 	s.mu.Unlock()
 	s.check()
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // check enforces, in order of sequence, the published receipts that every
@@ -211,11 +199,7 @@ func (s *Store) forget() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, t := range s.tracked {
-		if t.enforced && !slices.Contains(s.toSave, t) {
-			delete(s.tracked, id)
-			continue
-		}
-		if now.After(t.forgetAt) {
+		if !t.enforced && now.After(t.forgetAt) {
 			delete(s.tracked, id)
 			s.final.WithLabelValues("expired").Inc()
 			s.waiting = slices.DeleteFunc(s.waiting, func(w *tracked) bool { return w == t })
@@ -224,12 +208,16 @@ func (s *Store) forget() {
 }
 
 // save writes the final results gathered since the last save, in one
-// statement. A lost write costs nothing that cannot be worked out again
-// from the outbox and the fleet, so it does not wait for the disk.
+// statement, and stops tracking them: from then on they are read from the
+// database. A lost write costs nothing that cannot be worked out again from
+// the outbox and the fleet, so it does not wait for the disk.
 func (s *Store) save(ctx context.Context) {
 	s.mu.Lock()
 	batch := s.toSave
 	s.toSave = nil
+	for _, t := range batch {
+		delete(s.tracked, t.id)
+	}
 	s.mu.Unlock()
 	if len(batch) == 0 {
 		return
@@ -317,7 +305,7 @@ func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
 	}
 	s.mu.Lock()
 	t, ok := s.tracked[id]
-	if ok && t.published() {
+	if ok && t.published {
 		pub := t.publishedAt.UTC()
 		out.Status, out.PublishedAt = Published, &pub
 		e, enforced := t.enforcement, t.enforced
@@ -330,12 +318,12 @@ func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
 	s.mu.Unlock()
 	// Not tracked here: the outbox says what JetStream acknowledged.
 	var (
-		rows, acked int
-		lastSeq     *int64
-		sentAt      *time.Time
+		acked   int
+		lastSeq *int64
+		sentAt  *time.Time
 	)
-	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(stream_seq), max(stream_seq), max(sent_at) FROM outbox WHERE receipt_id = $1`, id).
-		Scan(&rows, &acked, &lastSeq, &sentAt); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(stream_seq), max(stream_seq), max(sent_at) FROM outbox WHERE receipt_id = $1`, id).
+		Scan(&acked, &lastSeq, &sentAt); err != nil {
 		return Receipt{}, fmt.Errorf("%w: receipt: %w", sessions.ErrUnavailable, err)
 	}
 	if acked < r.events || lastSeq == nil || sentAt == nil {
@@ -350,7 +338,7 @@ func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
 		}
 		s.mu.Lock()
 		t := s.get(id)
-		t.events, t.lastSeq, t.publishedAt, t.isPublished = r.events, uint64(*lastSeq), *sentAt, true
+		t.events, t.lastSeq, t.publishedAt, t.published = r.events, uint64(*lastSeq), *sentAt, true
 		s.enforce(t, e)
 		s.mu.Unlock()
 	}

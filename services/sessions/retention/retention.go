@@ -1,6 +1,6 @@
 // Package retention purges finished data of the session service: expired
-// and revoked sessions, rotated refresh tokens, expired revocations and old
-// failed logins, in small batches, one replica at a time.
+// and revoked sessions, rotated refresh tokens, expired revocations, old
+// revocation receipts and old failed logins, in small batches, one replica at a time.
 package retention
 
 import (
@@ -18,7 +18,8 @@ import (
 // Config says how long finished data is kept.
 type Config struct {
 	// Sessions: expired or revoked sessions (with their refresh tokens)
-	// are deleted this long after they ended.
+	// are deleted this long after they ended; revocation receipts this
+	// long after they were made.
 	Sessions time.Duration
 	// UsedRefreshTokens: rotated refresh tokens are kept this long after
 	// their rotation, so that reuse is detected (and the session revoked)
@@ -85,37 +86,30 @@ func (r *Purger) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('retention'))")
 	}()
 
-	secs := func(d time.Duration) float64 { return d.Seconds() }
+	// One statement per condition, each on an index of its own; the kind
+	// is the table.
 	jobs := []struct {
-		kind string
-		sql  string
-		arg  float64
+		table, column string
+		keep          time.Duration
 	}{
-		// One statement per condition, each on an index of its own.
-		{"refresh_tokens", `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens
-			WHERE rotated_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
-		{"refresh_tokens", `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens
-			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.UsedRefreshTokens)},
-		{"sessions", `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
-			WHERE revoked_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
-		{"sessions", `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
-			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
-		{"revocations", `DELETE FROM revocations WHERE id IN (SELECT id FROM revocations
-			WHERE expires_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Revocations)},
-		{"revocation_receipts", `DELETE FROM revocation_receipts WHERE id IN (SELECT id FROM revocation_receipts
-			WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.Sessions)},
-		{"login_failures", `DELETE FROM login_failures WHERE id IN (SELECT id FROM login_failures
-			WHERE at < now() - make_interval(secs => $1) LIMIT $2)`, secs(r.cfg.LoginFailures)},
+		{"refresh_tokens", "rotated_at", r.cfg.UsedRefreshTokens},
+		{"refresh_tokens", "expires_at", r.cfg.UsedRefreshTokens},
+		{"sessions", "revoked_at", r.cfg.Sessions},
+		{"sessions", "expires_at", r.cfg.Sessions},
+		{"revocations", "expires_at", r.cfg.Revocations},
+		{"revocation_receipts", "created_at", r.cfg.Sessions},
+		{"login_failures", "at", r.cfg.LoginFailures},
 	}
 	out := map[string]int64{}
 	for _, j := range jobs {
 		for ctx.Err() == nil {
-			tag, err := conn.Exec(ctx, j.sql, j.arg, r.cfg.Batch)
+			tag, err := conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN (SELECT id FROM %[1]s
+				WHERE %[2]s < now() - make_interval(secs => $1) LIMIT $2)`, j.table, j.column), j.keep.Seconds(), r.cfg.Batch)
 			if err != nil {
-				return out, fmt.Errorf("retention: %s: %w", j.kind, err)
+				return out, fmt.Errorf("retention: %s.%s: %w", j.table, j.column, err)
 			}
-			out[j.kind] += tag.RowsAffected()
-			r.purged.WithLabelValues(j.kind).Add(float64(tag.RowsAffected()))
+			out[j.table] += tag.RowsAffected()
+			r.purged.WithLabelValues(j.table).Add(float64(tag.RowsAffected()))
 			if tag.RowsAffected() < int64(r.cfg.Batch) {
 				break
 			}

@@ -21,7 +21,7 @@ func TestRetentionPurgesOnlyWhatIsDue(t *testing.T) {
 	old := e.Login(email, "password-1")
 	rotated := e.Login(email, "password-1")
 	var next sessions.TokenPair
-	e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": rotated.RefreshToken}, &next)
+	e.Refresh(rotated.RefreshToken, &next)
 	e.Call("POST", "/v1/auth/logout", old.AccessToken, nil, nil)
 	ctx := context.Background()
 	mustExec := func(sql string, args ...any) {
@@ -45,7 +45,7 @@ func TestRetentionPurgesOnlyWhatIsDue(t *testing.T) {
 	if !e.Alive(live.AccessToken) || !e.Alive(next.AccessToken) {
 		t.Fatal("a live session was purged")
 	}
-	if code := e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": next.RefreshToken}, nil); code != 200 {
+	if code := e.Refresh(next.RefreshToken, nil); code != 200 {
 		t.Fatalf("live refresh token purged: %d", code)
 	}
 	if n := e.Count("login_failures"); n != 1 {

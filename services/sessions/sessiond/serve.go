@@ -77,11 +77,11 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
 			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
 	}
-	// The relay is sessiond's: its metrics carry sessiond's prefix.
 	// Receipts: the fleet from the gateways' reports, and the relay's acks.
 	fleet := receipts.NewFleet(cfg.GatewaySilence, time.Now, reg)
 	rc := receipts.NewStore(pool, fleet, time.Now, reg, log.With("component", "receipts"))
 	relayCfg.OnAck = rc.Acked
+	// The relay is sessiond's: its metrics carry sessiond's prefix.
 	relay := outbox.New(pool, js, relayCfg, prometheus.WrapRegistererWithPrefix("sessiond_", reg), log.With("component", "outbox"))
 	svc, err := sessions.NewService(pool, keys, cfg.KEK, cfg.Service, metrics, relay, log)
 	if err != nil {

@@ -285,6 +285,13 @@ func (e *Env) Call(method, path, token string, body any, out any) int {
 	return r.Status
 }
 
+// Refresh presents refresh at POST /v1/auth/refresh and decodes a 2xx
+// answer (the new pair) into out.
+func (e *Env) Refresh(refresh string, out any) int {
+	e.T.Helper()
+	return e.Call("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": refresh}, out)
+}
+
 // Alive reports whether token is still accepted by sessiond.
 func (e *Env) Alive(token string) bool {
 	e.T.Helper()
