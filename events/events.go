@@ -33,6 +33,15 @@ const (
 	SubjectGatewayApplied = "gateway.v1.applied"
 )
 
+// HeaderAwaited, set to "1" on a REVOCATIONS message, says that a caller
+// waits for the receipt of the revocation it belongs to: a gateway reports
+// its watermark at once after applying it. Progress nobody waits for may be
+// reported coalesced (at most every GATEWAY_REPORT_INTERVAL in gatewayd), so
+// that thousands of gateways under thousands of revocations a second send
+// sessiond a bounded number of reports. A gateway that ignores the header
+// and reports after every apply is correct too, only costlier to hear.
+const HeaderAwaited = "Revocation-Awaited"
+
 // Gateway states, as a gateway reports them.
 const (
 	GatewayCurrent       = "current"        // confirmed current within its bound, recently

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/postgres"
 )
@@ -97,6 +98,9 @@ type Message struct {
 	// and ReceiptEvents how many rows that receipt has in all.
 	Receipt       string
 	ReceiptEvents int
+	// Awaited: a caller waits for the receipt, and the message asks the
+	// gateways to report at once after applying it (events.HeaderAwaited).
+	Awaited bool
 
 	seq uint64 // the stream sequence JetStream acknowledged it at
 }
@@ -143,9 +147,7 @@ func (r *Relay) Committed(ctx context.Context, msgs []Message) {
 	p := published{msgs: msgs, futures: make([]jetstream.PubAckFuture, len(msgs)), at: time.Now()}
 	r.fly(msgs...)
 	for i, m := range msgs {
-		msg := nats.NewMsg(m.Subject)
-		msg.Data = m.Payload
-		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.EventID))
+		f, err := r.js.PublishMsgAsync(natsMsg(m.Subject, m.Payload, m.Awaited), jetstream.WithMsgID(m.EventID))
 		if err != nil {
 			r.land(m)
 			r.fastPathFailed(ctx, err.Error(), 1)
@@ -298,6 +300,17 @@ type row struct {
 	created time.Time
 	receipt string
 	events  int // of its receipt
+	awaited bool
+}
+
+// natsMsg is the message that publishes an outbox row.
+func natsMsg(subject string, payload []byte, awaited bool) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	msg.Data = payload
+	if awaited {
+		msg.Header.Set(events.HeaderAwaited, "1")
+	}
+	return msg
 }
 
 // RelayOnce publishes one batch of unsent rows and marks the acked ones
@@ -314,7 +327,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		q.Queue("SET LOCAL synchronous_commit TO off")
 		// Rows the fast path is publishing are its own to mark; taking them
 		// would publish them twice (harmless, but not free).
-		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(rr.events, 0)
+		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(rr.events, 0), COALESCE(rr.awaited, false)
 			FROM outbox o LEFT JOIN revocation_receipts rr ON rr.id = o.receipt_id
 			WHERE o.sent_at IS NULL AND o.event_id <> ALL($2::uuid[]) ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, r.cfg.Batch, r.inFlight())
 		br := tx.SendBatch(ctx, q)
@@ -329,7 +342,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 		batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 			var x row
-			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created, &x.receipt, &x.events)
+			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created, &x.receipt, &x.events, &x.awaited)
 			return x, err
 		})
 		if cerr := br.Close(); err == nil {
@@ -366,9 +379,7 @@ func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(batch))
 	for i, x := range batch {
-		msg := nats.NewMsg(x.subject)
-		msg.Data = x.payload
-		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(x.eventID))
+		f, err := r.js.PublishMsgAsync(natsMsg(x.subject, x.payload, x.awaited), jetstream.WithMsgID(x.eventID))
 		if err != nil {
 			errMsg = err.Error()
 			failed = append(failed, x.id)
@@ -399,7 +410,7 @@ wait:
 			sent, seqs = append(sent, x.id), append(seqs, int64(ack.Sequence))
 			r.metrics.acked(x.subject, ack.Duplicate, time.Since(x.created))
 			if r.cfg.OnAck != nil {
-				r.cfg.OnAck(Message{EventID: x.eventID, Subject: x.subject, Payload: x.payload, Receipt: x.receipt, ReceiptEvents: x.events}, ack.Sequence, x.created)
+				r.cfg.OnAck(Message{EventID: x.eventID, Subject: x.subject, Payload: x.payload, Receipt: x.receipt, ReceiptEvents: x.events, Awaited: x.awaited}, ack.Sequence, x.created)
 			}
 		case err := <-f.Err():
 			errMsg = err.Error()

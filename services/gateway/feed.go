@@ -38,6 +38,7 @@ type Feed struct {
 	applied     atomic.Uint64 // stream sequence of the last applied message
 	streamLast  atomic.Uint64 // the stream's last sequence, as last asked
 	progress    chan struct{} // signalled after each apply: a report is due
+	awaited     chan struct{} // signalled after applying a message someone waits for: report at once
 	maxAge      atomic.Int64  // the stream's max age (ns): the longest an entry may live
 	replayed    atomic.Bool   // the messages that existed at start are applied
 	lastCurrent atomic.Int64  // unix ns when the feed was last known to be current
@@ -53,7 +54,7 @@ type check struct {
 
 // NewFeed returns a feed into bl.
 func NewFeed(js jetstream.JetStream, bl *Blocklist, maxStaleness time.Duration, metrics *Metrics, log *slog.Logger) *Feed {
-	return &Feed{js: js, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now, progress: make(chan struct{}, 1)}
+	return &Feed{js: js, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now, progress: make(chan struct{}, 1), awaited: make(chan struct{}, 1)}
 }
 
 // Applied is the highest stream sequence applied (the watermark) and the
@@ -65,6 +66,10 @@ func (f *Feed) Applied() (applied, streamLast uint64) {
 
 // Progress is signalled (coalesced) whenever the watermark moves.
 func (f *Feed) Progress() <-chan struct{} { return f.progress }
+
+// Awaited is signalled (coalesced) when the watermark moves past a message
+// a caller waits for (events.HeaderAwaited): its report is due at once.
+func (f *Feed) Awaited() <-chan struct{} { return f.awaited }
 
 // Replayed reports whether every revocation that existed at start has been
 // applied.
@@ -127,8 +132,12 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		}
 		f.apply(m.Subject(), m.Data(), meta.Timestamp)
 		f.applied.Store(meta.Sequence.Stream)
+		signal := f.progress
+		if m.Headers().Get(events.HeaderAwaited) != "" {
+			signal = f.awaited
+		}
 		select {
-		case f.progress <- struct{}{}:
+		case signal <- struct{}{}:
 		default: // a report is due already; it will carry this sequence too
 		}
 		if !f.replayed.Load() && meta.Sequence.Stream >= startSeq {

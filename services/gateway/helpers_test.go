@@ -158,7 +158,10 @@ func (w *world) decide(tok string) Decision {
 }
 
 // publish sends a revocation event as sessiond's relay would.
-func (w *world) publish(ev events.Event) {
+func (w *world) publish(ev events.Event) { w.t.Helper(); w.publishWith(ev, nil) }
+
+// publishWith publishes ev with headers.
+func (w *world) publishWith(ev events.Event, header nats.Header) {
 	w.t.Helper()
 	data, err := events.Encode(ev)
 	if err != nil {
@@ -166,6 +169,9 @@ func (w *world) publish(ev events.Event) {
 	}
 	msg := nats.NewMsg(ev.Subject())
 	msg.Data = data
+	for k, v := range header {
+		msg.Header[k] = v
+	}
 	if _, err := w.js.PublishMsg(context.Background(), msg, jetstream.WithMsgID(ev.ID())); err != nil {
 		w.t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestReporterSaysWhatItApplied(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	_ = w.nc.Flush()
-	r := NewReporter(w.nc, w.gw, "edge-test", "v-test", time.Hour, testLog()) // the heartbeat never comes in this test
+	r := NewReporter(w.nc, w.gw, "edge-test", "v-test", time.Hour, 0, testLog()) // the heartbeat never comes in this test
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
@@ -52,5 +52,51 @@ func TestReporterSaysWhatItApplied(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no report of the applied revocations")
 		}
+	}
+}
+
+// TestReporterCoalescesWhatNobodyAwaits: progress no caller waits for waits
+// for the end of the coalescing interval (here an hour, as is the
+// heartbeat), while a revocation with events.HeaderAwaited is reported at
+// once, in one report that carries everything applied before it too.
+func TestReporterCoalescesWhatNobodyAwaits(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 10*time.Second)
+	w.start()
+	w.waitReady()
+	reports := make(chan *nats.Msg, 64)
+	sub, err := w.nc.ChanSubscribe(events.SubjectGatewayApplied, reports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = w.nc.Flush()
+	r := NewReporter(w.nc, w.gw, "edge-test", "v-test", time.Hour, time.Hour, testLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	next := func() events.GatewayApplied {
+		t.Helper()
+		select {
+		case m := <-reports:
+			ev, err := events.Decode(m.Subject, m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev.(events.GatewayApplied)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no report")
+			return events.GatewayApplied{}
+		}
+	}
+	if hello := next(); hello.AppliedSeq != 0 {
+		t.Fatalf("the first report is the hello, at 0: %+v", hello)
+	}
+	plain := newGrant()
+	w.publish(revokeSession(plain))
+	w.waitDenied(w.is.sign(t, plain)) // applied, and not reported: the interval has not ended
+	w.publishWith(revokeSession(newGrant()), nats.Header{events.HeaderAwaited: []string{"1"}})
+	if rep := next(); rep.AppliedSeq != 2 {
+		t.Fatalf("the next report must be the awaited one's, at 2, with the plain one coalesced into it: %+v", rep)
 	}
 }

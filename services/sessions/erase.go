@@ -38,7 +38,7 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 			if erased {
 				result = "repeated"
 			}
-			if n, err = s.revokeUser(ctx, tx, now, req.UserID, orgID, newRevocation(events.ReasonErasure, "", orgID, netip.Addr{}), &out); err != nil {
+			if n, err = s.revokeUser(ctx, tx, now, req.UserID, orgID, newRevocation(ctx, events.ReasonErasure, "", orgID, netip.Addr{}), &out); err != nil {
 				return err
 			}
 			b := &pgx.Batch{}
@@ -59,7 +59,7 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 		}
 		conf := events.UserErased{EventID: uuid.NewString(), RequestEventID: req.EventID, UserID: req.UserID, SessionsRevoked: n, CompletedAt: now.UTC()}
 		b := &pgx.Batch{}
-		if err := out.queue(b, "", conf); err != nil {
+		if err := out.queue(b, revocation{}, conf); err != nil {
 			return err
 		}
 		return tx.SendBatch(ctx, b).Close()

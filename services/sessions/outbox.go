@@ -48,8 +48,10 @@ func (n notifier) Committed(ctx context.Context, _ []outbox.Message) {
 type outboxRows []outbox.Message
 
 // queue encodes evs, adds their INSERT to b and remembers them. The rows
-// belong to receipt ("" for none): then evs are all of its events.
-func (o *outboxRows) queue(b *pgx.Batch, receipt string, evs ...events.Event) error {
+// belong to r's receipt (none when r is the zero revocation): then evs are
+// all of its events.
+func (o *outboxRows) queue(b *pgx.Batch, r revocation, evs ...events.Event) error {
+	receipt := r.receipt
 	if len(evs) == 0 {
 		return nil
 	}
@@ -62,7 +64,7 @@ func (o *outboxRows) queue(b *pgx.Batch, receipt string, evs ...events.Event) er
 		ids[i], subjects[i], payloads[i] = ev.ID(), ev.Subject(), p
 		m := outbox.Message{EventID: ids[i], Subject: subjects[i], Payload: p}
 		if receipt != "" {
-			m.Receipt, m.ReceiptEvents = receipt, len(evs)
+			m.Receipt, m.ReceiptEvents, m.Awaited = receipt, len(evs), r.awaited
 		}
 		*o = append(*o, m)
 	}
@@ -73,8 +75,8 @@ func (o *outboxRows) queue(b *pgx.Batch, receipt string, evs ...events.Event) er
 
 // queueReceipt adds the INSERT of a revocation receipt of events events to b.
 func queueReceipt(b *pgx.Batch, r revocation, orgID string, events int) {
-	b.Queue(`INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events) VALUES ($1, $2, $3, $4, $5)`,
-		r.receipt, nullable(r.actorID), nullable(orgID), string(r.reason), events)
+	b.Queue(`INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events, awaited) VALUES ($1, $2, $3, $4, $5, $6)`,
+		r.receipt, nullable(r.actorID), nullable(orgID), string(r.reason), events, r.awaited)
 }
 
 // committed hands rows whose transaction has committed to the relay. The

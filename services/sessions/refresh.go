@@ -106,7 +106,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 			return err
 		default:
 			out = refreshReuse
-			if _, err := s.revokeSessions(ctx, tx, now, sessionFilter{sessionID: sessionID}, newRevocation(events.ReasonRefreshReuse, "", "", meta.IP), &revoked); err != nil {
+			if _, err := s.revokeSessions(ctx, tx, now, sessionFilter{sessionID: sessionID}, newRevocation(ctx, events.ReasonRefreshReuse, "", "", meta.IP), &revoked); err != nil {
 				return err
 			}
 			return writeAudit(ctx, tx, auditEntry{Action: ActionRefreshReuse, TargetUserID: userID, OrgID: orgID, SessionID: sessionID, IP: meta.IP, Reason: string(events.ReasonRefreshReuse)})

@@ -56,7 +56,7 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 				return nil
 			}
 			b := &pgx.Batch{}
-			if err := out.queue(b, "", evs...); err != nil {
+			if err := out.queue(b, revocation{}, evs...); err != nil {
 				return err
 			}
 			return tx.SendBatch(ctx, b).Close()

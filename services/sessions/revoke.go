@@ -23,11 +23,29 @@ type revocation struct {
 	// orgID is the receipt's org when no session names one (nothing was
 	// revoked): the scope in which the action was asked.
 	orgID string
+	// awaited: the caller waits for the receipt (WithWaiter), so the
+	// gateways report at once when they have applied it.
+	awaited bool
 }
 
 // newRevocation is a revocation with a fresh receipt id.
-func newRevocation(reason events.Reason, actorID, orgID string, ip netip.Addr) revocation {
-	return revocation{reason: reason, actorID: actorID, orgID: orgID, ip: ip, receipt: uuid.NewString()}
+func newRevocation(ctx context.Context, reason events.Reason, actorID, orgID string, ip netip.Addr) revocation {
+	return revocation{reason: reason, actorID: actorID, orgID: orgID, ip: ip, receipt: uuid.NewString(), awaited: waited(ctx)}
+}
+
+type waiterKey struct{}
+
+// WithWaiter marks ctx as the context of a call that will wait for its
+// revocation's receipt (Prefer: wait=N, the portal's result line). Its
+// events then ask every gateway to report at once once it has applied them;
+// other progress is reported coalesced (see the gateway's Reporter).
+func WithWaiter(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waiterKey{}, true)
+}
+
+func waited(ctx context.Context) bool {
+	v, _ := ctx.Value(waiterKey{}).(bool)
+	return v
 }
 
 // revocationExpires is when a revocation made at now may be forgotten: once
@@ -79,7 +97,7 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	b.Queue(`DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)`, userID)
 	b.Queue(`INSERT INTO revocations (event_id, kind, value, sub, org, not_before, reason, revoked_at, expires_at)
 		VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, $8)`, ev.EventID, userID, userID, orgID, notBefore, string(r.reason), now, expires)
-	if err := out.queue(b, r.receipt, ev); err != nil {
+	if err := out.queue(b, r, ev); err != nil {
 		return 0, err
 	}
 	queueReceipt(b, r, orgID, 1)
@@ -109,7 +127,7 @@ func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation)
 
 // Logout revokes the caller's own session and returns the receipt's id.
 func (s *Service) Logout(ctx context.Context, p Principal, meta ClientMeta) (string, error) {
-	r := newRevocation(events.ReasonLogout, p.UserID, p.OrgID, meta.IP)
+	r := newRevocation(ctx, events.ReasonLogout, p.UserID, p.OrgID, meta.IP)
 	_, err := s.revokeInTx(ctx, sessionFilter{sessionID: p.SessionID}, r)
 	return r.receipt, err
 }
@@ -121,7 +139,7 @@ func (s *Service) RevokeOwnSession(ctx context.Context, p Principal, id string, 
 	if !isUUID(id) {
 		return "", Invalid("session id must be a UUID")
 	}
-	r := newRevocation(events.ReasonSelfRevoke, p.UserID, p.OrgID, meta.IP)
+	r := newRevocation(ctx, events.ReasonSelfRevoke, p.UserID, p.OrgID, meta.IP)
 	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, userID: p.UserID}, r)
 	if err != nil {
 		return "", err
@@ -135,7 +153,7 @@ func (s *Service) RevokeOwnSession(ctx context.Context, p Principal, id string, 
 // RevokeOtherSessions revokes all the caller's sessions but the current one;
 // it returns how many and the receipt's id.
 func (s *Service) RevokeOtherSessions(ctx context.Context, p Principal, meta ClientMeta) (int, string, error) {
-	r := newRevocation(events.ReasonUserRevokeAll, p.UserID, p.OrgID, meta.IP)
+	r := newRevocation(ctx, events.ReasonUserRevokeAll, p.UserID, p.OrgID, meta.IP)
 	n, err := s.revokeInTx(ctx, sessionFilter{userID: p.UserID, exceptID: p.SessionID}, r)
 	return n, r.receipt, err
 }
@@ -151,7 +169,7 @@ func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, met
 	if !isUUID(id) {
 		return "", Invalid("session id must be a UUID")
 	}
-	r := newRevocation(events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
+	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
 	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, orgID: scope}, r)
 	if err != nil {
 		return "", err
@@ -177,7 +195,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 		n   int
 		out outboxRows
 	)
-	r := newRevocation(events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
+	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {

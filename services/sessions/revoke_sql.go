@@ -80,7 +80,7 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	update := markRevoked(q, f, now, r)
 	at, reason, actor := q.bind(now), q.bind(string(r.reason)), q.bind(nullable(r.actorID))
 	ip, expires, subject := q.bind(nullableIP(r.ip)), q.bind(expiresAt), q.bind(events.SubjectSessionRevoked)
-	receipt, receiptOrg := q.bind(r.receipt), q.bind(nullable(r.orgID))
+	receipt, receiptOrg, awaited := q.bind(r.receipt), q.bind(nullable(r.orgID)), q.bind(r.awaited)
 	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
 	// every writer below sees the same event ids.
 	sql := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
@@ -90,8 +90,8 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
 	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
 		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev),
-	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events)
-		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*) FROM revoked)
+	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events, awaited)
+		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*), ` + awaited + `::boolean FROM revoked)
 	INSERT INTO outbox (event_id, subject, payload, receipt_id)
 		SELECT event_id, ` + subject + `, convert_to(` + payload.sql(q, "event_id::text", "id::text", "user_id::text", "org_id::text") + `, 'UTF8'), ` + receipt + `::uuid FROM ev
 	RETURNING event_id::text, payload`
@@ -108,7 +108,7 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 		return 0, err
 	}
 	for i := range msgs {
-		msgs[i].Receipt, msgs[i].ReceiptEvents = r.receipt, len(msgs)
+		msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = r.receipt, len(msgs), r.awaited
 	}
 	*out = append(*out, msgs...)
 	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))

@@ -150,7 +150,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 		r   revocation
 	)
 	if disabled {
-		r = newRevocation(events.ReasonUserDisabled, p.UserID, scope, meta.IP)
+		r = newRevocation(ctx, events.ReasonUserDisabled, p.UserID, scope, meta.IP)
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)

@@ -144,3 +144,35 @@ func TestPreferWaitTimesOutWithWhatIsPending(t *testing.T) {
 		t.Fatalf("the wait took %s, want about a second", took)
 	}
 }
+
+// TestWaitingCallsMarkTheirReceipt: a revoking call with Prefer: wait=N
+// writes a receipt marked awaited (its events then ask the gateways to
+// report at once); one without, or with wait=0, does not.
+func TestWaitingCallsMarkTheirReceipt(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	_, email := e.User(e.Org("A"), "user")
+	for _, tc := range []struct {
+		prefer  string
+		awaited bool
+	}{{"", false}, {"wait=0", false}, {"wait=1", true}} {
+		mine, other := e.Login(email, "password-1"), e.Login(email, "password-1")
+		req, _ := http.NewRequest("DELETE", e.Srv.URL+"/v1/me/sessions/"+other.SessionID, nil)
+		req.Header.Set("Authorization", "Bearer "+mine.AccessToken)
+		if tc.prefer != "" {
+			req.Header.Set("Prefer", tc.prefer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var awaited bool
+		if err := e.Pool.QueryRow(t.Context(), `SELECT awaited FROM revocation_receipts WHERE id = $1`, resp.Header.Get("Revocation-Id")).Scan(&awaited); err != nil {
+			t.Fatalf("Prefer %q: %d, %v", tc.prefer, resp.StatusCode, err)
+		}
+		if awaited != tc.awaited {
+			t.Errorf("Prefer %q: awaited %v, want %v", tc.prefer, awaited, tc.awaited)
+		}
+	}
+}

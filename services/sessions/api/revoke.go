@@ -38,6 +38,17 @@ func preferWait(r *http.Request) (time.Duration, bool) {
 	return 0, false
 }
 
+// awaitable marks the context of a call with Prefer: wait=N: its
+// revocation asks the gateways to report at once when they have applied it.
+func awaitable(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, ok := preferWait(r); ok && d > 0 {
+			r = r.WithContext(sessions.WithWaiter(r.Context()))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // receipt sets the headers of a revoking call's answer, waiting first when
 // the caller asked to.
 func (h *Handler) receipt(w http.ResponseWriter, r *http.Request, id string) {

@@ -19,7 +19,7 @@ func (h *Handler) Mount(r chi.Router) {
 	r.Post("/v1/auth/refresh", h.refresh)
 
 	r.Group(func(r chi.Router) {
-		r.Use(h.authenticate)
+		r.Use(h.authenticate, awaitable)
 		r.Post("/v1/auth/logout", h.logout)
 
 		r.Get("/v1/me/sessions", h.listOwn)

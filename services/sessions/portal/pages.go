@@ -312,7 +312,7 @@ func auditDetail(d map[string]any) string {
 // adminRevokeSession revokes one session in scope (404 out of scope).
 func (h *Portal) adminRevokeSession(w http.ResponseWriter, r *http.Request, v *viewer) {
 	id := chi.URLParam(r, "id")
-	rid, err := h.svc.RevokeSession(r.Context(), v.Principal, id, h.meta(r))
+	rid, err := h.svc.RevokeSession(sessions.WithWaiter(r.Context()), v.Principal, id, h.meta(r))
 	if err != nil {
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
@@ -333,7 +333,7 @@ func (h *Portal) adminRevokeUser(w http.ResponseWriter, r *http.Request, v *view
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
 	}
-	n, rid, err := h.svc.RevokeUserSessions(r.Context(), v.Principal, id, h.meta(r))
+	n, rid, err := h.svc.RevokeUserSessions(sessions.WithWaiter(r.Context()), v.Principal, id, h.meta(r))
 	if err != nil {
 		h.portalFail(w, r, areaAdmin, v, err)
 		return
@@ -351,7 +351,7 @@ func (h *Portal) adminRevokeUser(w http.ResponseWriter, r *http.Request, v *view
 func (h *Portal) adminSetDisabled(disabled bool) portalPage {
 	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
 		id := chi.URLParam(r, "id")
-		u, rid, err := h.svc.SetUserDisabled(r.Context(), v.Principal, id, disabled, h.meta(r))
+		u, rid, err := h.svc.SetUserDisabled(sessions.WithWaiter(r.Context()), v.Principal, id, disabled, h.meta(r))
 		if err != nil {
 			h.portalFail(w, r, areaAdmin, v, err)
 			return
@@ -454,7 +454,7 @@ func (h *Portal) accountSessions(w http.ResponseWriter, r *http.Request, v *view
 // signs the browser out.
 func (h *Portal) accountRevoke(w http.ResponseWriter, r *http.Request, v *viewer) {
 	id := chi.URLParam(r, "id")
-	rid, err := h.svc.RevokeOwnSession(r.Context(), v.Principal, id, h.meta(r))
+	rid, err := h.svc.RevokeOwnSession(sessions.WithWaiter(r.Context()), v.Principal, id, h.meta(r))
 	if err != nil {
 		h.portalFail(w, r, areaAccount, v, err)
 		return
@@ -469,7 +469,7 @@ func (h *Portal) accountRevoke(w http.ResponseWriter, r *http.Request, v *viewer
 
 // accountRevokeOthers signs out every other device of the user.
 func (h *Portal) accountRevokeOthers(w http.ResponseWriter, r *http.Request, v *viewer) {
-	n, rid, err := h.svc.RevokeOtherSessions(r.Context(), v.Principal, h.meta(r))
+	n, rid, err := h.svc.RevokeOtherSessions(sessions.WithWaiter(r.Context()), v.Principal, h.meta(r))
 	if err != nil {
 		h.portalFail(w, r, areaAccount, v, err)
 		return
