@@ -85,11 +85,24 @@ type Fleet struct {
 	silence time.Duration
 	now     func() time.Time
 	size    *prometheus.GaugeVec
+	reports prometheus.Counter
 	changed func() // called after each change, outside the lock
 
 	mu       sync.Mutex
 	members  map[string]*member
 	departed map[string]*member // gateways that went silent, kept ten minutes
+	// w is what the receipts store waits for: every member that started by
+	// w.since at or past w.seq. Reports keep w.below (those still short)
+	// counted, so a report costs O(1) and only the one that brings below to
+	// zero wakes the store: with thousands of gateways each reporting ten
+	// times a second, checking every receipt against every gateway on every
+	// report would cost sessiond a core.
+	w struct {
+		active bool
+		seq    uint64
+		since  time.Time
+		below  int
+	}
 }
 
 // NewFleet returns an empty fleet whose gateways leave after silence; its
@@ -98,8 +111,11 @@ func NewFleet(silence time.Duration, now func() time.Time, reg prometheus.Regist
 	f := &Fleet{silence: silence, now: now, members: map[string]*member{}, departed: map[string]*member{},
 		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sessiond_gateways", Help: "Gateways heard from within the silence bound, by the state they report (current, stale, failing_closed).",
-		}, []string{"state"})}
-	reg.MustRegister(f.size)
+		}, []string{"state"}),
+		reports: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessiond_gateway_reports_total", Help: "gateway.v1.applied reports heard (a fleet of N gateways sends about N a second, more under revocations someone waits for).",
+		})}
+	reg.MustRegister(f.size, f.reports)
 	return f
 }
 
@@ -110,6 +126,7 @@ func (f *Fleet) Silence() time.Duration { return f.silence }
 // gateway changes nothing (core NATS keeps a publisher's order, but a
 // gateway that restarts reports anew under a new id).
 func (f *Fleet) Report(r events.GatewayApplied) {
+	f.reports.Inc()
 	now := f.now()
 	f.mu.Lock()
 	m, ok := f.members[r.GatewayID]
@@ -125,6 +142,7 @@ func (f *Fleet) Report(r events.GatewayApplied) {
 	if r.AppliedSeq < m.AppliedSeq {
 		r.AppliedSeq = m.AppliedSeq // watermarks never go back
 	}
+	wake := f.counts(m, ok, r)
 	m.Gateway = Gateway{ID: r.GatewayID, Name: r.Name, Version: r.Version, StartedAt: r.StartedAt.UTC(), LastSeenAt: now.UTC(),
 		AppliedSeq: r.AppliedSeq, StreamLastSeq: r.StreamLastSeq, State: r.State}
 	if len(m.points) < history {
@@ -134,9 +152,53 @@ func (f *Fleet) Report(r events.GatewayApplied) {
 		m.next = (m.next + 1) % history
 	}
 	f.mu.Unlock()
-	if f.changed != nil {
+	if wake && f.changed != nil {
 		f.changed()
 	}
+}
+
+// counts updates the watch's count for m's report r (f.mu held; known
+// says m reported before, m still holds the previous report) and reports
+// whether the store must look again: the last member short of the watched
+// sequence reached it, or nothing is watched.
+func (f *Fleet) counts(m *member, known bool, r events.GatewayApplied) bool {
+	if !f.w.active {
+		return true
+	}
+	if r.StartedAt.After(f.w.since) {
+		return false // not expected by what is watched
+	}
+	short := !known || m.AppliedSeq < f.w.seq // short before this report (a newcomer was not counted)
+	switch {
+	case short && r.AppliedSeq >= f.w.seq:
+		if known {
+			f.w.below--
+		}
+	case !known: // a newcomer short of it
+		f.w.below++
+	}
+	return f.w.below <= 0
+}
+
+// watch makes the fleet wake the store (changed) once every member that
+// started by since has applied seq, and reports whether that is so already.
+// unwatch turns it off: then every report wakes the store.
+func (f *Fleet) watch(seq uint64, since time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.w.active, f.w.seq, f.w.since, f.w.below = true, seq, since, 0
+	for _, m := range f.members {
+		if !m.StartedAt.After(since) && m.AppliedSeq < seq {
+			f.w.below++
+		}
+	}
+	return f.w.below == 0
+}
+
+func (f *Fleet) unwatch() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.w.active = false
 }
 
 // Sweep lets gateways silent for longer than the bound leave, forgets those
@@ -220,7 +282,9 @@ func (f *Fleet) enforcement(seq uint64, publishedAt time.Time, when bool) Enforc
 		}
 	}
 	for _, m := range f.departed {
-		if !m.StartedAt.After(publishedAt) && m.AppliedSeq < seq {
+		// It was expected if it was there at the publish: started before,
+		// left after (one that had left already was not in the set).
+		if !m.StartedAt.After(publishedAt) && m.leftAt.After(publishedAt) && m.AppliedSeq < seq {
 			e.Departed = append(e.Departed, m.ID)
 			if when && m.leftAt.After(e.At) { // enforced once the laggard left
 				e.At = m.leftAt

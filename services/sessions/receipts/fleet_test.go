@@ -64,6 +64,11 @@ func TestEnforcementFollowsTheWatermarks(t *testing.T) {
 	if got := f.List(); len(got) != 2 || got[0].ID != "a" || got[1].ID != "late" {
 		t.Fatalf("fleet %+v", got)
 	}
+	// A revocation published after b left never expected b: it is not named.
+	c.t = c.t.Add(time.Second)
+	if e := f.enforcement(21, c.t, false); len(e.Departed) != 0 || e.Expected != 2 {
+		t.Fatalf("%+v: a gateway gone before the publish is named", e)
+	}
 }
 
 // TestReachedReadsTheHistory: when a gateway reached a sequence is told from

@@ -142,21 +142,34 @@ func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
 // expected gateway has applied. It stops at the first that waits: gateways
 // apply in stream order, so the ones after it (published later, expecting
 // the same gateways or more) wait too.
+//
+// Then it asks the fleet to wake it when the first waiting one may be
+// enforced (Fleet.watch): until then reports cost it nothing.
 func (s *Store) check() {
-	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, t := range s.waiting {
-		e := s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
-		if len(e.Pending) > 0 {
-			break
+	for {
+		now := s.now()
+		n := 0
+		for _, t := range s.waiting {
+			e := s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
+			if len(e.Pending) > 0 {
+				break
+			}
+			e.At = now
+			s.enforce(t, e)
+			n++
 		}
-		e.At = now
-		s.enforce(t, e)
-		n++
+		s.waiting = s.waiting[n:]
+		if len(s.waiting) == 0 {
+			s.fleet.unwatch()
+			return
+		}
+		if !s.fleet.watch(s.waiting[0].lastSeq, s.waiting[0].publishedAt) {
+			return
+		}
+		// Reached between the two looks: look again.
 	}
-	s.waiting = s.waiting[n:]
 }
 
 // enforce records that t is enforced (s.mu held).
