@@ -36,6 +36,7 @@ type Service struct {
 	cfg       Config
 	signer    tokens.Signer
 	verifier  *tokens.Verifier
+	verified  *verifiedTokens
 	rotKey    []byte
 	dummyHash string
 	hasher    *hasher
@@ -69,6 +70,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		cfg:       cfg,
 		signer:    tokens.Signer{Issuer: cfg.Issuer, Audience: cfg.Audience},
 		verifier:  tokens.NewVerifier(cfg.Issuer, cfg.Audience, cfg.Leeway),
+		verified:  newVerifiedTokens(verifiedTokensMax),
 		rotKey:    DeriveKey(kek, "refresh-rotation"),
 		dummyHash: dummy,
 		hasher:    newHasher(cfg.Password, slots, queue, wait, metrics),
@@ -132,15 +134,9 @@ type TokenPair struct {
 // ErrUnavailable.
 func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, error) {
 	now := s.now()
-	c, err := s.verifier.Verify(s.keys.Current(), raw, now)
-	if errors.Is(err, tokens.ErrUnknownKey) && s.keys.ReloadSoon(ctx) {
-		c, err = s.verifier.Verify(s.keys.Current(), raw, now)
-	}
+	c, err := s.verify(ctx, raw, now)
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
-	}
-	if !isUUID(c.SessionID) || !isUUID(c.Subject) || !isUUID(c.ID) {
-		return Principal{}, fmt.Errorf("%w: malformed claims", ErrUnauthorized)
+		return Principal{}, err
 	}
 	var (
 		sessionDead, userDead, tokenRevoked bool
@@ -169,6 +165,30 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
 	}
 	return Principal{UserID: c.Subject, OrgID: c.Org, SessionID: c.SessionID, Role: c.Role, TokenID: c.ID}, nil
+}
+
+// verifiedTokensMax bounds each generation of the verified-token cache: 2
+// × 16,384 tokens of about 1 KiB with their claims.
+const verifiedTokensMax = 16384
+
+// verify checks raw's signature and claims, once per token (see
+// verifiedTokens), and returns its claims.
+func (s *Service) verify(ctx context.Context, raw string, now time.Time) (tokens.Claims, error) {
+	if c, ok := s.verified.get(raw, now, s.cfg.Leeway); ok {
+		return c, nil
+	}
+	c, err := s.verifier.Verify(s.keys.Current(), raw, now)
+	if errors.Is(err, tokens.ErrUnknownKey) && s.keys.ReloadSoon(ctx) {
+		c, err = s.verifier.Verify(s.keys.Current(), raw, now)
+	}
+	if err != nil {
+		return tokens.Claims{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	if !isUUID(c.SessionID) || !isUUID(c.Subject) || !isUUID(c.ID) {
+		return tokens.Claims{}, fmt.Errorf("%w: malformed claims", ErrUnauthorized)
+	}
+	s.verified.put(raw, *c)
+	return *c, nil
 }
 
 // issuedAt is the iat of an access token issued at now for a user whose

@@ -46,6 +46,9 @@ type Config struct {
 	// (PORTAL_COOKIE_SECURE, default true); only a plain-http dev setup turns
 	// it off.
 	PortalCookieSecure bool
+	// DebugAddr, when set (DEBUG_ADDR, e.g. 127.0.0.1:6060), serves Go's
+	// profiler (net/http/pprof) on a listener of its own, never on Addr.
+	DebugAddr string
 }
 
 // ServiceConfigFromEnv reads the settings of the session service itself:
@@ -99,6 +102,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.OutboxRetention = r.Duration("OUTBOX_RETENTION", 24*time.Hour, 0)
 	c.PortalCookieSecure = r.Bool("PORTAL_COOKIE_SECURE", true)
 	c.GatewaySilence = r.Duration("GATEWAY_SILENCE_TIMEOUT", receipts.DefaultSilence, time.Second)
+	c.DebugAddr = r.String("DEBUG_ADDR", "")
 	if kek := r.Raw("KEY_ENCRYPTION_KEY"); kek == "" {
 		r.Fail(errors.New("KEY_ENCRYPTION_KEY is required: 32 random bytes in base64 (`openssl rand -base64 32`); it seals the signing keys"))
 	} else {
