@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -14,13 +15,17 @@ import (
 // runBare is the comparison server, run as a process of its own:
 // "ok" answers 200 (the bare handler next to /v1/check), "proxy" is a bare
 // httputil.ReverseProxy (next to the gateway's proxy), "upstream" answers
-// 512 bytes (behind both proxies).
+// 512 bytes (behind both proxies); "api" and "gateway" are the bare
+// revocation mechanism (barepath.go).
 func runBare(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	mode := fs.String("mode", "ok", "ok, proxy or upstream")
+	mode := fs.String("mode", "ok", "ok, proxy, upstream, api or gateway")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	upstream := fs.String("upstream", "", "upstream URL (proxy mode)")
+	database := fs.String("database", "", "PostgreSQL URL (api mode)")
+	natsURL := fs.String("nats", "", "NATS URL (api and gateway modes)")
+	name := fs.String("name", "", "gateway name (gateway mode)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,6 +45,21 @@ func runBare(ctx context.Context, args []string, stderr io.Writer) error {
 			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
 			Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
 		}
+	case "api", "gateway":
+		var closeFn func()
+		var err error
+		switch {
+		case *mode == "api" && *database != "" && *natsURL != "":
+			h, closeFn, err = bareAPI(ctx, *database, *natsURL)
+		case *mode == "gateway" && *natsURL != "" && *name != "":
+			h, closeFn, err = bareGateway(ctx, *natsURL, *name)
+		default:
+			err = fmt.Errorf("bare %s %w", *mode, errNeedFlags)
+		}
+		if err != nil {
+			return err
+		}
+		defer closeFn()
 	default:
 		return errors.New("unknown mode " + *mode)
 	}

@@ -17,15 +17,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
-	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/pgserver"
 	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/internal/tokens"
@@ -39,7 +39,8 @@ type benchEnv struct {
 	dir      string
 	pg       *pgserver.Server
 	pool     *pgxpool.Pool
-	nats     *server.Server
+	natsURL  string
+	natsProc *proc
 	binDir   string
 	kek      []byte
 	api      string
@@ -52,6 +53,7 @@ type benchEnv struct {
 	client   *http.Client
 	log      io.Writer
 	keep     bool
+	debug    string // sessiond's DEBUG_ADDR (profiler), "" for none
 }
 
 type gateway struct {
@@ -112,7 +114,7 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 	if _, err := postgres.Migrate(ctx, e.pool); err != nil {
 		return nil, err
 	}
-	if e.nats, err = natsx.StartEmbedded(natsx.EmbeddedOptions{Port: -1, StoreDir: filepath.Join(dir, "nats")}); err != nil {
+	if err := e.startNATS(ctx); err != nil {
 		return nil, err
 	}
 	e.binDir = o.binDir
@@ -123,6 +125,11 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 		cmd.Stdout, cmd.Stderr = logw, logw
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("go build (run revokebench from the repository root, or pass -bin): %w", err)
+		}
+	}
+	if o.profile != "" {
+		if e.debug, err = freeAddr(); err != nil {
+			return nil, err
 		}
 	}
 	e.kek = make([]byte, 32)
@@ -164,7 +171,7 @@ func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ..
 		return nil, err
 	}
 	bin := filepath.Join(e.binDir, strings.SplitN(name, "-", 2)[0])
-	if len(args) > 0 && args[0] == "bare" {
+	if len(args) > 0 && slices.Contains([]string{"bare", "nats", "fleet"}, args[0]) {
 		if bin, err = os.Executable(); err != nil {
 			return nil, err
 		}
@@ -181,18 +188,45 @@ func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ..
 	return p, nil
 }
 
+// startNATS runs NATS JetStream as a process of its own (this binary's
+// "nats" mode) and waits until it takes connections.
+func (e *benchEnv) startNATS(ctx context.Context) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if e.natsProc, err = e.spawn(ctx, "nats", nil, "nats", "-port", port, "-store", filepath.Join(e.dir, "nats")); err != nil {
+		return err
+	}
+	e.natsURL = "nats://" + addr
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if nc, err := nats.Connect(e.natsURL); err == nil {
+			nc.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("NATS at %s not ready after 30 s (log in %s)", e.natsURL, e.dir)
+}
+
 func (e *benchEnv) startSessiond(ctx context.Context) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
 	e.api = "http://" + addr
-	e.sessiond, err = e.spawn(ctx, "sessiond", []string{
-		"DATABASE_URL=" + e.pg.URL("revoke"), "NATS_URL=" + e.nats.ClientURL(), "SESSIOND_ADDR=" + addr,
-		"KEY_ENCRYPTION_KEY=" + base64.StdEncoding.EncodeToString(e.kek), "ISSUER=" + issuer,
+	env := []string{}
+	if e.debug != "" {
+		env = append(env, "DEBUG_ADDR="+e.debug)
+	}
+	e.sessiond, err = e.spawn(ctx, "sessiond", append(env,
+		"DATABASE_URL="+e.pg.URL("revoke"), "NATS_URL="+e.natsURL, "SESSIOND_ADDR="+addr,
+		"KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(e.kek), "ISSUER="+issuer,
 		"BOOTSTRAP_ADMIN_EMAIL=bench@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench-password",
 		"LOGIN_RATE_LIMIT=100000/1m", "LOG_LEVEL=warn",
-	})
+		// The fleet scenario's simulated gateways leave between its rounds.
+		"GATEWAY_SILENCE_TIMEOUT=3s",
+	))
 	if err != nil {
 		return err
 	}
@@ -209,7 +243,7 @@ func (e *benchEnv) startGateway(ctx context.Context, name string) (*gateway, err
 		return nil, err
 	}
 	p, err := e.spawn(ctx, name, []string{
-		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.nats.ClientURL(), "GATEWAY_UPSTREAM=" + e.upURL,
+		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.natsURL, "GATEWAY_UPSTREAM=" + e.upURL,
 		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn",
 	})
 	if err != nil {
@@ -267,9 +301,7 @@ func (e *benchEnv) close() {
 	if e.pool != nil {
 		e.pool.Close()
 	}
-	if e.nats != nil {
-		e.nats.Shutdown()
-	}
+	e.natsProc.kill()
 	if e.pg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_ = e.pg.Stop(ctx)
@@ -410,4 +442,22 @@ func splitComma(s string) []string {
 		}
 	}
 	return out
+}
+
+// reportsHeard is sessiond's count of gateway reports (its metrics).
+func (e *benchEnv) reportsHeard(ctx context.Context) float64 {
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.api+"/metrics", nil)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "sessiond_gateway_reports_total "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }

@@ -1,17 +1,29 @@
 // Command revokebench is the project's load tool. It starts a private
-// PostgreSQL (fsync on), an embedded NATS JetStream server, a real sessiond
-// process and N real gatewayd processes over loopback, and measures:
+// PostgreSQL (fsync on), NATS JetStream in a process of its own, a real
+// sessiond process and N real gatewayd processes over loopback, and
+// measures:
 //
-//   - propagation: revocations at a steady rate through the API, and the
-//     time from a revoke call's start to the first 401 at every gateway;
+//   - propagation: revocation receipts, open loop at each of -rates, side by
+//     side with the bare mechanism (a durable commit, a publish, gateways
+//     that apply and report) in alternating rounds. Every revocation is
+//     sent at its scheduled instant and measured from it: the answer of its
+//     Prefer: wait=5 call, the gateways' own reports of when they applied it
+//     (the ground truth), and a check at every gateway that a revocation
+//     said enforced is refused there;
 //   - gateway throughput for /v1/check and the proxy with a mix of valid,
 //     revoked and invalid tokens, side by side with a bare 200 handler, a
 //     bare httputil.ReverseProxy and (when installed) NGINX auth_request;
-//   - revocation throughput, and an org-wide revoke of 100k sessions;
+//   - revocation throughput with sessiond's CPU per revocation (and, with
+//     -profile, its CPU profile), and an org-wide revoke of 100k sessions;
+//   - fleet: what 1,000 simulated gateways cost sessiond, idle and under
+//     revocations, in alternating rounds;
 //   - a gateway's cold start replaying 1M live revocations: time and RSS.
 //
-// It prints a table, writes JSON, and draws the propagation latency
-// distribution as SVG. Everything stays on 127.0.0.1 and stops by itself.
+// The bare servers, NATS and the fleet simulator are this binary in other
+// modes ("bare", "nats", "fleet"), each a process of its own, so the tool's
+// own work never runs inside what it measures. It prints a table, writes
+// JSON, and draws the receipt latency distribution as SVG. Everything stays
+// on 127.0.0.1 and stops by itself.
 package main
 
 import (
@@ -22,6 +34,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -39,8 +52,8 @@ func main() {
 type options struct {
 	scenarios   string
 	gateways    int
-	rate        int
-	probeEvery  time.Duration
+	rates       []int
+	rounds      int
 	duration    time.Duration
 	concurrency int
 	orgSessions int
@@ -49,19 +62,28 @@ type options struct {
 	out         string
 	svg         string
 	keep        bool
+	profile     string
+	fleet       int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 1 && args[1] == "bare" {
-		return runBare(ctx, args[2:], stderr)
+	if len(args) > 1 {
+		switch args[1] {
+		case "bare":
+			return runBare(ctx, args[2:], stderr)
+		case "nats":
+			return runNATS(ctx, args[2:], stderr)
+		case "fleet":
+			return runFleet(ctx, args[2:], stderr)
+		}
 	}
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, coldstart, or all")
+	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, fleet, coldstart, or all")
 	fs.IntVar(&o.gateways, "gateways", 8, "gatewayd processes")
-	fs.IntVar(&o.rate, "rate", 500, "revocations per second in the propagation scenario")
-	fs.DurationVar(&o.probeEvery, "probe-every", 20*time.Millisecond, "one revocation in this interval is probed at every gateway")
+	rates := fs.String("rates", "100,500", "comma-separated revocations per second of the propagation scenario")
+	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the floor and sessiond per rate (propagation)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each timed run")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients in the throughput runs")
 	fs.IntVar(&o.orgSessions, "org-sessions", 100_000, "sessions in the org of the org-wide revoke")
@@ -70,11 +92,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.out, "out", "revokebench.json", "JSON results file")
 	fs.StringVar(&o.svg, "svg", "revokebench-latency.svg", "SVG of the propagation latency distribution")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
+	fs.IntVar(&o.fleet, "fleet", 1000, "simulated gateways in the fleet scenario")
+	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if o.gateways < 1 || o.rate < 1 || o.duration <= 0 || o.concurrency < 1 {
-		return errors.New("gateways, rate, duration and concurrency must be positive")
+	for _, f := range splitComma(*rates) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return fmt.Errorf("-rates: %q is not a positive number", f)
+		}
+		o.rates = append(o.rates, n)
+	}
+	if o.gateways < 1 || len(o.rates) == 0 || o.rounds < 1 || o.duration <= 0 || o.concurrency < 1 {
+		return errors.New("gateways, rates, rounds, duration and concurrency must be positive")
 	}
 	want, err := parseScenarios(o.scenarios)
 	if err != nil {
@@ -98,6 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"throughput", throughput},
 		{"revoke", revokeThroughput},
 		{"orgwide", orgWide},
+		{"fleet", fleetScenario},
 		{"coldstart", coldStart},
 	} {
 		if !want[sc.name] {
@@ -114,16 +146,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if len(res.Propagation.SamplesMs) > 0 {
-		if err := writeSVG(o.svg, res.Propagation.SamplesMs, fmt.Sprintf("revoke call start → first 401 at each of %d gateways (%d revocations/s)", o.gateways, o.rate)); err != nil {
+		title := fmt.Sprintf("scheduled send → receipt enforced at all %d gateways (%d revocations/s, open loop)", o.gateways, o.rates[len(o.rates)-1])
+		if err := writeSVG(o.svg, res.Propagation.SamplesMs, title); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s\n", o.out, o.svg)
+	if n := res.Propagation.problems(); n > 0 {
+		return fmt.Errorf("%d revocations were not sent, failed, were not enforced within the wait, or were still accepted by a gateway after their receipt said enforced (see %s)", n, o.out)
+	}
 	return nil
 }
 
 func parseScenarios(s string) (map[string]bool, error) {
-	all := []string{"propagation", "throughput", "revoke", "orgwide", "coldstart"}
+	all := []string{"propagation", "throughput", "revoke", "orgwide", "fleet", "coldstart"}
 	out := map[string]bool{}
 	for _, f := range splitComma(s) {
 		if f == "all" {

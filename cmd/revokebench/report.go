@@ -23,17 +23,27 @@ type results struct {
 	Revoke      revokeResult      `json:"revoke"`
 	OrgWide     orgWideResult     `json:"org_wide"`
 	ColdStart   coldStartResult   `json:"cold_start"`
+	Fleet       fleetResult       `json:"fleet"`
 }
 
 type propagationResult struct {
-	RatePerSec   int       `json:"rate_per_sec"`
-	AchievedRate float64   `json:"achieved_rate_per_sec"`
-	Revocations  int       `json:"revocations"`
-	Probes       int       `json:"probes"`
-	API          stats     `json:"api_call"`
-	Latency      stats     `json:"call_start_to_401"`
-	PerGateway   []stats   `json:"per_gateway"`
-	SamplesMs    []float64 `json:"samples_ms"`
+	Gateways    int           `json:"gateways"`
+	Rounds      int           `json:"rounds"`
+	DurationSec float64       `json:"seconds_per_run"`
+	Runs        []runResult   `json:"runs"`
+	Summary     []rateSummary `json:"summary"`
+	// SamplesMs are the receipt answers (scheduled instant → enforced) of
+	// the sessiond runs at the highest rate, for the SVG.
+	SamplesMs []float64 `json:"-"`
+}
+
+// problems counts what went wrong in the propagation runs.
+func (p propagationResult) problems() int {
+	n := 0
+	for _, s := range p.Summary {
+		n += s.Problems
+	}
+	return n
 }
 
 type rpsResult struct {
@@ -54,9 +64,11 @@ type throughputResult struct {
 }
 
 type revokeResult struct {
-	Concurrency int     `json:"concurrency"`
-	PerSec      float64 `json:"revocations_per_sec"`
-	Latency     stats   `json:"latency"`
+	Concurrency                int     `json:"concurrency"`
+	PerSec                     float64 `json:"revocations_per_sec"`
+	Latency                    stats   `json:"latency"`
+	SessiondCPUPerRevocationMs float64 `json:"sessiond_cpu_per_revocation_ms"`
+	SessiondCores              float64 `json:"sessiond_cores"`
 }
 
 type orgWideResult struct {
@@ -80,9 +92,11 @@ type coldStartResult struct {
 func printTable(w io.Writer, r *results) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nrevokebench  %s  %s cpus, %s gateways\n", r.Machine["cpu"], r.Machine["cpus"], fmt.Sprint(r.Gateways))
-	if p := r.Propagation; p.Latency.N > 0 {
-		fmt.Fprintf(tw, "propagation @ %d/s (achieved %.0f/s)\tcall start → 401\tp50 %.2f ms\tp99 %.2f ms\tmax %.2f ms\t(%d samples)\n", p.RatePerSec, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Latency.N)
-		fmt.Fprintf(tw, "\trevoke API call\tp50 %.2f ms\tp99 %.2f ms\tmax %.2f ms\t\n", p.API.P50, p.API.P99, p.API.Max)
+	for _, p := range r.Propagation.Summary {
+		fmt.Fprintf(tw, "receipts @ %d/s, open loop\tenforced (Prefer: wait=5 answer)\tp50 %.2f ms\tp99 %.2f ms\t(gateway reports: p50 %.2f, p99 %.2f)\n", p.Rate, p.ReceiptP50, p.ReceiptP99, p.TruthP50, p.TruthP99)
+		fmt.Fprintf(tw, "\tfloor: commit + publish + apply\tp50 %.2f ms\tp99 %.2f ms\t\n", p.FloorP50, p.FloorP99)
+		fmt.Fprintf(tw, "\treceipt / floor\tp50 %.2f ×\tp99 %.2f ×\t\n", p.RatioP50, p.RatioP99)
+		fmt.Fprintf(tw, "\twait slack p99 %.2f ms\tsend lateness p99 %.2f ms\tsessiond CPU %.3f ms/revocation\tproblems %d\n", p.SlackP99, p.LateP99, p.CPUPerRevocationMs, p.Problems)
 	}
 	for _, run := range r.Throughput.Runs {
 		fmt.Fprintf(tw, "throughput\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
@@ -95,10 +109,14 @@ func printTable(w io.Writer, r *results) {
 		fmt.Fprintln(tw, "\t")
 	}
 	if r.Revoke.PerSec > 0 {
-		fmt.Fprintf(tw, "revocations\tsingle, %d clients\t%.0f /s\tp50 %.2f ms\tp99 %.2f ms\t\n", r.Revoke.Concurrency, r.Revoke.PerSec, r.Revoke.Latency.P50, r.Revoke.Latency.P99)
+		fmt.Fprintf(tw, "revocations\tsingle, %d clients\t%.0f /s\tp50 %.2f ms\tp99 %.2f ms\tsessiond CPU %.3f ms/revocation (%.2f cores)\n", r.Revoke.Concurrency, r.Revoke.PerSec, r.Revoke.Latency.P50, r.Revoke.Latency.P99, r.Revoke.SessiondCPUPerRevocationMs, r.Revoke.SessiondCores)
 	}
 	if r.OrgWide.Sessions > 0 {
 		fmt.Fprintf(tw, "org-wide revoke\t%d sessions, %d users\tAPI %.0f ms\tenforced everywhere %.0f ms\t\t\n", r.OrgWide.Sessions, r.OrgWide.Users, r.OrgWide.APIms, r.OrgWide.EnforcedMs)
+	}
+	if f := r.Fleet; f.Simulated > 0 {
+		fmt.Fprintf(tw, "fleet of %d simulated gateways\tsessiond idle\t%.3f cores without\t%.3f cores with\t(%.0f reports/s heard under load)\n", f.Simulated, f.IdleCoresWithout, f.IdleCoresWith, f.ReportsPerSec)
+		fmt.Fprintf(tw, "\trevocations/s without → with\t%.0f → %.0f\t(%.3f ×)\tCPU/revocation %.3f → %.3f ms\n", median(f.RevokeWithout), median(f.RevokeWith), f.ThroughputRatio, median(f.CPUWithout), median(f.CPUWith))
 	}
 	if r.ColdStart.Entries > 0 {
 		fmt.Fprintf(tw, "cold start\t%d live revocations\tready in %.2f s\tRSS %.0f MB (peak %.0f MB)\t\t\n", r.ColdStart.Entries, r.ColdStart.ReadySeconds, r.ColdStart.RSSMB, r.ColdStart.PeakRSSMB)

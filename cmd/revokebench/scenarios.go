@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,113 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
-	"github.com/sessionguard/revoke/internal/edgeprobe"
 )
-
-// propagation revokes at a steady rate through the API; one revocation per
-// probe interval is watched at every gateway (polled round after round from
-// the call's return, as nothing can refuse it before it commits, by an
-// edgeprobe observer): the time from the revoke call's start to reading its
-// first 401 there.
-func propagation(ctx context.Context, e *benchEnv, o options, res *results) error {
-	total := int(float64(o.rate) * o.duration.Seconds())
-	f, err := e.makeSessions(ctx, total/10+1, 10)
-	if err != nil {
-		return err
-	}
-	every := max(1, int(float64(o.rate)*o.probeEvery.Seconds()))
-	var probes []int
-	var probeToks []string
-	for i := 0; i < total; i += every {
-		probes = append(probes, i)
-		probeToks = append(probeToks, f.tokens[i])
-	}
-	if err := e.warm(ctx, probeToks); err != nil {
-		return err
-	}
-	isProbe := map[int]bool{}
-	for _, p := range probes {
-		isProbe[p] = true
-	}
-	var (
-		mu      sync.Mutex
-		api     []float64
-		lat     []float64
-		perGW   = make([][]float64, len(e.gateways))
-		failed  int
-		wg      sync.WaitGroup
-		inFlght = make(chan struct{}, 256)
-	)
-	// Probes rarely overlap (one per probe interval), but may: each takes
-	// an observer of its own from this pool (internal/edgeprobe says why
-	// the observer is one goroutine with raw keep-alive connections).
-	var controls []string
-	for _, g := range e.gateways {
-		controls = append(controls, g.control)
-	}
-	observers := make(chan *edgeprobe.Observer, 4)
-	for range cap(observers) {
-		obs, err := edgeprobe.Dial(controls)
-		if err != nil {
-			return err
-		}
-		defer obs.Close()
-		observers <- obs
-	}
-	tick := time.NewTicker(time.Second / time.Duration(o.rate))
-	defer tick.Stop()
-	begin := time.Now()
-	for i := 0; i < total && ctx.Err() == nil; i++ {
-		<-tick.C
-		inFlght <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-inFlght }()
-			start := time.Now()
-			code, err := e.call(ctx, "DELETE", "/v1/sessions/"+f.sessions[i], e.admin, nil, nil)
-			d := ms(time.Since(start))
-			mu.Lock()
-			if err != nil || code != 204 {
-				failed++
-			} else {
-				api = append(api, d)
-			}
-			mu.Unlock()
-			if !isProbe[i] {
-				return
-			}
-			// A token cannot be refused before its revocation commits, so the
-			// gateways are polled from the call's return on.
-			obs := <-observers
-			got, err := obs.UntilRefused(start, f.tokens[i], 5*time.Second)
-			observers <- obs
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed++
-				return
-			}
-			for gi, d := range got {
-				lat = append(lat, ms(d))
-				perGW[gi] = append(perGW[gi], ms(d))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(begin)
-	if failed > 0 {
-		return fmt.Errorf("%d revocations failed or were never refused", failed)
-	}
-	res.Propagation = propagationResult{
-		RatePerSec: o.rate, AchievedRate: round(float64(total) / elapsed.Seconds()), Revocations: total, Probes: len(probes),
-		API: summarise(api), Latency: summarise(lat), SamplesMs: lat,
-	}
-	for gi := range perGW {
-		res.Propagation.PerGateway = append(res.Propagation.PerGateway, summarise(perGW[gi]))
-	}
-	return nil
-}
 
 // throughput measures /v1/check and the proxy with a mix of valid (90 %),
 // revoked (5 %) and invalid (5 %) tokens, next to a bare 200 handler, a bare
@@ -317,29 +213,53 @@ http {
 	return "", nil, "nginx did not start"
 }
 
-// revokeThroughput: closed-loop single-session revocations through the API.
+// revokeThroughput: closed-loop single-session revocations through the API,
+// with sessiond's CPU per revocation; with -profile, sessiond's CPU profile
+// of the run is written too.
 func revokeThroughput(ctx context.Context, e *benchEnv, o options, res *results) error {
-	need := int(5000 * o.duration.Seconds())
-	f, err := e.makeSessions(ctx, need/50+1, 50)
+	f, err := e.makeSessions(ctx, int(5000*o.duration.Seconds())/50+1, 50)
 	if err != nil {
 		return err
 	}
+	var prof chan error
+	if o.profile != "" && e.debug != "" {
+		prof = make(chan error, 1)
+		go func() { prof <- fetchProfile(ctx, "http://"+e.debug, o.duration, o.profile) }()
+	}
+	r, err := revokeRun(ctx, e, f.sessions, o.concurrency, o.duration)
+	if err != nil {
+		return err
+	}
+	if prof != nil {
+		if err := <-prof; err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+		fmt.Fprintf(e.log, "  sessiond's CPU profile: %s (go tool pprof -top %s)\n", o.profile, o.profile)
+	}
+	res.Revoke = r
+	return nil
+}
+
+// revokeRun revokes sessions from conc closed-loop clients for d, and
+// measures the rate, the latency and sessiond's CPU per revocation.
+func revokeRun(ctx context.Context, e *benchEnv, sessions []string, conc int, d time.Duration) (revokeResult, error) {
 	var next, done, bad int64
 	var mu sync.Mutex
 	var lat []float64
-	stop := time.Now().Add(o.duration)
+	stop := time.Now().Add(d)
+	cpu0 := procCPU(e.sessiond.cmd.Process.Pid)
 	start := time.Now()
-	_ = parallel(ctx, o.concurrency, o.concurrency, func(int) error {
+	err := parallel(ctx, conc, conc, func(int) error {
 		for time.Now().Before(stop) {
 			mu.Lock()
 			i := next
 			next++
 			mu.Unlock()
-			if int(i) >= len(f.sessions) {
+			if int(i) >= len(sessions) {
 				return fmt.Errorf("ran out of sessions")
 			}
 			t := time.Now()
-			code, err := e.call(ctx, "DELETE", "/v1/sessions/"+f.sessions[i], e.admin, nil, nil)
+			code, err := e.call(ctx, "DELETE", "/v1/sessions/"+sessions[i], e.admin, nil, nil)
 			mu.Lock()
 			if err != nil || code != 204 {
 				bad++
@@ -352,11 +272,37 @@ func revokeThroughput(ctx context.Context, e *benchEnv, o options, res *results)
 		return nil
 	})
 	elapsed := time.Since(start)
-	if bad > 0 {
-		return fmt.Errorf("%d revocations failed", bad)
+	cpu := procCPU(e.sessiond.cmd.Process.Pid) - cpu0
+	if err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		return revokeResult{}, err
 	}
-	res.Revoke = revokeResult{Concurrency: o.concurrency, PerSec: round(float64(done) / elapsed.Seconds()), Latency: summarise(lat)}
-	return nil
+	if bad > 0 {
+		return revokeResult{}, fmt.Errorf("%d revocations failed", bad)
+	}
+	return revokeResult{Concurrency: conc, PerSec: round(float64(done) / elapsed.Seconds()), Latency: summarise(lat),
+		SessiondCPUPerRevocationMs: round(ms(cpu) / float64(max(1, done))), SessiondCores: round(cpu.Seconds() / elapsed.Seconds())}, nil
+}
+
+// fetchProfile writes sessiond's CPU profile over d to path.
+func fetchProfile(ctx context.Context, debug string, d time.Duration, path string) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, max(1, int(d.Seconds()))), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // orgWide revokes every session of an org (every user's, through
@@ -417,7 +363,7 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 		g.proc.kill()
 	}
 	e.gateways = nil
-	nc, err := nats.Connect(e.nats.ClientURL())
+	nc, err := nats.Connect(e.natsURL)
 	if err != nil {
 		return err
 	}
@@ -487,3 +433,23 @@ func procMemory(pid int) (rss, hwm int64) {
 	}
 	return rss, hwm
 }
+
+// procCPU is a process's user and system CPU time so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux this runs on.
+const clockTicks = 100

@@ -101,7 +101,7 @@ func (o *Observer) UntilRefused(start time.Time, token string, limit time.Durati
 			}
 		}
 		if pending = still; len(pending) > 0 {
-			pause(roundPause)
+			Pause(roundPause)
 		}
 	}
 	return got, nil

@@ -4,5 +4,5 @@ package edgeprobe
 
 import "time"
 
-// pause sleeps for about d (at the resolution of the Go runtime's timers).
-func pause(d time.Duration) { time.Sleep(d) }
+// Pause sleeps for about d (at the resolution of the Go runtime's timers).
+func Pause(d time.Duration) { time.Sleep(d) }
