@@ -300,11 +300,14 @@ type runResult struct {
 	// Truth: scheduled instant → the last gateway's own apply (its report).
 	Truth stats `json:"enforced_by_gateway_reports"`
 	// Slack: the last gateway's apply → the answer (sessiond only).
-	Slack        stats `json:"wait_slack,omitempty"`
-	Failed       int   `json:"failed"`
-	NotEnforced  int   `json:"answered_not_enforced"`
-	StillAccepts int   `json:"accepted_after_enforced"`
-	Reports      int   `json:"gateway_reports"`
+	Slack       stats `json:"wait_slack,omitempty"`
+	Failed      int   `json:"failed"`
+	NotEnforced int   `json:"answered_not_enforced"`
+	// NotEnforcedMs: how long each of those took to answer.
+	NotEnforcedMs     []float64 `json:"answered_not_enforced_ms,omitempty"`
+	NotEnforcedStatus []string  `json:"answered_not_enforced_status,omitempty"`
+	StillAccepts      int       `json:"accepted_after_enforced"`
+	Reports           int       `json:"gateway_reports"`
 	// SessiondCPUPerRevocationMs is sessiond's user+system CPU during the
 	// run divided by the revocations (sessiond only).
 	SessiondCPUPerRevocationMs float64 `json:"sessiond_cpu_per_revocation_ms,omitempty"`
@@ -323,6 +326,8 @@ func collect(path string, rate int, at []attempt, t *truth) runResult {
 		if !a.ok {
 			if a.status != "" && a.status != "enforced" {
 				r.NotEnforced++
+				r.NotEnforcedMs = append(r.NotEnforcedMs, round(ms(a.answered.Sub(a.target))))
+				r.NotEnforcedStatus = append(r.NotEnforcedStatus, a.status)
 			} else {
 				r.Failed++
 			}

@@ -300,8 +300,25 @@ func (s *Store) Get(ctx context.Context, p sessions.Principal, id string) (Recei
 }
 
 // status works out where receipt id (stored as r) stands.
+// base is receipt id as committed, from its row.
+func base(id string, r row) Receipt {
+	return Receipt{ID: id, Reason: r.reason, CreatedAt: r.createdAt.UTC(), Status: Committed, Gateways: Gateways{Pending: []string{}, Departed: []string{}}}
+}
+
+// trackedStatus completes out from t, a published receipt this replica tracks
+// (s.mu held).
+func (s *Store) trackedStatus(out Receipt, t *tracked) Receipt {
+	pub := t.publishedAt.UTC()
+	out.Status, out.PublishedAt = Published, &pub
+	e, enforced := t.enforcement, t.enforced
+	if !enforced {
+		e = s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
+	}
+	return fill(out, e, enforced)
+}
+
 func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
-	out := Receipt{ID: id, Reason: r.reason, CreatedAt: r.createdAt.UTC(), Status: Committed, Gateways: Gateways{Pending: []string{}, Departed: []string{}}}
+	out := base(id, r)
 	switch {
 	case r.enforcedAt != nil: // final
 		pub, enf := r.publishedAt.UTC(), r.enforcedAt.UTC()
@@ -317,16 +334,9 @@ func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
 		return out, nil
 	}
 	s.mu.Lock()
-	t, ok := s.tracked[id]
-	if ok && t.published {
-		pub := t.publishedAt.UTC()
-		out.Status, out.PublishedAt = Published, &pub
-		e, enforced := t.enforcement, t.enforced
-		if !enforced {
-			e = s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
-		}
-		s.mu.Unlock()
-		return fill(out, e, enforced), nil
+	if t, ok := s.tracked[id]; ok && t.published {
+		defer s.mu.Unlock()
+		return s.trackedStatus(out, t), nil
 	}
 	s.mu.Unlock()
 	// Not tracked here: the outbox says what JetStream acknowledged.
@@ -395,7 +405,11 @@ func (s *Store) Wait(ctx context.Context, p sessions.Principal, id string, d tim
 	for {
 		select {
 		case <-done:
-			return s.status(context.WithoutCancel(ctx), id, r)
+			// From t itself: once enforced, the store may stop tracking it
+			// (save) before its result is in the database.
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.trackedStatus(base(id, r), t), nil
 		case <-ctx.Done():
 			return s.status(context.WithoutCancel(ctx), id, r)
 		case <-poll.C:
