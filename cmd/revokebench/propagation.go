@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +60,11 @@ func propagation(ctx context.Context, e *benchEnv, o options, res *results) erro
 			}
 			fr.Round = round
 			res.Propagation.Runs = append(res.Propagation.Runs, fr)
-			sr, err := openLoopSessiond(ctx, e, real, rate, n)
+			profile := ""
+			if o.profile != "" && round == 1 && rate == o.rates[len(o.rates)-1] {
+				profile = o.profile + ".propagation"
+			}
+			sr, err := openLoopSessiond(ctx, e, real, rate, n, profile)
 			if err != nil {
 				return fmt.Errorf("sessiond at %d/s, round %d: %w", rate, round, err)
 			}
@@ -208,6 +215,7 @@ func openLoopFloor(ctx context.Context, e *benchEnv, b *barePath, rate, n int) (
 		at[i].key = uuid.NewString()
 		at[i].token = at[i].key
 	}
+	busy0 := machineBusy()
 	openLoop(rate, n, func(i int, target time.Time) {
 		a := &at[i]
 		a.target, a.sent = target, time.Now()
@@ -228,10 +236,15 @@ func openLoopFloor(ctx context.Context, e *benchEnv, b *barePath, rate, n int) (
 		case <-time.After(10 * time.Second):
 		}
 	})
-	return collect("floor", rate, at, t), nil
+	busy := machineBusy().since(busy0)
+	r := collect("floor", rate, at, t)
+	r.MachineBusy = busy
+	return r, nil
 }
 
-func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate, n int) (runResult, error) {
+// openLoopSessiond runs sessiond's path; with profile set, sessiond's CPU
+// profile of the run is written there.
+func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate, n int, profile string) (runResult, error) {
 	f, err := e.makeSessions(ctx, n/10+1, 10)
 	if err != nil {
 		return runResult{}, err
@@ -257,7 +270,12 @@ func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate,
 	for i := range at {
 		at[i].key, at[i].token = f.sessions[i], f.tokens[i]
 	}
-	cpu0 := procCPU(e.sessiond.cmd.Process.Pid)
+	var prof chan error
+	if profile != "" && e.debug != "" {
+		prof = make(chan error, 1)
+		go func() { prof <- fetchProfile(ctx, "http://"+e.debug, time.Duration(n/rate)*time.Second, profile) }()
+	}
+	cpu0, busy0 := procCPU(e.sessiond.cmd.Process.Pid), machineBusy()
 	openLoop(rate, n, func(i int, target time.Time) {
 		a := &at[i]
 		a.target, a.sent = target, time.Now()
@@ -277,11 +295,17 @@ func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate,
 		a.ok = true
 		a.accepted = obs.confirm(a.token)
 	})
-	cpu := procCPU(e.sessiond.cmd.Process.Pid) - cpu0
+	cpu, busy := procCPU(e.sessiond.cmd.Process.Pid)-cpu0, machineBusy().since(busy0)
+	if prof != nil {
+		if err := <-prof; err != nil {
+			return runResult{}, fmt.Errorf("profile: %w", err)
+		}
+	}
 	// The last reports may still be on their way.
 	time.Sleep(100 * time.Millisecond)
 	r := collect("sessiond", rate, at, t)
 	r.SessiondCPUPerRevocationMs = round(ms(cpu) / float64(n))
+	r.MachineBusy = busy
 	return r, nil
 }
 
@@ -308,6 +332,9 @@ type runResult struct {
 	NotEnforcedStatus []string  `json:"answered_not_enforced_status,omitempty"`
 	StillAccepts      int       `json:"accepted_after_enforced"`
 	Reports           int       `json:"gateway_reports"`
+	// MachineBusy is the share of the machine's CPU time that was busy
+	// during the run (1: every core, all the time).
+	MachineBusy float64 `json:"machine_busy"`
 	// SessiondCPUPerRevocationMs is sessiond's user+system CPU during the
 	// run divided by the revocations (sessiond only).
 	SessiondCPUPerRevocationMs float64 `json:"sessiond_cpu_per_revocation_ms,omitempty"`
@@ -372,6 +399,8 @@ type rateSummary struct {
 	RatioP99           float64 `json:"ratio_p99"`
 	LateP99            float64 `json:"send_lateness_p99_ms"`
 	CPUPerRevocationMs float64 `json:"sessiond_cpu_per_revocation_ms"`
+	BusyFloor          float64 `json:"machine_busy_floor"`
+	BusyReceipts       float64 `json:"machine_busy_receipts"`
 	Problems           int     `json:"failed_or_not_enforced_or_still_accepted"`
 }
 
@@ -399,6 +428,8 @@ func summariseRate(runs []runResult, rate int) rateSummary {
 		SlackP99:           med("sessiond", func(r runResult) float64 { return r.Slack.P99 }),
 		LateP99:            max(med("sessiond", func(r runResult) float64 { return r.Late.P99 }), med("floor", func(r runResult) float64 { return r.Late.P99 })),
 		CPUPerRevocationMs: med("sessiond", func(r runResult) float64 { return r.SessiondCPUPerRevocationMs }),
+		BusyFloor:          med("floor", func(r runResult) float64 { return r.MachineBusy }),
+		BusyReceipts:       med("sessiond", func(r runResult) float64 { return r.MachineBusy }),
 	}
 	for _, r := range runs {
 		if r.Rate == rate {
@@ -409,4 +440,31 @@ func summariseRate(runs []runResult, rate int) rateSummary {
 		s.RatioP50, s.RatioP99 = round(s.ReceiptP50/s.FloorP50), round(s.ReceiptP99/s.FloorP99)
 	}
 	return s
+}
+
+// cpuSample is /proc/stat's first line: busy and total jiffies.
+type cpuSample struct{ busy, total int64 }
+
+func machineBusy() cpuSample {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var s cpuSample
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		s.total += v
+		if i != 3 && i != 4 { // idle, iowait
+			s.busy += v
+		}
+	}
+	return s
+}
+
+func (s cpuSample) since(t cpuSample) float64 {
+	if s.total <= t.total {
+		return 0
+	}
+	return round(float64(s.busy-t.busy) / float64(s.total-t.total))
 }

@@ -97,6 +97,7 @@ func printTable(w io.Writer, r *results) {
 		fmt.Fprintf(tw, "\tfloor: commit + publish + apply\tp50 %.2f ms\tp99 %.2f ms\t\n", p.FloorP50, p.FloorP99)
 		fmt.Fprintf(tw, "\treceipt / floor\tp50 %.2f ×\tp99 %.2f ×\t\n", p.RatioP50, p.RatioP99)
 		fmt.Fprintf(tw, "\twait slack p99 %.2f ms\tsend lateness p99 %.2f ms\tsessiond CPU %.3f ms/revocation\tproblems %d\n", p.SlackP99, p.LateP99, p.CPUPerRevocationMs, p.Problems)
+		fmt.Fprintf(tw, "\tmachine busy\tfloor %.0f %%\treceipts %.0f %%\t\n", 100*p.BusyFloor, 100*p.BusyReceipts)
 	}
 	for _, run := range r.Throughput.Runs {
 		fmt.Fprintf(tw, "throughput\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
