@@ -143,6 +143,14 @@ type fleetResult struct {
 	ThroughputRatio float64   `json:"throughput_with_over_without"`
 	// ReportsPerSec is what sessiond heard during the "with" runs.
 	ReportsPerSec float64 `json:"reports_per_sec_with"`
+	// SessiondFleetCores is what the fleet cost sessiond under load: its
+	// extra CPU per revocation times the rate.
+	SessiondFleetCores float64 `json:"sessiond_fleet_cores_under_load"`
+	// SimulatorCores and NATSCoresWith are the CPU the simulator and NATS
+	// took on the same machine during the "with" runs: what the throughput
+	// lost to them is not sessiond's.
+	SimulatorCores float64 `json:"simulator_cores"`
+	NATSCoresWith  float64 `json:"nats_cores_with"`
 }
 
 // fleetScenario measures what a simulated fleet costs sessiond: its CPU
@@ -190,7 +198,8 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		return err
 	}
 	var heard float64
-	for round := 1; round <= o.rounds; round++ {
+	var simCores, natsCores []float64
+	for rnd := 1; rnd <= o.rounds; rnd++ {
 		w, err := revokeRun(ctx, e, take(), o.concurrency, o.duration)
 		if err != nil {
 			return err
@@ -199,10 +208,24 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		if err != nil {
 			return err
 		}
+		var prof chan error
+		if o.profile != "" && e.debug != "" && rnd == 1 {
+			prof = make(chan error, 1)
+			go func() { prof <- fetchProfile(ctx, "http://"+e.debug, o.duration, o.profile+".fleet") }()
+		}
 		m0 := e.reportsHeard(ctx)
 		t0 := time.Now()
+		sim0, nats0 := procCPU(p.cmd.Process.Pid), procCPU(e.natsProc.cmd.Process.Pid)
 		x, err := revokeRun(ctx, e, take(), o.concurrency, o.duration)
-		heard += (e.reportsHeard(ctx) - m0) / time.Since(t0).Seconds()
+		if prof != nil {
+			if perr := <-prof; perr != nil && err == nil {
+				err = fmt.Errorf("profile: %w", perr)
+			}
+		}
+		secs := time.Since(t0).Seconds()
+		heard += (e.reportsHeard(ctx) - m0) / secs
+		simCores = append(simCores, round((procCPU(p.cmd.Process.Pid)-sim0).Seconds()/secs))
+		natsCores = append(natsCores, round((procCPU(e.natsProc.cmd.Process.Pid)-nats0).Seconds()/secs))
 		if err != nil {
 			return err
 		}
@@ -211,10 +234,12 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		}
 		r.RevokeWithout, r.RevokeWith = append(r.RevokeWithout, w.PerSec), append(r.RevokeWith, x.PerSec)
 		r.CPUWithout, r.CPUWith = append(r.CPUWithout, w.SessiondCPUPerRevocationMs), append(r.CPUWith, x.SessiondCPUPerRevocationMs)
-		fmt.Fprintf(e.log, "  round %d: %.0f/s without, %.0f/s with the fleet\n", round, w.PerSec, x.PerSec)
+		fmt.Fprintf(e.log, "  round %d: %.0f/s without, %.0f/s with the fleet\n", rnd, w.PerSec, x.PerSec)
 	}
 	r.ThroughputRatio = round(median(r.RevokeWith) / median(r.RevokeWithout))
 	r.ReportsPerSec = round(heard / float64(o.rounds))
+	r.SimulatorCores, r.NATSCoresWith = median(simCores), median(natsCores)
+	r.SessiondFleetCores = round((median(r.CPUWith) - median(r.CPUWithout)) / 1000 * median(r.RevokeWith))
 	res.Fleet = r
 	return nil
 }

@@ -118,6 +118,7 @@ func printTable(w io.Writer, r *results) {
 	if f := r.Fleet; f.Simulated > 0 {
 		fmt.Fprintf(tw, "fleet of %d simulated gateways\tsessiond idle\t%.3f cores without\t%.3f cores with\t(%.0f reports/s heard under load)\n", f.Simulated, f.IdleCoresWithout, f.IdleCoresWith, f.ReportsPerSec)
 		fmt.Fprintf(tw, "\trevocations/s without → with\t%.0f → %.0f\t(%.3f ×)\tCPU/revocation %.3f → %.3f ms\n", median(f.RevokeWithout), median(f.RevokeWith), f.ThroughputRatio, median(f.CPUWithout), median(f.CPUWith))
+		fmt.Fprintf(tw, "\tunder load, cores\tsessiond's share of the fleet %.3f\tsimulator %.2f\tNATS %.2f\n", f.SessiondFleetCores, f.SimulatorCores, f.NATSCoresWith)
 	}
 	if r.ColdStart.Entries > 0 {
 		fmt.Fprintf(tw, "cold start\t%d live revocations\tready in %.2f s\tRSS %.0f MB (peak %.0f MB)\t\t\n", r.ColdStart.Entries, r.ColdStart.ReadySeconds, r.ColdStart.RSSMB, r.ColdStart.PeakRSSMB)

@@ -257,6 +257,59 @@ type Enforcement struct {
 	At time.Time
 }
 
+// view is the fleet at one instant, to settle many receipts at once: a
+// receipt up to a sequence every member has applied is enforced, whichever
+// members it expected, and then only the count of those and the departed
+// need working out. Checking each receipt against every member cost the
+// store O(members) per receipt: with 1,000 gateways and 1,500 revocations
+// a second, a tenth of a core.
+type view struct {
+	minSeq      uint64    // the lowest watermark of any member
+	members     int       // how many there are
+	lastStarted time.Time // the latest start of any member
+	departed    []member  // the departed, as they were
+}
+
+// view returns the fleet as it is now, for receipts published at since or
+// later, in O(members) and without allocating but for the gateways that
+// left after since (usually none).
+func (f *Fleet) view(since time.Time) view {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := view{minSeq: ^uint64(0), members: len(f.members)}
+	for _, m := range f.members {
+		v.minSeq = min(v.minSeq, m.AppliedSeq)
+		if m.StartedAt.After(v.lastStarted) {
+			v.lastStarted = m.StartedAt
+		}
+	}
+	for _, m := range f.departed {
+		if m.leftAt.After(since) { // one that left before was not expected
+			v.departed = append(v.departed, member{Gateway: m.Gateway, leftAt: m.leftAt})
+		}
+	}
+	return v
+}
+
+// enforced is the enforcement of a revocation published at publishedAt up
+// to seq when every member has applied seq and every member was there at
+// its publish (ok); otherwise (a member restarted since, or one is short
+// of seq) ok is false and Fleet.enforcement must tell. At is left to the
+// caller.
+func (v view) enforced(seq uint64, publishedAt time.Time) (Enforcement, bool) {
+	if seq > v.minSeq || v.lastStarted.After(publishedAt) {
+		return Enforcement{}, false
+	}
+	e := Enforcement{Expected: v.members, Enforced: v.members}
+	for _, m := range v.departed {
+		if !m.StartedAt.After(publishedAt) && m.leftAt.After(publishedAt) && m.AppliedSeq < seq {
+			e.Departed = append(e.Departed, m.ID)
+		}
+	}
+	slices.Sort(e.Departed)
+	return e, true
+}
+
 // enforcement tells where a revocation published at publishedAt, up to
 // stream sequence seq, stands. With when, it also works out At from the
 // gateways' histories (a receipt nobody here waited for); without, At stays

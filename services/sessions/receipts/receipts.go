@@ -122,7 +122,7 @@ func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
 	}
 	s.mu.Lock()
 	t := s.get(m.Receipt)
-	wasPublished := t.published
+	wasPublished, first := t.published, false
 	t.events = m.ReceiptEvents
 	t.acked[m.EventID] = true
 	t.lastSeq = max(t.lastSeq, seq)
@@ -133,9 +133,14 @@ func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
 		t.published, t.publishedAt = true, s.now()
 		i, _ := slices.BinarySearchFunc(s.waiting, t.lastSeq, func(w *tracked, seq uint64) int { return cmp.Compare(w.lastSeq, seq) })
 		s.waiting = slices.Insert(s.waiting, i, t)
+		// Behind the oldest it cannot be enforced first: the fleet's watch
+		// on the oldest will wake the store.
+		first = i == 0
 	}
 	s.mu.Unlock()
-	s.check()
+	if first {
+		s.check()
+	}
 }
 
 // check enforces, in order of sequence, the published receipts that every
@@ -149,26 +154,35 @@ func (s *Store) check() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		now := s.now()
+		if len(s.waiting) == 0 {
+			s.fleet.unwatch()
+			return
+		}
+		// The oldest first, in O(members): most wakes settle nothing more
+		// than it, and the view below costs a sort.
+		if !s.fleet.watch(s.waiting[0].lastSeq, s.waiting[0].publishedAt) {
+			return
+		}
+		now, since := s.now(), s.waiting[0].publishedAt
+		for _, t := range s.waiting {
+			if t.publishedAt.Before(since) {
+				since = t.publishedAt
+			}
+		}
+		v := s.fleet.view(since)
 		n := 0
 		for _, t := range s.waiting {
-			e := s.fleet.enforcement(t.lastSeq, t.publishedAt, false)
-			if len(e.Pending) > 0 {
-				break
+			e, ok := v.enforced(t.lastSeq, t.publishedAt)
+			if !ok {
+				if e = s.fleet.enforcement(t.lastSeq, t.publishedAt, false); len(e.Pending) > 0 {
+					break
+				}
 			}
 			e.At = now
 			s.enforce(t, e)
 			n++
 		}
 		s.waiting = s.waiting[n:]
-		if len(s.waiting) == 0 {
-			s.fleet.unwatch()
-			return
-		}
-		if !s.fleet.watch(s.waiting[0].lastSeq, s.waiting[0].publishedAt) {
-			return
-		}
-		// Reached between the two looks: look again.
 	}
 }
 

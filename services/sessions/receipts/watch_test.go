@@ -1,8 +1,11 @@
 package receipts
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,4 +65,43 @@ func TestStoreIsWokenOnlyByTheReportThatCompletesAReceipt(t *testing.T) {
 	step("d reaches r2", func() { f.Report(report("d", 8, early)) }, 0, true, false)
 	step("b, the last, reaches r2", func() { f.Report(report("b", 7, early)) }, 1, true, true)
 	step("nothing waits: every report wakes the store, which finds nothing", func() { f.Report(report("a", 9, early)) }, 1, true, true)
+}
+
+// TestViewAgreesWithEnforcement: the fleet's view settles a receipt exactly
+// as the member-by-member enforcement does, whenever it settles one at all,
+// over random fleets of members started before and after, departed or not.
+func TestViewAgreesWithEnforcement(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	settled := 0
+	for round := range 200 {
+		c := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+		f := NewFleet(30*time.Second, c.now, prometheus.NewRegistry())
+		base := c.t
+		for i := range 1 + rng.IntN(20) {
+			f.Report(report(fmt.Sprint("g", i), uint64(rng.IntN(50)), base.Add(time.Duration(rng.IntN(60)-30)*time.Second)))
+		}
+		// some leave
+		c.t = c.t.Add(time.Duration(rng.IntN(40)) * time.Second)
+		for i := range rng.IntN(5) {
+			f.Report(report(fmt.Sprint("g", i), uint64(40+rng.IntN(20)), base.Add(-time.Hour)))
+		}
+		f.Sweep()
+		v := f.view(time.Time{})
+		for range 20 {
+			seq := uint64(rng.IntN(60))
+			pub := base.Add(time.Duration(rng.IntN(80)-40) * time.Second)
+			got, ok := v.enforced(seq, pub)
+			want := f.enforcement(seq, pub, false)
+			if !ok {
+				continue
+			}
+			settled++
+			if len(want.Pending) != 0 || got.Expected != want.Expected || got.Enforced != want.Enforced || !slices.Equal(got.Departed, want.Departed) {
+				t.Fatalf("round %d, seq %d: view %+v, enforcement %+v", round, seq, got, want)
+			}
+		}
+	}
+	if settled < 200 {
+		t.Fatalf("the view settled only %d of 4,000 receipts: the comparison says little", settled)
+	}
 }
