@@ -129,7 +129,8 @@ func runFleet(ctx context.Context, args []string, stderr io.Writer) error {
 
 // fleetResult is the fleet scenario's figures.
 type fleetResult struct {
-	Simulated int `json:"simulated_gateways"`
+	Simulated int     `json:"simulated_gateways"`
+	Interval  float64 `json:"report_interval_ms"`
 	// Idle: sessiond's CPU (cores) with no revocations, without and with
 	// the simulated fleet.
 	IdleCoresWithout float64 `json:"idle_cores_without"`
@@ -158,7 +159,7 @@ type fleetResult struct {
 // it, in alternating rounds (sessiond's silence timeout is shortened for
 // the run, so the fleet leaves between rounds).
 func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) error {
-	r := fleetResult{Simulated: o.fleet}
+	r := fleetResult{Simulated: o.fleet, Interval: ms(o.fleetEvery)}
 	pid := e.sessiond.cmd.Process.Pid
 	idle := func() float64 {
 		c0, t0 := procCPU(pid), time.Now()
@@ -176,7 +177,7 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		return s[:min(len(s), int(5000*o.duration.Seconds()))]
 	}
 	start := func() (*proc, error) {
-		p, err := e.spawn(ctx, "fleet", nil, "fleet", "-nats", e.natsURL, "-gateways", fmt.Sprint(o.fleet))
+		p, err := e.spawn(ctx, "fleet", nil, "fleet", "-nats", e.natsURL, "-gateways", fmt.Sprint(o.fleet), "-interval", o.fleetEvery.String())
 		if err != nil {
 			return nil, err
 		}

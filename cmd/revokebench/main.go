@@ -64,6 +64,7 @@ type options struct {
 	keep        bool
 	profile     string
 	fleet       int
+	fleetEvery  time.Duration
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -93,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.svg, "svg", "revokebench-latency.svg", "SVG of the propagation latency distribution")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated gateways in the fleet scenario")
+	fs.DurationVar(&o.fleetEvery, "fleet-interval", 100*time.Millisecond, "the simulated gateways' GATEWAY_REPORT_INTERVAL")
 	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
