@@ -16,7 +16,7 @@ import (
 // "ok" answers 200 (the bare handler next to /v1/check), "proxy" is a bare
 // httputil.ReverseProxy (next to the gateway's proxy), "upstream" answers
 // 512 bytes (behind both proxies); "api" and "gateway" are the bare
-// revocation mechanism (barepath.go).
+// revocation mechanism (internal/barepath).
 func runBare(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,7 +54,7 @@ func runBare(ctx context.Context, args []string, stderr io.Writer) error {
 		case *mode == "gateway" && *natsURL != "" && *name != "":
 			h, closeFn, err = bareGateway(ctx, *natsURL, *name)
 		default:
-			err = fmt.Errorf("bare %s %w", *mode, errNeedFlags)
+			err = fmt.Errorf("bare %s needs -database and -nats (api) or -nats and -name (gateway)", *mode)
 		}
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/barepath"
 	"github.com/sessionguard/revoke/internal/edgeprobe"
 )
 
@@ -38,7 +39,7 @@ import (
 // commit, one publish, the gateways' apply and report, timed by the same
 // ground truth.
 func propagation(ctx context.Context, e *benchEnv, o options, res *results) error {
-	if err := bareSchema(ctx, e.pool, e.natsURL); err != nil {
+	if err := bareSchema(ctx, e); err != nil {
 		return err
 	}
 	floor, err := e.startBarePath(ctx, len(e.gateways))
@@ -200,7 +201,7 @@ func (p observers) confirm(token string) int {
 }
 
 func openLoopFloor(ctx context.Context, e *benchEnv, b *barePath, rate, n int) (runResult, error) {
-	t, err := watch(ctx, e.natsURL, bareStream, bareApplied, bareKey, len(b.controls))
+	t, err := watch(ctx, e.natsURL, barepath.Stream, barepath.Applied, bareKey, len(b.controls))
 	if err != nil {
 		return runResult{}, err
 	}

@@ -14,20 +14,7 @@ import (
 // after it applies a revocation, not only at its heartbeat, and its state.
 func TestReporterSaysWhatItApplied(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 10*time.Second)
-	w.start()
-	w.waitReady()
-	reports := make(chan *nats.Msg, 64)
-	sub, err := w.nc.ChanSubscribe(events.SubjectGatewayApplied, reports)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	_ = w.nc.Flush()
-	r := NewReporter(w.nc, w.gw, "edge-test", "v-test", time.Hour, 0, testLog()) // the heartbeat never comes in this test
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	w, r, reports := startReporter(t, 0) // the heartbeat never comes in this test
 
 	w.publish(revokeSession(newGrant()))
 	w.publish(revokeSession(newGrant()))
@@ -61,20 +48,7 @@ func TestReporterSaysWhatItApplied(t *testing.T) {
 // once, in one report that carries everything applied before it too.
 func TestReporterCoalescesWhatNobodyAwaits(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 10*time.Second)
-	w.start()
-	w.waitReady()
-	reports := make(chan *nats.Msg, 64)
-	sub, err := w.nc.ChanSubscribe(events.SubjectGatewayApplied, reports)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	_ = w.nc.Flush()
-	r := NewReporter(w.nc, w.gw, "edge-test", "v-test", time.Hour, time.Hour, testLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	w, _, reports := startReporter(t, time.Hour)
 	next := func() events.GatewayApplied {
 		t.Helper()
 		select {
@@ -99,4 +73,25 @@ func TestReporterCoalescesWhatNobodyAwaits(t *testing.T) {
 	if rep := next(); rep.AppliedSeq != 2 {
 		t.Fatalf("the next report must be the awaited one's, at 2, with the plain one coalesced into it: %+v", rep)
 	}
+}
+
+// startReporter starts a gateway and a reporter of it with an hour's
+// heartbeat and the given coalescing interval, and listens to its reports.
+func startReporter(t *testing.T, interval time.Duration) (*world, *Reporter, <-chan *nats.Msg) {
+	t.Helper()
+	w := newWorld(t, 10*time.Second)
+	w.start()
+	w.waitReady()
+	reports := make(chan *nats.Msg, 64)
+	sub, err := w.nc.ChanSubscribe(events.SubjectGatewayApplied, reports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	_ = w.nc.Flush()
+	r := NewReporter(w.nc, w.gw, "edge-test", "v-test", time.Hour, interval, testLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Run(ctx)
+	return w, r, reports
 }
