@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,14 +57,33 @@ func StreamConfig(s events.Stream, replicas int) jetstream.StreamConfig {
 }
 
 // EnsureStreams creates or updates each stream so that it matches its
-// definition; it is safe to call from every replica at every start.
+// definition; it is safe to call from every replica at every start. A
+// stream that matches already is left alone: every replica and every relay
+// restart calls this, and an update for nothing makes the server rewrite
+// the stream's configuration while gateways create their consumers on it
+// (the embedded server's race detector caught the two touching the same
+// store).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, streams ...events.Stream) error {
 	for _, s := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(s, replicas)); err != nil {
+		want := StreamConfig(s, replicas)
+		if st, err := js.Stream(ctx, s.Name); err == nil {
+			if info, err := st.Info(ctx); err == nil && matches(info.Config, want) {
+				continue
+			}
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, want); err != nil {
 			return fmt.Errorf("nats: stream %s: %w", s.Name, err)
 		}
 	}
 	return nil
+}
+
+// matches reports whether a stream's configuration has every setting
+// StreamConfig makes.
+func matches(got, want jetstream.StreamConfig) bool {
+	return slices.Equal(got.Subjects, want.Subjects) && got.MaxAge == want.MaxAge && got.Storage == want.Storage &&
+		got.Retention == want.Retention && got.Discard == want.Discard && got.Replicas == want.Replicas &&
+		got.Duplicates == want.Duplicates && got.MaxMsgs == want.MaxMsgs && got.MaxBytes == want.MaxBytes
 }
 
 // ErrNoJetStream is returned when the server has JetStream disabled.
