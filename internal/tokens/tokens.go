@@ -37,6 +37,7 @@ type Claims struct {
 	ExpiresAt time.Time
 	IssuedAt  time.Time
 	NotBefore time.Time // zero when the token has no nbf
+	AuthTime  time.Time // when its session signed in; zero when the token has no auth_time
 	ID        string    // jti
 	SessionID string    // sid
 	Org       string

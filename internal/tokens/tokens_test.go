@@ -190,6 +190,10 @@ func TestVerifierRefuses(t *testing.T) {
 		"too many members":                 signRaw(ks, hdr, stdClaims(manyMembers(30))),
 		"alg none":                         signRaw(ks, `{"alg":"none","typ":"at+jwt","kid":"`+kid+`"}`, stdClaims("")),
 		"typ JWT":                          signRaw(ks, `{"alg":"EdDSA","typ":"JWT","kid":"`+kid+`"}`, stdClaims("")),
+		"auth_time is a string":            signRaw(ks, hdr, stdClaims(`,"auth_time":"1764583199"`)),
+		"auth_time is null":                signRaw(ks, hdr, stdClaims(`,"auth_time":null`)),
+		"negative auth_time":               signRaw(ks, hdr, stdClaims(`,"auth_time":-1`)),
+		"duplicate auth_time":              signRaw(ks, hdr, stdClaims(`,"auth_time":1764583100,"auth_time":1764583199`)),
 	}
 	v := NewVerifier("iss", "aud", 30*time.Second)
 	if _, err := v.Verify(ks, valid, fixedNow); err != nil {
@@ -235,6 +239,46 @@ func TestVerifierReadsFractionalTimes(t *testing.T) {
 	if c, err := NewVerifier("iss", "aud", 0).Verify(ks, signRaw(ks, stdHeader(ks), list), fixedNow); err != nil || len(c.Audience) != 2 {
 		t.Fatalf("a list audience: %+v %v", c, err)
 	}
+}
+
+// TestAuthTimeRoundTripsToTheMicrosecond: a token carries its session's
+// sign-in time as auth_time to the microsecond, as the strict verifier and
+// golang-jwt read it; a token without one (issued before auth_time was)
+// still verifies, with a zero AuthTime.
+func TestAuthTimeRoundTripsToTheMicrosecond(t *testing.T) {
+	ks := randomKeySet(t)
+	now := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.UTC)
+	signedIn := now.Add(-3*time.Hour - 987654321)
+	g := Grant{Subject: "s", SessionID: "sid", Org: "o", Role: RoleUser, Now: now, AuthTime: signedIn, TTL: time.Minute, ID: "j"}
+	tok, _, err := Signer{Issuer: "iss", Audience: "aud"}.Sign(ks, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]json.RawMessage
+	_ = json.Unmarshal(mustClaims(tok), &c)
+	if want := strconv.FormatInt(signedIn.Unix(), 10) + ".135802"; string(c["auth_time"]) != want { // .123456789 − .987654321, to the µs
+		t.Fatalf("auth_time %s, want %s", c["auth_time"], want)
+	}
+	claims, err := NewVerifier("iss", "aud", 0).Verify(ks, tok, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !claims.AuthTime.Equal(signedIn.Truncate(time.Microsecond)) {
+		t.Fatalf("auth_time read as %v, want %v", claims.AuthTime, signedIn.Truncate(time.Microsecond))
+	}
+	if _, err := newReferenceVerifier("iss", "aud", 0, func() time.Time { return now }).Verify(ks, tok); err != nil {
+		t.Fatal(err)
+	}
+	g.AuthTime = time.Time{}
+	old, _, _ := Signer{Issuer: "iss", Audience: "aud"}.Sign(ks, g)
+	if claims, err := NewVerifier("iss", "aud", 0).Verify(ks, old, now); err != nil || !claims.AuthTime.IsZero() || strings.Contains(string(mustClaims(old)), "auth_time") {
+		t.Fatalf("a token without auth_time: %+v %v", claims, err)
+	}
+}
+
+func mustClaims(tok string) []byte {
+	b, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	return b
 }
 
 func TestJWKSRoundTrip(t *testing.T) {

@@ -55,7 +55,7 @@ type header struct {
 type wireRead struct {
 	Iss, Sub, Jti, Sid, Org, Role string
 	Aud                           json.RawMessage
-	Exp, Iat, Nbf                 *float64
+	Exp, Iat, Nbf, AuthTime       *float64
 }
 
 var errMember = errors.New("unexpected member")
@@ -133,6 +133,8 @@ func parseClaims(b []byte, c *wireRead) error {
 			return numberValue(raw, &c.Iat)
 		case "nbf":
 			return numberValue(raw, &c.Nbf)
+		case "auth_time":
+			return numberValue(raw, &c.AuthTime)
 		case "jti":
 			return stringValue(raw, &c.Jti)
 		case "sid":
@@ -142,7 +144,7 @@ func parseClaims(b []byte, c *wireRead) error {
 		case "role":
 			return stringValue(raw, &c.Role)
 		}
-		return unknownMember(k, "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "org", "role")
+		return unknownMember(k, "iss", "sub", "aud", "exp", "iat", "nbf", "auth_time", "jti", "sid", "org", "role")
 	})
 }
 
@@ -253,7 +255,15 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 	default:
 		return nil, invalidf("unknown role")
 	}
-	return &Claims{Issuer: c.Iss, Subject: c.Sub, Audience: aud, ExpiresAt: exp, IssuedAt: iat, NotBefore: nbf,
+	var authTime time.Time
+	if c.AuthTime != nil {
+		// Not held against iat: sign-in and issue may be stamped by the
+		// clocks of two replicas.
+		if authTime, ok = numericDate(*c.AuthTime); !ok {
+			return nil, invalidf("auth_time is malformed")
+		}
+	}
+	return &Claims{Issuer: c.Iss, Subject: c.Sub, Audience: aud, ExpiresAt: exp, IssuedAt: iat, NotBefore: nbf, AuthTime: authTime,
 		ID: c.Jti, SessionID: c.Sid, Org: c.Org, Role: c.Role}, nil
 }
 

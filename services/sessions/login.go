@@ -140,7 +140,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		return TokenPair{}, domainOr(err, "login")
 	}
 	s.metrics.logins.WithLabelValues("success").Inc()
-	return s.issue(userID, orgID, sessionID, role, refresh, now, iat)
+	return s.issue(userID, orgID, sessionID, role, refresh, now, iat, now) // signed in now: the session's created_at
 }
 
 func truncate(s string, n int) string {

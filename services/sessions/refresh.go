@@ -37,6 +37,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		orgID     string
 		role      string
 		sessionID string
+		signedIn  time.Time // the session's created_at: the token's auth_time
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var rtID string
@@ -56,8 +57,8 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 			return err
 		}
 		var sessionDead bool
-		if err := tx.QueryRow(ctx, `SELECT org_id, revoked_at IS NOT NULL OR expires_at <= $2 FROM sessions WHERE id = $1 FOR NO KEY UPDATE`,
-			sessionID, now).Scan(&orgID, &sessionDead); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT org_id, revoked_at IS NOT NULL OR expires_at <= $2, created_at FROM sessions WHERE id = $1 FOR NO KEY UPDATE`,
+			sessionID, now).Scan(&orgID, &sessionDead, &signedIn); err != nil {
 			return err
 		}
 		var (
@@ -126,7 +127,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		s.log.WarnContext(ctx, "refresh token reuse detected; session revoked", "session_id", sessionID, "user_id", userID)
 		return TokenPair{}, fmt.Errorf("%w: refresh token reuse detected; the session has been revoked", ErrUnauthorized)
 	}
-	return s.issue(userID, orgID, sessionID, role, out.token, now, iat)
+	return s.issue(userID, orgID, sessionID, role, out.token, now, iat, signedIn)
 }
 
 type refreshResult struct {

@@ -207,9 +207,11 @@ func issuedAt(now time.Time, notBefore *time.Time) time.Time {
 }
 
 // issue signs an access token for a session and builds the answer. iat
-// comes from issuedAt.
-func (s *Service) issue(userID, orgID, sessionID, role, refresh string, now, iat time.Time) (TokenPair, error) {
-	g := tokens.Grant{Subject: userID, SessionID: sessionID, Org: orgID, Role: role, Now: now, IssuedAt: iat, TTL: s.cfg.AccessTTL, ID: uuid.NewString()}
+// comes from issuedAt; signedIn, the session's created_at, is its
+// auth_time (to the microsecond, as PostgreSQL keeps it).
+func (s *Service) issue(userID, orgID, sessionID, role, refresh string, now, iat, signedIn time.Time) (TokenPair, error) {
+	g := tokens.Grant{Subject: userID, SessionID: sessionID, Org: orgID, Role: role, Now: now, IssuedAt: iat,
+		AuthTime: signedIn.Truncate(time.Microsecond), TTL: s.cfg.AccessTTL, ID: uuid.NewString()}
 	at, _, err := s.signer.Sign(s.keys.Current(), g)
 	if err != nil {
 		return TokenPair{}, err
