@@ -19,6 +19,7 @@ const (
 	SubjectSessionRevoked = "revocations.v1.session"
 	SubjectTokenRevoked   = "revocations.v1.token"
 	SubjectUserRevoked    = "revocations.v1.user"
+	SubjectOrgRevoked     = "revocations.v1.org"
 	SubjectUserDeleted    = "identity.v1.user.deleted"
 	SubjectUserErased     = "sessions.v1.user.erased"
 	// SubjectSessionActivity carries the gateways' last-seen reports to
@@ -98,13 +99,15 @@ const (
 	ReasonRefreshReuse  Reason = "refresh_reuse"
 	ReasonUserDisabled  Reason = "user_disabled"
 	ReasonErasure       Reason = "erasure"
+	// ReasonAdminBulkRevoke is a revocation by rule (POST /v1/revocations).
+	ReasonAdminBulkRevoke Reason = "admin_bulk_revoke"
 )
 
 // Valid reports whether r is one of the contract's reasons.
 func (r Reason) Valid() bool {
 	switch r {
 	case ReasonLogout, ReasonSelfRevoke, ReasonAdminRevoke, ReasonUserRevokeAll,
-		ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure:
+		ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure, ReasonAdminBulkRevoke:
 		return true
 	}
 	return false
@@ -124,7 +127,7 @@ type Event interface {
 }
 
 // Revocation is an event that revokes access tokens for a while: a
-// SessionRevoked, TokenRevoked or UserRevoked.
+// SessionRevoked, TokenRevoked, UserRevoked or OrgRevoked.
 type Revocation interface {
 	Event
 	// Span is when the revocation was made and until when it applies.
@@ -169,6 +172,21 @@ type UserRevoked struct {
 	Reason    Reason    `json:"reason"`
 	RevokedAt time.Time `json:"revoked_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// OrgRevoked is a rule: every access token of the org (of the role, when
+// Role is set; every role when it is empty) whose auth_time is before
+// AuthBefore is revoked. A token without auth_time counts as signed in
+// before every rule: it was issued by a sessiond that predates them, and a
+// refresh gives the session a token that carries it.
+type OrgRevoked struct {
+	EventID    string    `json:"event_id"`
+	Org        string    `json:"org"`
+	Role       string    `json:"role"`
+	AuthBefore time.Time `json:"auth_before"`
+	Reason     Reason    `json:"reason"`
+	RevokedAt  time.Time `json:"revoked_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
 }
 
 // UserDeleted is the GDPR erasure pipeline's request.
@@ -238,6 +256,12 @@ func (e UserRevoked) Span() (time.Time, time.Time) { return e.RevokedAt, e.Expir
 // Until implements Revocation.
 func (e UserRevoked) Until(t time.Time) Revocation { e.ExpiresAt = t; return e }
 
+// Span implements Revocation.
+func (e OrgRevoked) Span() (time.Time, time.Time) { return e.RevokedAt, e.ExpiresAt }
+
+// Until implements Revocation.
+func (e OrgRevoked) Until(t time.Time) Revocation { e.ExpiresAt = t; return e }
+
 // Subject implements Event.
 func (SessionRevoked) Subject() string { return SubjectSessionRevoked }
 
@@ -246,6 +270,9 @@ func (TokenRevoked) Subject() string { return SubjectTokenRevoked }
 
 // Subject implements Event.
 func (UserRevoked) Subject() string { return SubjectUserRevoked }
+
+// Subject implements Event.
+func (OrgRevoked) Subject() string { return SubjectOrgRevoked }
 
 // Subject implements Event.
 func (UserDeleted) Subject() string { return SubjectUserDeleted }
@@ -261,6 +288,9 @@ func (e TokenRevoked) ID() string { return e.EventID }
 
 // ID implements Event.
 func (e UserRevoked) ID() string { return e.EventID }
+
+// ID implements Event.
+func (e OrgRevoked) ID() string { return e.EventID }
 
 // ID implements Event.
 func (e UserDeleted) ID() string { return e.EventID }
@@ -323,6 +353,22 @@ func (e TokenRevoked) Validate() error {
 }
 
 // Validate implements Event.
+func (e OrgRevoked) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("org", e.Org)
+	switch e.Role {
+	case "", "user", "org_admin", "global_admin":
+	default:
+		c.errs = append(c.errs, fmt.Sprintf("role %q is not empty, user, org_admin or global_admin", e.Role))
+	}
+	c.time("auth_before", e.AuthBefore)
+	c.reason(e.Reason)
+	c.time("revoked_at", e.RevokedAt)
+	c.time("expires_at", e.ExpiresAt)
+	return c.err(e.Subject())
+}
+
 func (e UserRevoked) Validate() error {
 	var c checker
 	c.uuid("event_id", e.EventID)
@@ -380,6 +426,8 @@ func Decode(subject string, data []byte) (Event, error) {
 		e, err = decodeAs[TokenRevoked](data)
 	case SubjectUserRevoked:
 		e, err = decodeAs[UserRevoked](data)
+	case SubjectOrgRevoked:
+		e, err = decodeAs[OrgRevoked](data)
 	case SubjectUserDeleted:
 		e, err = decodeAs[UserDeleted](data)
 	case SubjectUserErased:

@@ -27,6 +27,7 @@ var samples = map[string]Event{
 	"user_deleted":     UserDeleted{EventID: "3e9f4bac-5d84-4f6b-8a3e-8c1bad9e4f50", UserID: "a3e6c2d1-1b2c-4d3e-8f4a-5b6c7d8e9f00", OrgID: "c4d5e6f7-0819-4a2b-8c3d-4e5f60718293", RequestedAt: t0},
 	"session_activity": SessionActivity{EventID: "5ab16dce-7fa6-4b8d-8c5a-ae3dcfb16172", Sessions: []SessionSeen{{SID: "5d1f8f0e-8f0e-4c2b-9b7a-0c1d2e3f4a5b", SeenAt: t0}}},
 	"gateway_applied":  GatewayApplied{GatewayID: "6bc27edf-80b7-4c9e-9d6b-bf4ed0c27283", Name: "edge-fra-1", Version: "v2.0.0", StartedAt: t0, AppliedSeq: 41, StreamLastSeq: 42, State: GatewayCurrent, At: t1},
+	"org_revoked":      OrgRevoked{EventID: "7cd38fe0-91c8-4daf-8e7c-c05fe1d38394", Org: "c4d5e6f7-0819-4a2b-8c3d-4e5f60718293", Role: "user", AuthBefore: t0, Reason: ReasonAdminBulkRevoke, RevokedAt: t0, ExpiresAt: t1},
 	"user_erased":      UserErased{EventID: "4fa05cbd-6e95-4a7c-9b4f-9d2cbea05061", RequestEventID: "3e9f4bac-5d84-4f6b-8a3e-8c1bad9e4f50", UserID: "a3e6c2d1-1b2c-4d3e-8f4a-5b6c7d8e9f00", SessionsRevoked: 3, CompletedAt: t1},
 }
 
@@ -66,7 +67,9 @@ func TestDecodeRejects(t *testing.T) {
 	cases := []struct {
 		name, subject, data, mention string
 	}{
-		{"unknown subject", "revocations.v1.org", string(valid), "unknown subject"},
+		{"unknown subject", "revocations.v1.tenant", string(valid), "unknown subject"},
+		{"org rule with an unknown role", SubjectOrgRevoked, `{"event_id":"7cd38fe0-91c8-4daf-8e7c-c05fe1d38394","org":"c4d5e6f7-0819-4a2b-8c3d-4e5f60718293","role":"root","auth_before":"2026-11-27T10:00:00Z","reason":"admin_bulk_revoke","revoked_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T10:06:00Z"}`, "role"},
+		{"org rule without auth_before", SubjectOrgRevoked, `{"event_id":"7cd38fe0-91c8-4daf-8e7c-c05fe1d38394","org":"c4d5e6f7-0819-4a2b-8c3d-4e5f60718293","role":"","reason":"admin_bulk_revoke","revoked_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T10:06:00Z"}`, "auth_before"},
 		{"unknown version", "revocations.v2.session", string(valid), "unknown subject"},
 		{"not JSON", SubjectSessionRevoked, "nope", "invalid"},
 		{"array", SubjectSessionRevoked, "[]", "invalid"},

@@ -26,13 +26,15 @@ func ParseID(s string) (ID, bool) {
 const shards = 64
 
 // Blocklist is the exact set of live revocations: it never drops or evicts a
-// live entry. Entries are keyed by token id (jti), session id (sid) and user
-// (sub, with a not-before time), and expire at their expires_at, so memory is
-// bounded by the revocation rate times the access-token TTL. Applying an
-// entry twice, or entries in any order, gives the same set.
+// live entry. Entries are keyed by token id (jti), session id (sid), user
+// (sub, with a not-before time) and org (rules: a role and an auth_time
+// bound), and expire at their expires_at, so memory is bounded by the
+// revocation rate times the access-token TTL. Applying an entry twice, or
+// entries in any order, gives the same set.
 type Blocklist struct {
 	shards [shards]shard
 	size   atomic.Int64
+	rules  atomic.Int64 // org rules held: with none, a decision skips their lookup
 }
 
 type shard struct {
@@ -40,6 +42,18 @@ type shard struct {
 	tokens   map[ID]int64 // jti -> expires (unix ns)
 	sessions map[ID]int64 // sid -> expires
 	users    map[ID]userEntry
+	// orgs is copied on every change (under mu) and read without a lock:
+	// rules are few and rarely added, and the cached decision reads them on
+	// every request.
+	orgs atomic.Pointer[map[ID][]orgRule]
+}
+
+// orgRule revokes the tokens of an org (of one role, or every role when
+// role is "") whose session signed in before authBefore.
+type orgRule struct {
+	role       string
+	authBefore int64 // unix µs: tokens with auth_time below it are revoked
+	expires    int64 // unix ns
 }
 
 type userEntry struct {
@@ -54,6 +68,7 @@ func NewBlocklist() *Blocklist {
 		b.shards[i].tokens = map[ID]int64{}
 		b.shards[i].sessions = map[ID]int64{}
 		b.shards[i].users = map[ID]userEntry{}
+		b.shards[i].orgs.Store(&map[ID][]orgRule{})
 	}
 	return b
 }
@@ -81,6 +96,12 @@ func (b *Blocklist) Apply(ev events.Event, now time.Time) bool {
 		id, ok := ParseID(e.Sub)
 		if ok {
 			b.AddUser(id, e.NotBefore, e.ExpiresAt, now)
+		}
+		return ok
+	case events.OrgRevoked:
+		id, ok := ParseID(e.Org)
+		if ok {
+			b.AddOrgRule(id, e.Role, e.AuthBefore, e.ExpiresAt, now)
 		}
 		return ok
 	}
@@ -134,6 +155,62 @@ func (b *Blocklist) AddUser(sub ID, notBefore, expires, now time.Time) {
 	}
 	s.users[sub] = userEntry{notBefore: max(old.notBefore, e.notBefore), expires: max(old.expires, e.expires)}
 	s.mu.Unlock()
+}
+
+// AddOrgRule revokes, until expires, every token of org (of role; of every
+// role when role is "") whose auth_time is before authBefore. A rule that
+// another of the same role covers (a later bound that lasts as long) is
+// not kept; one that covers others replaces them.
+func (b *Blocklist) AddOrgRule(org ID, role string, authBefore, expires, now time.Time) {
+	if !expires.After(now) {
+		return
+	}
+	r := orgRule{role: role, authBefore: authBefore.UnixMicro(), expires: unixNano(expires)}
+	if authBefore.Nanosecond()%1000 != 0 { // auth_time is read to the µs: at < ceil(ab) ⟺ at < ab
+		r.authBefore++
+	}
+	s := b.shard(org)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := *s.orgs.Load()
+	rules := cur[org]
+	for _, o := range rules {
+		if o.role == r.role && o.authBefore >= r.authBefore && o.expires >= r.expires {
+			return // covered already
+		}
+	}
+	keep := make([]orgRule, 0, len(rules)+1)
+	for _, o := range rules {
+		if o.role == r.role && r.authBefore >= o.authBefore && r.expires >= o.expires {
+			b.size.Add(-1)
+			b.rules.Add(-1)
+			continue // the new rule covers it
+		}
+		keep = append(keep, o)
+	}
+	next := make(map[ID][]orgRule, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[org] = append(keep, r)
+	s.orgs.Store(&next)
+	b.size.Add(1)
+	b.rules.Add(1)
+}
+
+// RuleRevoked reports whether an org rule revokes a token of org and role
+// whose session signed in at authTime (unix µs; 0 for a token without
+// auth_time, which every rule of its org covers) at now (unix ns).
+func (b *Blocklist) RuleRevoked(org ID, role string, authTime, now int64) bool {
+	if b.rules.Load() == 0 {
+		return false
+	}
+	for _, r := range (*b.shard(org).orgs.Load())[org] {
+		if r.expires > now && (r.role == "" || r.role == role) && authTime < r.authBefore {
+			return true
+		}
+	}
+	return false
 }
 
 // Revoked reports whether a token is revoked at now (unix ns): by its jti,
@@ -201,6 +278,28 @@ func (b *Blocklist) Sweep(now time.Time) int {
 			if u.expires <= n {
 				delete(s.users, k)
 				removed++
+			}
+		}
+		if cur := *s.orgs.Load(); len(cur) > 0 {
+			next, changed := make(map[ID][]orgRule, len(cur)), false
+			for k, rules := range cur {
+				keep := make([]orgRule, 0, len(rules))
+				for _, r := range rules {
+					if r.expires > n {
+						keep = append(keep, r)
+					}
+				}
+				if gone := len(rules) - len(keep); gone > 0 {
+					removed += gone
+					b.rules.Add(-int64(gone))
+					changed = true
+				}
+				if len(keep) > 0 {
+					next[k] = keep
+				}
+			}
+			if changed {
+				s.orgs.Store(&next)
 			}
 		}
 		s.mu.Unlock()

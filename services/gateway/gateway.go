@@ -119,6 +119,10 @@ func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Tim
 		g.metrics.revoked.Inc()
 		return Decision{Outcome: Deny, Reason: why, Identity: id}
 	}
+	if g.bl.RuleRevoked(id.org, id.Role, id.authTime, ns) {
+		g.metrics.revoked.Inc()
+		return Decision{Outcome: Deny, Reason: "org rule", Identity: id}
+	}
 	if g.activity != nil {
 		g.activity.Seen(id, ns)
 	}

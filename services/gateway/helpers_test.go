@@ -64,6 +64,8 @@ func newIssuer(t testing.TB) *issuer {
 type grant struct {
 	sub, sid, org, jti string
 	iat                time.Time
+	authTime           time.Time // zero: no auth_time
+	role               string    // "": user
 }
 
 func newGrant() grant {
@@ -72,8 +74,12 @@ func newGrant() grant {
 
 func (is *issuer) sign(t testing.TB, g grant) string {
 	t.Helper()
+	role := g.role
+	if role == "" {
+		role = tokens.RoleUser
+	}
 	tok, _, err := tokens.Signer{Issuer: testIssuer, Audience: testAudience}.Sign(is.ks, tokens.Grant{
-		Subject: g.sub, SessionID: g.sid, Org: g.org, Role: "user", Now: g.iat, TTL: 5 * time.Minute, ID: g.jti,
+		Subject: g.sub, SessionID: g.sid, Org: g.org, Role: role, Now: g.iat, AuthTime: g.authTime, TTL: 5 * time.Minute, ID: g.jti,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,9 +21,10 @@ type Identity struct {
 	Session string
 	Role    string
 
-	sub, sid, jti ID
-	iat           int64 // unix µs: NumericDates are read to the microsecond
-	validUntil    int64 // unix ns: exp plus leeway
+	sub, sid, jti, org ID
+	iat                int64 // unix µs: NumericDates are read to the microsecond
+	authTime           int64 // unix µs of auth_time; 0 when the token has none
+	validUntil         int64 // unix ns: exp plus leeway
 
 	lastReported atomic.Int64 // unix ns of the last activity report
 }
@@ -110,8 +111,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string, now time.Time) (*Iden
 	if !ok1 || !ok2 || !ok3 {
 		return nil, fmt.Errorf("%w: sub, sid and jti must be UUIDs", tokens.ErrInvalidToken)
 	}
-	if _, ok := ParseID(c.Org); !ok {
+	if id.org, ok1 = ParseID(c.Org); !ok1 {
 		return nil, fmt.Errorf("%w: org must be a UUID", tokens.ErrInvalidToken)
+	}
+	if !c.AuthTime.IsZero() {
+		id.authTime = c.AuthTime.UnixMicro()
 	}
 	until := c.ExpiresAt.Add(v.leeway)
 	id.validUntil = until.UnixNano()
