@@ -23,6 +23,7 @@ const (
 	ActionUserCreated         = "user_created"
 	ActionOrgCreated          = "org_created"
 	ActionUserErased          = "user_erased"
+	ActionBulkRevoke          = "bulk_revoke" // the rule: who, the filter, the reason text, the count
 )
 
 // auditEntry is one row of the audit log. Empty strings are stored as NULL.
@@ -82,7 +83,7 @@ type AuditPage struct {
 var auditActions = map[string]bool{
 	ActionLogin: true, ActionLoginFailed: true, ActionRefreshReuse: true, ActionSessionRevoked: true,
 	ActionUserSessionsRevoked: true, ActionUserDisabled: true, ActionUserEnabled: true, ActionUserCreated: true,
-	ActionOrgCreated: true, ActionUserErased: true,
+	ActionOrgCreated: true, ActionUserErased: true, ActionBulkRevoke: true,
 }
 
 // ListAudit returns audit entries in an admin's scope (an org admin sees its

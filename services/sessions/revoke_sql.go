@@ -25,6 +25,11 @@ type sessionFilter struct {
 	userID    string
 	orgID     string // scope of an org admin
 	exceptID  string
+	// A bulk revocation's filter (POST /v1/revocations).
+	role             string
+	deviceType       string
+	signedInBefore   time.Time // sessions created before it
+	lastActiveBefore time.Time // sessions last active before it
 }
 
 // conds adds the filter's conditions to q, on columns named with prefix (a
@@ -43,6 +48,18 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	}
 	if f.exceptID != "" {
 		q.add(prefix+"id <> ?", f.exceptID)
+	}
+	if f.role != "" {
+		q.add(prefix+"user_id IN (SELECT id FROM users WHERE role = ?)", f.role)
+	}
+	if f.deviceType != "" {
+		q.add(prefix+"device_type = ?", f.deviceType)
+	}
+	if !f.signedInBefore.IsZero() {
+		q.add(prefix+"created_at < ?", f.signedInBefore)
+	}
+	if !f.lastActiveBefore.IsZero() {
+		q.add(prefix+"last_active_at < ?", f.lastActiveBefore)
 	}
 }
 

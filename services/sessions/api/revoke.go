@@ -153,3 +153,65 @@ func (h *Handler) listGateways(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"gateways": h.receipts.Fleet().List()})
 }
+
+// bulkRevoke is POST /v1/revocations: a dry run's count, or the revocation
+// of every session of one org that the filter selects.
+func (h *Handler) bulkRevoke(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		OrgID            *string `json:"org_id"`
+		UserID           *string `json:"user_id"`
+		Role             *string `json:"role"`
+		DeviceType       *string `json:"device_type"`
+		SignedInBefore   *string `json:"signed_in_before"`
+		LastActiveBefore *string `json:"last_active_before"`
+		ReasonText       *string `json:"reason_text"`
+		DryRun           bool    `json:"dry_run"`
+	}
+	if err := httpx.DecodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	f := sessions.BulkFilter{DryRun: req.DryRun}
+	for _, fld := range []struct {
+		name string
+		in   *string
+		out  *string
+	}{{"org_id", req.OrgID, &f.OrgID}, {"user_id", req.UserID, &f.UserID}, {"role", req.Role, &f.Role},
+		{"device_type", req.DeviceType, &f.DeviceType}, {"reason_text", req.ReasonText, &f.ReasonText}} {
+		if fld.in == nil {
+			continue
+		}
+		if *fld.in == "" {
+			h.writeError(w, r, sessions.Invalid("%s is empty: leave it out to match every value", fld.name))
+			return
+		}
+		*fld.out = *fld.in
+	}
+	for _, fld := range []struct {
+		name string
+		in   *string
+		out  **time.Time
+	}{{"signed_in_before", req.SignedInBefore, &f.SignedInBefore}, {"last_active_before", req.LastActiveBefore, &f.LastActiveBefore}} {
+		if fld.in == nil {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, *fld.in)
+		if err != nil {
+			h.writeError(w, r, sessions.Invalid("%s must be an RFC 3339 time such as 2026-12-01T09:00:00Z", fld.name))
+			return
+		}
+		*fld.out = &t
+	}
+	res, err := h.svc.RevokeByFilter(r.Context(), principal(r), f, h.meta(r))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if f.DryRun {
+		httpx.WriteJSON(w, http.StatusOK, map[string]int{"matched_sessions": res.MatchedSessions, "matched_users": res.MatchedUsers})
+		return
+	}
+	h.receipt(w, r, res.RevocationID)
+	httpx.WriteJSON(w, http.StatusCreated, map[string]any{"revocation_id": res.RevocationID,
+		"revoked_sessions": res.RevokedSessions, "revoked_users": res.RevokedUsers})
+}

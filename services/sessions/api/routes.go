@@ -37,6 +37,7 @@ func (h *Handler) Mount(r chi.Router) {
 
 		r.Get("/v1/audit", h.listAudit)
 
+		r.Post("/v1/revocations", h.bulkRevoke)
 		r.Get("/v1/revocations/{id}", h.getRevocation)
 		r.Get("/v1/gateways", h.listGateways)
 	})

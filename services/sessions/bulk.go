@@ -1,0 +1,149 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/tokens"
+)
+
+// BulkFilter selects the live sessions of one org that a bulk revocation
+// ends (POST /v1/revocations): every condition set must hold.
+type BulkFilter struct {
+	OrgID            string
+	UserID           string
+	Role             string
+	DeviceType       string
+	SignedInBefore   *time.Time
+	LastActiveBefore *time.Time
+	ReasonText       string
+	DryRun           bool
+}
+
+// BulkResult answers a bulk revocation: what matches (a dry run), or what
+// was revoked and the receipt's id.
+type BulkResult struct {
+	MatchedSessions, MatchedUsers int
+	RevocationID                  string
+	RevokedSessions, RevokedUsers int
+}
+
+// maxReasonText bounds a bulk revocation's reason text.
+const maxReasonText = 500
+
+// filter checks f for p and turns it into a session filter. Errors:
+// ErrForbidden for a plain user, ErrInvalid naming the field, ErrNotFound
+// for an org outside p's scope.
+func (s *Service) bulkFilter(ctx context.Context, p Principal, f BulkFilter, now time.Time) (sessionFilter, error) {
+	scope, err := adminScope(p)
+	if err != nil {
+		return sessionFilter{}, err
+	}
+	switch {
+	case f.OrgID == "":
+		return sessionFilter{}, Invalid("org_id is required: a bulk revocation covers one org")
+	case !isUUID(f.OrgID):
+		return sessionFilter{}, Invalid("org_id must be a UUID")
+	case f.UserID != "" && !isUUID(f.UserID):
+		return sessionFilter{}, Invalid("user_id must be a UUID")
+	case f.Role != "" && f.Role != tokens.RoleUser && f.Role != tokens.RoleOrgAdmin && f.Role != tokens.RoleGlobalAdmin:
+		return sessionFilter{}, Invalid("role must be user, org_admin or global_admin")
+	case f.DeviceType != "" && !validDeviceType(f.DeviceType):
+		return sessionFilter{}, Invalid("device_type %q is not one of ios, android, web, desktop, other", f.DeviceType)
+	case f.SignedInBefore != nil && f.SignedInBefore.After(now):
+		return sessionFilter{}, Invalid("signed_in_before is in the future")
+	case f.LastActiveBefore != nil && f.LastActiveBefore.After(now):
+		return sessionFilter{}, Invalid("last_active_before is in the future")
+	case len(f.ReasonText) > maxReasonText || !storable(f.ReasonText):
+		return sessionFilter{}, Invalid("reason_text must be text of at most %d bytes", maxReasonText)
+	case scope != "" && f.OrgID != scope:
+		return sessionFilter{}, fmt.Errorf("%w: no org with this id in your scope", ErrNotFound)
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)`, f.OrgID).Scan(&exists); err != nil {
+		return sessionFilter{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !exists {
+		return sessionFilter{}, fmt.Errorf("%w: no org with this id in your scope", ErrNotFound)
+	}
+	sf := sessionFilter{orgID: f.OrgID, userID: f.UserID, role: f.Role, deviceType: f.DeviceType}
+	if f.SignedInBefore != nil {
+		sf.signedInBefore = *f.SignedInBefore
+	}
+	if f.LastActiveBefore != nil {
+		sf.lastActiveBefore = *f.LastActiveBefore
+	}
+	return sf, nil
+}
+
+// RevokeByFilter revokes every live session of one org that f selects
+// (reason admin_bulk_revoke), session by session as RevokeSession does,
+// in one transaction, with one audit entry for the rule (who, the filter,
+// the reason text, the count) beside the one per session. An org admin
+// acts on its own org, a global admin on any one org. With f.DryRun it
+// counts what matches and writes nothing.
+func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter, meta ClientMeta) (BulkResult, error) {
+	now := s.now()
+	sf, err := s.bulkFilter(ctx, p, f, now)
+	if err != nil {
+		return BulkResult{}, err
+	}
+	if f.DryRun {
+		q := &query{}
+		sf.conds(q, "", now)
+		var res BulkResult
+		if err := s.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT user_id) FROM sessions WHERE `+q.sql(), q.args...).
+			Scan(&res.MatchedSessions, &res.MatchedUsers); err != nil {
+			return BulkResult{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return res, nil
+	}
+	r := newRevocation(ctx, events.ReasonAdminBulkRevoke, p.UserID, f.OrgID, meta.IP)
+	res := BulkResult{RevocationID: r.receipt}
+	var out outboxRows
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n, err := s.revokeSessions(ctx, tx, now, sf, r, &out)
+		if err != nil {
+			return err
+		}
+		res.RevokedSessions = n
+		// This transaction's revocations: the same instant, actor and reason.
+		if err := tx.QueryRow(ctx, `SELECT count(DISTINCT user_id) FROM sessions
+			WHERE org_id = $1 AND revoked_at = $2 AND revoked_reason = $3 AND revoked_by IS NOT DISTINCT FROM $4`,
+			f.OrgID, now, string(r.reason), nullable(p.UserID)).Scan(&res.RevokedUsers); err != nil {
+			return err
+		}
+		return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP,
+			Reason: string(r.reason), Detail: bulkDetail(f, n, res.RevokedUsers, r.receipt)})
+	})
+	if err != nil {
+		return BulkResult{}, domainOr(err, "bulk revocation")
+	}
+	s.committed(ctx, out)
+	return res, nil
+}
+
+// bulkDetail is the rule's audit detail.
+func bulkDetail(f BulkFilter, sessions, users int, receipt string) map[string]any {
+	filter := map[string]any{"org_id": f.OrgID}
+	for k, v := range map[string]string{"user_id": f.UserID, "role": f.Role, "device_type": f.DeviceType} {
+		if v != "" {
+			filter[k] = v
+		}
+	}
+	if f.SignedInBefore != nil {
+		filter["signed_in_before"] = f.SignedInBefore.UTC()
+	}
+	if f.LastActiveBefore != nil {
+		filter["last_active_before"] = f.LastActiveBefore.UTC()
+	}
+	d := map[string]any{"filter": filter, "revoked_sessions": sessions, "revoked_users": users, "revocation_id": receipt}
+	if f.ReasonText != "" {
+		d["reason_text"] = f.ReasonText
+	}
+	return d
+}
