@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sessionguard/revoke/services/sessions/sessiond"
 
@@ -30,6 +31,10 @@ commands:
   org create NAME               create an organisation; prints its id
   user create -org ID -email E -password P [-role user|org_admin|global_admin]
                                 create a user; prints its id
+  revoke -org ID [-role R] [-device-type T] [-user ID] [-signed-in-before TIME]
+         [-last-active-before TIME] [-reason TEXT] [-dry-run]
+                                revoke every live session of one org that the filter selects
+                                (times in RFC 3339); -dry-run counts them and writes nothing
   republish                     queue every live revocation in the outbox again, for a
                                 REVOCATIONS stream that was lost or recreated; a running
                                 sessiond's relay publishes them
@@ -114,6 +119,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprintf(stdout, "queued %d live revocation(s) for publishing\n", n)
 		return nil
+	case cmd == "revoke":
+		return revoke(ctx, pool, getenv, log, rest, stdout, stderr)
 	case cmd == "user" && len(rest) >= 1 && rest[0] == "create":
 		fs := flag.NewFlagSet("user create", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -147,4 +154,54 @@ func service(pool *pgxpool.Pool, getenv func(string) string, log *slog.Logger) (
 		return nil, err
 	}
 	return sessions.NewService(pool, nil, nil, cfg, sessions.NewMetrics(prometheus.NewRegistry()), nil, log)
+}
+
+// revoke is "revokectl revoke": a bulk revocation by filter, as the
+// system (a global admin's scope, one org).
+func revoke(ctx context.Context, pool *pgxpool.Pool, getenv func(string) string, log *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f sessions.BulkFilter
+	fs.StringVar(&f.OrgID, "org", "", "organisation id (required)")
+	fs.StringVar(&f.Role, "role", "", "only users of this role: user, org_admin or global_admin")
+	fs.StringVar(&f.DeviceType, "device-type", "", "only sessions of this device type")
+	fs.StringVar(&f.UserID, "user", "", "only this user's sessions")
+	signedIn := fs.String("signed-in-before", "", "only sessions signed in before this RFC 3339 time")
+	active := fs.String("last-active-before", "", "only sessions last active before this RFC 3339 time")
+	fs.StringVar(&f.ReasonText, "reason", "", "why, for the audit log")
+	fs.BoolVar(&f.DryRun, "dry-run", false, "count what matches and write nothing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("revoke: unexpected argument %q", fs.Arg(0))
+	}
+	for _, t := range []struct {
+		name string
+		in   string
+		out  **time.Time
+	}{{"-signed-in-before", *signedIn, &f.SignedInBefore}, {"-last-active-before", *active, &f.LastActiveBefore}} {
+		if t.in == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339Nano, t.in)
+		if err != nil {
+			return fmt.Errorf("revoke: %s must be an RFC 3339 time such as 2026-12-01T09:00:00Z", t.name)
+		}
+		*t.out = &v
+	}
+	svc, err := service(pool, getenv, log)
+	if err != nil {
+		return err
+	}
+	res, err := svc.RevokeByFilter(ctx, sessions.SystemPrincipal, f, sessions.ClientMeta{})
+	if err != nil {
+		return err
+	}
+	if f.DryRun {
+		fmt.Fprintf(stdout, "%d session(s) of %d user(s) match; nothing written\n", res.MatchedSessions, res.MatchedUsers)
+		return nil
+	}
+	fmt.Fprintf(stdout, "revoked %d session(s) of %d user(s); revocation %s\n", res.RevokedSessions, res.RevokedUsers, res.RevocationID)
+	return nil
 }

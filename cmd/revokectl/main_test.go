@@ -65,6 +65,23 @@ func TestCommands(t *testing.T) {
 	if !strings.Contains(payload, `"sid":"a1b2c3d4-0000-4000-8000-000000000001"`) {
 		t.Fatalf("republished payload %s", payload)
 	}
+	// a bulk revocation by filter: two live sessions of the org's admin
+	if _, err := pool.Exec(t.Context(), `INSERT INTO sessions (id, user_id, org_id, device_type, last_active_at, expires_at)
+		SELECT gen_random_uuid(), $1, $2, 'android', now(), now() + interval '1 day' FROM generate_series(1, 2)`, user, org); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ctl("revoke", "-org", org, "-role", "org_admin", "-dry-run"); err != nil || out != "2 session(s) of 1 user(s) match; nothing written" {
+		t.Fatalf("revoke -dry-run: %q %v", out, err)
+	}
+	if out, err := ctl("revoke", "--org", org, "--device-type", "android", "--reason", "lost phones"); err != nil || !strings.HasPrefix(out, "revoked 2 session(s) of 1 user(s); revocation ") {
+		t.Fatalf("revoke: %q %v", out, err)
+	}
+	if _, err := ctl("revoke", "-org", org, "-signed-in-before", "soon"); err == nil || !strings.Contains(err.Error(), "-signed-in-before") {
+		t.Fatalf("a malformed time: %v", err)
+	}
+	if _, err := ctl("revoke", "-role", "user"); err == nil || !strings.Contains(err.Error(), "org_id") {
+		t.Fatalf("no org: %v", err)
+	}
 	if _, err := ctl("frobnicate"); err == nil {
 		t.Fatal("unknown command accepted")
 	}
