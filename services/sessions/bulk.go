@@ -81,9 +81,11 @@ func (s *Service) bulkFilter(ctx context.Context, p Principal, f BulkFilter, now
 }
 
 // RevokeByFilter revokes every live session of one org that f selects
-// (reason admin_bulk_revoke), session by session as RevokeSession does,
-// in one transaction, with one audit entry for the rule (who, the filter,
-// the reason text, the count) beside the one per session. An org admin
+// (reason admin_bulk_revoke). A filter of the org, a role and a sign-in
+// bound only becomes one rule, enforced at the edge by one event
+// (revokeByRule); any other is revoked session by session as RevokeSession
+// does, in one transaction. Either way one audit entry records the action
+// (who, the filter, the reason text, the count) beside one per session. An org admin
 // acts on its own org, a global admin on any one org. With f.DryRun it
 // counts what matches and writes nothing.
 func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter, meta ClientMeta) (BulkResult, error) {
@@ -101,6 +103,9 @@ func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter,
 			return BulkResult{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return res, nil
+	}
+	if f.ruleOnly() {
+		return s.revokeByRule(ctx, p, f, sf, now, meta)
 	}
 	r := newRevocation(ctx, events.ReasonAdminBulkRevoke, p.UserID, f.OrgID, meta.IP)
 	res := BulkResult{RevocationID: r.receipt}

@@ -57,7 +57,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 			return err
 		}
 		var sessionDead bool
-		if err := tx.QueryRow(ctx, `SELECT org_id, revoked_at IS NOT NULL OR expires_at <= $2, created_at FROM sessions WHERE id = $1 FOR NO KEY UPDATE`,
+		if err := tx.QueryRow(ctx, `SELECT org_id, revoked_at IS NOT NULL OR expires_at <= $2 OR `+ruleCovers("", "$2")+`, created_at FROM sessions WHERE id = $1 FOR NO KEY UPDATE`,
 			sessionID, now).Scan(&orgID, &sessionDead, &signedIn); err != nil {
 			return err
 		}

@@ -67,9 +67,41 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 		s.committed(ctx, out)
 		total += len(out)
 		if len(out) < 1000 {
-			return total, nil
+			n, err := s.republishRules(ctx)
+			return total + n, err
 		}
 	}
+}
+
+// republishRules queues every live revocation rule again, as new events.
+func (s *Service) republishRules(ctx context.Context) (int, error) {
+	var out outboxRows
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT org_id::text, COALESCE(role, ''), auth_before, created_at, expires_at
+			FROM revocation_rules WHERE expires_at > now()`)
+		if err != nil {
+			return err
+		}
+		evs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (events.Event, error) {
+			e := events.OrgRevoked{EventID: uuid.NewString(), Reason: events.ReasonAdminBulkRevoke}
+			err := row.Scan(&e.Org, &e.Role, &e.AuthBefore, &e.RevokedAt, &e.ExpiresAt)
+			e.AuthBefore, e.RevokedAt, e.ExpiresAt = e.AuthBefore.UTC(), e.RevokedAt.UTC(), e.ExpiresAt.UTC()
+			return e, err
+		})
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		b := &pgx.Batch{}
+		if err := out.queue(b, revocation{}, evs...); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: republish rules: %w", ErrUnavailable, err)
+	}
+	s.committed(ctx, out)
+	return len(out), nil
 }
 
 func revocationEvent(kind, value string, sid *string, sub, org string, notBefore *time.Time, reason events.Reason, revokedAt, expiresAt time.Time) (events.Event, error) {

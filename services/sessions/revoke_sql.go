@@ -37,6 +37,7 @@ type sessionFilter struct {
 func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	q.add(prefix + "revoked_at IS NULL")
 	q.add(prefix+"expires_at > ?", now)
+	q.add("NOT "+ruleCovers(prefix, "?"), now)
 	if f.sessionID != "" {
 		q.add(prefix+"id = ?", f.sessionID)
 	}
@@ -64,6 +65,19 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 }
 
 // where returns a fresh query holding the filter's conditions.
+// ruleCovers is the SQL condition that a live revocation rule covers the
+// session whose columns carry prefix, now being the placeholder now: its
+// org's, of its user's role (or every role), signed in before the rule's
+// auth_before. Such a session is revoked from the rule's commit on, before
+// the rule marker has marked its row.
+func ruleCovers(prefix, now string) string {
+	if prefix == "" {
+		prefix = "sessions." // unqualified, the subquery's own columns would be read
+	}
+	return `EXISTS (SELECT 1 FROM revocation_rules rr WHERE rr.org_id = ` + prefix + `org_id AND rr.expires_at > ` + now +
+		` AND ` + prefix + `created_at < rr.auth_before AND (rr.role IS NULL OR rr.role = (SELECT role FROM users WHERE id = ` + prefix + `user_id)))`
+}
+
 func (f sessionFilter) where(prefix string, now time.Time) *query {
 	q := &query{}
 	f.conds(q, prefix, now)

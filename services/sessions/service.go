@@ -143,7 +143,7 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		notBefore                           *time.Time
 	)
 	err = s.pool.QueryRow(ctx, `
-		SELECT s.revoked_at IS NOT NULL OR s.expires_at <= $3,
+		SELECT s.revoked_at IS NOT NULL OR s.expires_at <= $3 OR `+ruleCovers("s.", "$3")+`,
 		       u.disabled_at IS NOT NULL OR u.erased_at IS NOT NULL,
 		       u.tokens_not_before,
 		       EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'token' AND r.value = $4)

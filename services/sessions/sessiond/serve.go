@@ -146,7 +146,8 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	erasures := erasure.New(svc, js, reg, log.With("component", "erasure"))
 	purger := retention.New(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup
-	workers.Add(3)
+	workers.Add(4)
+	go func() { defer workers.Done(); svc.RunRuleMarker(bg, time.Second) }()
 	go func() { defer workers.Done(); rc.Run(bg) }()
 	go func() { defer workers.Done(); erasures.Run(bg) }()
 	go func() { defer workers.Done(); purger.Run(bg) }()

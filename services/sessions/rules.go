@@ -1,0 +1,156 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// ruleOnly reports whether f can be enforced as one org rule: nothing but
+// the org, a role and a sign-in bound.
+func (f BulkFilter) ruleOnly() bool {
+	return f.UserID == "" && f.DeviceType == "" && f.LastActiveBefore == nil
+}
+
+// revokeByRule commits one revocation rule (a revocation_rules row, its
+// revocations.v1.org event and its receipt, one audit entry) in one small
+// transaction, whatever the number of sessions it covers. The covered
+// sessions are revoked from its commit on (ruleCovers); their rows are
+// marked by MarkRules. It returns how many sessions and users it covered.
+func (s *Service) revokeByRule(ctx context.Context, p Principal, f BulkFilter, sf sessionFilter, now time.Time, meta ClientMeta) (BulkResult, error) {
+	authBefore := now
+	if f.SignedInBefore != nil {
+		authBefore = *f.SignedInBefore
+	}
+	// To the microsecond, as sign-ins are kept and carried (auth_time): the
+	// database and every gateway compare the same two numbers.
+	authBefore = authBefore.Truncate(time.Microsecond)
+	sf.signedInBefore = authBefore
+	r := newRevocation(ctx, events.ReasonAdminBulkRevoke, p.UserID, f.OrgID, meta.IP)
+	ev := events.OrgRevoked{EventID: uuid.NewString(), Org: f.OrgID, Role: f.Role, AuthBefore: authBefore.UTC(), Reason: r.reason,
+		RevokedAt: now.UTC(), ExpiresAt: s.revocationExpires(now).UTC()}
+	res := BulkResult{RevocationID: r.receipt}
+	var out outboxRows
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := sf.where("", now) // before the rule exists: then it would hide them
+		if err := tx.QueryRow(ctx, `SELECT count(*), count(DISTINCT user_id) FROM sessions WHERE `+q.sql(), q.args...).
+			Scan(&res.RevokedSessions, &res.RevokedUsers); err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO revocation_rules (id, org_id, role, auth_before, actor_id, ip, receipt_id, created_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ev.EventID, f.OrgID, nullable(f.Role), authBefore, nullable(p.UserID),
+			nullableIP(meta.IP), r.receipt, now, ev.ExpiresAt)
+		if err := out.queue(b, r, ev); err != nil {
+			return err
+		}
+		queueReceipt(b, r, f.OrgID, 1)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		detail := bulkDetail(f, res.RevokedSessions, res.RevokedUsers, r.receipt)
+		detail["rule"] = ev.EventID
+		return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP,
+			Reason: string(r.reason), Detail: detail})
+	})
+	if err != nil {
+		return BulkResult{}, domainOr(err, "bulk revocation")
+	}
+	s.committed(ctx, out)
+	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(res.RevokedSessions))
+	return res, nil
+}
+
+// ruleMarkBatch is how many session rows one step of MarkRules marks.
+const ruleMarkBatch = 5000
+
+// ruleSettle is how long after a rule's auth_before its marking may end: a
+// sign-in stamped before the bound whose transaction commits after the
+// rule is still marked.
+const ruleSettle = 5 * time.Second
+
+// ErrNoRuleToMark is MarkRules' answer when no rule waits for marking.
+var ErrNoRuleToMark = errors.New("no revocation rule to mark")
+
+// MarkRules takes one step of marking what revocation rules cover: for
+// one rule not yet marked (locked, so replicas and restarts share the work
+// without doing it twice), up to ruleMarkBatch covered session rows are
+// marked revoked, their refresh tokens deleted and one audit row written
+// each, in one transaction. A rule with nothing left to mark, settled, is
+// marked done. It returns how many sessions it marked, or ErrNoRuleToMark.
+func (s *Service) MarkRules(ctx context.Context) (int, error) {
+	now := s.now()
+	n := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var (
+			id, org               string
+			role, actor           *string
+			ip                    *string
+			authBefore, revokedAt time.Time
+		)
+		err := tx.QueryRow(ctx, `SELECT id, org_id, role, auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
+			WHERE marked_at IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`).
+			Scan(&id, &org, &role, &authBefore, &actor, &ip, &revokedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNoRuleToMark
+		}
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `WITH batch AS (
+				SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
+				WHERE s.org_id = $1 AND s.created_at < $2 AND s.revoked_at IS NULL AND s.expires_at > $9 AND ($3::text IS NULL OR u.role = $3)
+				LIMIT $7 FOR UPDATE OF s SKIP LOCKED),
+			marked AS (UPDATE sessions SET revoked_at = $4, revoked_reason = $5, revoked_by = $6
+				FROM batch WHERE sessions.id = batch.id RETURNING sessions.id, sessions.user_id),
+			tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM marked)),
+			audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
+				SELECT 'session_revoked', $6::uuid, $1, user_id, id, $8::inet, $5, $4 FROM marked)
+			SELECT count(*) FROM marked`,
+			org, authBefore, role, revokedAt, string(events.ReasonAdminBulkRevoke), actor, ruleMarkBatch, ip, now).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n == 0 && now.After(authBefore.Add(ruleSettle)) {
+			_, err = tx.Exec(ctx, `UPDATE revocation_rules SET marked_at = $2 WHERE id = $1`, id, now)
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrNoRuleToMark) {
+		return 0, fmt.Errorf("%w: rule marking: %w", ErrUnavailable, err)
+	}
+	return n, err
+}
+
+// RunRuleMarker marks what revocation rules cover until ctx ends: at once
+// while there is work, then every interval.
+func (s *Service) RunRuleMarker(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for ctx.Err() == nil {
+			n, err := s.MarkRules(ctx)
+			if errors.Is(err, ErrNoRuleToMark) {
+				break
+			}
+			if err != nil {
+				s.log.WarnContext(ctx, "revocation rules not marked; trying again", "error", err.Error())
+				break
+			}
+			if n == 0 {
+				break // a rule waiting to settle
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
