@@ -65,6 +65,7 @@ type options struct {
 	profile     string
 	fleet       int
 	fleetEvery  time.Duration
+	ruleRuns    int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -81,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, fleet, coldstart, or all")
+	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, or all")
 	fs.IntVar(&o.gateways, "gateways", 8, "gatewayd processes")
 	rates := fs.String("rates", "100,500", "comma-separated revocations per second of the propagation scenario")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the floor and sessiond per rate (propagation)")
@@ -93,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.out, "out", "revokebench.json", "JSON results file")
 	fs.StringVar(&o.svg, "svg", "revokebench-latency.svg", "SVG of the propagation latency distribution")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
+	fs.IntVar(&o.ruleRuns, "rule-runs", 20, "runs of the orgrule scenario, each over a new org of -org-sessions sessions")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated gateways in the fleet scenario")
 	fs.DurationVar(&o.fleetEvery, "fleet-interval", 100*time.Millisecond, "the simulated gateways' GATEWAY_REPORT_INTERVAL")
 	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
@@ -131,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"throughput", throughput},
 		{"revoke", revokeThroughput},
 		{"orgwide", orgWide},
+		{"orgrule", orgRule},
 		{"fleet", fleetScenario},
 		{"coldstart", coldStart},
 	} {
@@ -161,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func parseScenarios(s string) (map[string]bool, error) {
-	all := []string{"propagation", "throughput", "revoke", "orgwide", "fleet", "coldstart"}
+	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart"}
 	out := map[string]bool{}
 	for _, f := range splitComma(s) {
 		if f == "all" {

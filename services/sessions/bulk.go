@@ -105,7 +105,7 @@ func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter,
 		return res, nil
 	}
 	if f.ruleOnly() {
-		return s.revokeByRule(ctx, p, f, sf, now, meta)
+		return s.revokeByRule(ctx, p, f, now, meta)
 	}
 	r := newRevocation(ctx, events.ReasonAdminBulkRevoke, p.UserID, f.OrgID, meta.IP)
 	res := BulkResult{RevocationID: r.receipt}

@@ -107,8 +107,8 @@ func TestRevocationByRule(t *testing.T) {
 	if e.Count("revocation_rules WHERE marked_at IS NOT NULL") != 1 {
 		t.Fatal("the rule is not marked done")
 	}
-	if e.Count("audit_log WHERE action = 'bulk_revoke'") != 1 {
-		t.Fatal("the rule's own audit entry is missing")
+	if e.Count("audit_log WHERE action = 'bulk_revoke' AND (detail->>'revoked_sessions')::int = 3 AND detail->>'reason_text' = 'SSO compromised'") != 1 {
+		t.Fatal("the rule's own audit entry is missing, or lacks its count or reason")
 	}
 	// A lost stream gets the live rule again.
 	if _, err := e.Svc.Republish(ctx); err != nil {

@@ -43,7 +43,8 @@ type Service struct {
 	metrics   *Metrics
 	log       *slog.Logger
 	now       func() time.Time
-	relay     OutboxRelay // see notify.go
+	relay     OutboxRelay   // see notify.go
+	ruleWake  chan struct{} // a rule committed: the marker starts at once
 }
 
 // NewService wires the service. kek is the key-encryption key, from which the
@@ -78,6 +79,7 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		log:       log,
 		now:       cfg.now(),
 		relay:     relay,
+		ruleWake:  make(chan struct{}, 1),
 	}, nil
 }
 

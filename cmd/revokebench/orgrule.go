@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sessionguard/revoke/internal/edgeprobe"
+	"github.com/sessionguard/revoke/internal/tokens"
+)
+
+// orgRuleResult is the org-rule scenario: one POST /v1/revocations per run
+// over an org of -org-sessions sessions, enforced as one rule.
+type orgRuleResult struct {
+	Sessions int `json:"sessions_per_org"`
+	Runs     int `json:"runs"`
+	// Call: the revoke call's latency.
+	Call stats `json:"call"`
+	// Refused: the call's start → the sampled tokens refused at every
+	// gateway (the slowest gateway).
+	Refused stats `json:"refused_everywhere"`
+	// Marked: the call's start → the last covered row marked revoked.
+	Marked stats `json:"rows_marked"`
+}
+
+// orgRule revokes, -rule-runs times, every session of an org of
+// -org-sessions sessions with one rule, and measures the call, the time
+// until a sample of the org's tokens is refused at every gateway, and the
+// time until every row is marked.
+func orgRule(ctx context.Context, e *benchEnv, o options, res *results) error {
+	var controls []string
+	for _, g := range e.gateways {
+		controls = append(controls, g.control)
+	}
+	obs, err := edgeprobe.Dial(controls)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	var calls, refused, marked []float64
+	for run := 0; run < o.ruleRuns; run++ {
+		org, sample, err := e.makeOrg(ctx, o.orgSessions, 20)
+		if err != nil {
+			return err
+		}
+		for _, tok := range append(sample, sample...) { // the second use caches it, as in use
+			if n, err := obs.Once(tok); err != nil || n != len(controls) {
+				return fmt.Errorf("a fresh token: %d of %d gateways accept it (%v)", n, len(controls), err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		b, _ := json.Marshal(map[string]any{"org_id": org, "reason_text": "revokebench"})
+		// The call and the observer run side by side: the edge may refuse
+		// before the call has answered.
+		type answer struct {
+			d       time.Duration
+			code, n int
+			err     error
+		}
+		answered := make(chan answer, 1)
+		start := time.Now()
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.api+"/v1/revocations", bytes.NewReader(b))
+			req.Header.Set("Authorization", "Bearer "+e.admin)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := e.client.Do(req)
+			if err != nil {
+				answered <- answer{err: err}
+				return
+			}
+			var body struct {
+				RevokedSessions int `json:"revoked_sessions"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			answered <- answer{d: time.Since(start), code: resp.StatusCode, n: body.RevokedSessions}
+		}()
+		got, err := obs.UntilRefused(start, sample[0], 10*time.Second)
+		if err != nil {
+			return err
+		}
+		a := <-answered
+		if a.err != nil {
+			return a.err
+		}
+		call := a.d
+		if a.code != http.StatusCreated || a.n != o.orgSessions {
+			return fmt.Errorf("bulk revoke: %d, %d of %d sessions", a.code, a.n, o.orgSessions)
+		}
+		slowest := time.Duration(0)
+		for _, d := range got {
+			slowest = max(slowest, d)
+		}
+		for _, tok := range sample[1:] {
+			if n, err := obs.Once(tok); err != nil || n != 0 {
+				return fmt.Errorf("a token of the org is still accepted at %d gateways (%v)", n, err)
+			}
+		}
+		for {
+			var left int
+			if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE org_id = $1 AND revoked_at IS NULL`, org).Scan(&left); err != nil {
+				return err
+			}
+			if left == 0 {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				return fmt.Errorf("%d rows still unmarked after a minute", left)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		calls, refused, marked = append(calls, ms(call)), append(refused, ms(slowest)), append(marked, ms(time.Since(start)))
+		fmt.Fprintf(e.log, "  run %d: call %.1f ms, refused everywhere %.2f ms, rows marked %.0f ms\n", run+1, ms(call), ms(slowest), ms(time.Since(start)))
+	}
+	res.OrgRule = orgRuleResult{Sessions: o.orgSessions, Runs: o.ruleRuns, Call: summarise(calls), Refused: summarise(refused), Marked: summarise(marked)}
+	return nil
+}
+
+// makeOrg creates an org of n sessions (100 users) signed in a minute ago,
+// directly in PostgreSQL, and signs access tokens for sample of them.
+func (e *benchEnv) makeOrg(ctx context.Context, n, sample int) (string, []string, error) {
+	org := uuid.NewString()
+	if _, err := e.pool.Exec(ctx, "INSERT INTO orgs (id, name) VALUES ($1, $2)", org, "rule-"+org[:8]); err != nil {
+		return "", nil, err
+	}
+	users := 100
+	if _, err := e.pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+		SELECT gen_random_uuid(), $1, 'rule-' || gen_random_uuid()::text || '@example.com', 'user' FROM generate_series(1, $2)`, org, users); err != nil {
+		return "", nil, err
+	}
+	rows, err := e.pool.Query(ctx, `INSERT INTO sessions (id, user_id, org_id, device_type, user_agent, ip, created_at, last_active_at, expires_at)
+		SELECT gen_random_uuid(), u.id, $1, 'web', 'revokebench', '127.0.0.1', now() - interval '1 minute', now(), now() + interval '30 days'
+		FROM users u, generate_series(1, $2) WHERE u.org_id = $1
+		RETURNING id, user_id, created_at`, org, n/users)
+	if err != nil {
+		return "", nil, err
+	}
+	defer rows.Close()
+	ks := e.keys.Current()
+	signer := tokens.Signer{Issuer: issuer, Audience: "api"}
+	var toks []string
+	for rows.Next() {
+		var sid, uid string
+		var created time.Time
+		if err := rows.Scan(&sid, &uid, &created); err != nil {
+			return "", nil, err
+		}
+		if len(toks) == sample {
+			continue
+		}
+		tok, _, err := signer.Sign(ks, tokens.Grant{Subject: uid, SessionID: sid, Org: org, Role: "user", Now: time.Now(), AuthTime: created,
+			TTL: 5 * time.Minute, ID: uuid.NewString()})
+		if err != nil {
+			return "", nil, err
+		}
+		toks = append(toks, tok)
+	}
+	return org, toks, rows.Err()
+}
