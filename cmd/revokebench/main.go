@@ -66,6 +66,7 @@ type options struct {
 	fleet       int
 	fleetEvery  time.Duration
 	ruleRuns    int
+	ruleFilters map[string]bool
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -95,11 +96,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.svg, "svg", "revokebench-latency.svg", "SVG of the propagation latency distribution")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
 	fs.IntVar(&o.ruleRuns, "rule-runs", 20, "runs of the orgrule scenario, each over a new org of -org-sessions sessions")
+	ruleFilters := fs.String("rule-filters", "org,device_type", "the orgrule scenario's filters: org (one rule), device_type (session by session; a fifth of the runs)")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated gateways in the fleet scenario")
 	fs.DurationVar(&o.fleetEvery, "fleet-interval", 100*time.Millisecond, "the simulated gateways' GATEWAY_REPORT_INTERVAL")
 	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	o.ruleFilters = map[string]bool{}
+	for _, f := range splitComma(*ruleFilters) {
+		if f != "org" && f != "device_type" {
+			return fmt.Errorf("-rule-filters: %q is not org or device_type", f)
+		}
+		o.ruleFilters[f] = true
 	}
 	for _, f := range splitComma(*rates) {
 		n, err := strconv.Atoi(f)

@@ -17,8 +17,9 @@ import (
 // orgRuleResult is the org-rule scenario: one POST /v1/revocations per run
 // over an org of -org-sessions sessions, enforced as one rule.
 type orgRuleResult struct {
-	Sessions int `json:"sessions_per_org"`
-	Runs     int `json:"runs"`
+	Filter   string `json:"filter"`
+	Sessions int    `json:"sessions_per_org"`
+	Runs     int    `json:"runs"`
 	// Call: the revoke call's latency.
 	Call stats `json:"call"`
 	// Refused: the call's start → the sampled tokens refused at every
@@ -33,28 +34,52 @@ type orgRuleResult struct {
 // until a sample of the org's tokens is refused at every gateway, and the
 // time until every row is marked.
 func orgRule(ctx context.Context, e *benchEnv, o options, res *results) error {
+	for _, m := range []struct {
+		filter string
+		runs   int
+	}{{"org", o.ruleRuns}, {"device_type", max(1, o.ruleRuns/5)}} {
+		if !o.ruleFilters[m.filter] {
+			continue
+		}
+		r, err := orgRuleRuns(ctx, e, o, m.filter, m.runs)
+		if err != nil {
+			return fmt.Errorf("%s filter: %w", m.filter, err)
+		}
+		res.OrgRule = append(res.OrgRule, r)
+	}
+	return nil
+}
+
+// orgRuleRuns is runs bulk revocations of new orgs: with filter "org", the
+// org alone (one rule); with "device_type", the org's web sessions (every
+// one of them, session by session).
+func orgRuleRuns(ctx context.Context, e *benchEnv, o options, filter string, runs int) (orgRuleResult, error) {
 	var controls []string
 	for _, g := range e.gateways {
 		controls = append(controls, g.control)
 	}
 	obs, err := edgeprobe.Dial(controls)
 	if err != nil {
-		return err
+		return orgRuleResult{}, err
 	}
 	defer obs.Close()
 	var calls, refused, marked []float64
-	for run := 0; run < o.ruleRuns; run++ {
+	for run := 0; run < runs; run++ {
 		org, sample, err := e.makeOrg(ctx, o.orgSessions, 20)
 		if err != nil {
-			return err
+			return orgRuleResult{}, err
 		}
 		for _, tok := range append(sample, sample...) { // the second use caches it, as in use
 			if n, err := obs.Once(tok); err != nil || n != len(controls) {
-				return fmt.Errorf("a fresh token: %d of %d gateways accept it (%v)", n, len(controls), err)
+				return orgRuleResult{}, fmt.Errorf("a fresh token: %d of %d gateways accept it (%v)", n, len(controls), err)
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		b, _ := json.Marshal(map[string]any{"org_id": org, "reason_text": "revokebench"})
+		body := map[string]any{"org_id": org, "reason_text": "revokebench"}
+		if filter == "device_type" {
+			body["device_type"] = "web"
+		}
+		b, _ := json.Marshal(body)
 		// The call and the observer run side by side: the edge may refuse
 		// before the call has answered.
 		type answer struct {
@@ -80,45 +105,47 @@ func orgRule(ctx context.Context, e *benchEnv, o options, res *results) error {
 			resp.Body.Close()
 			answered <- answer{d: time.Since(start), code: resp.StatusCode, n: body.RevokedSessions}
 		}()
-		got, err := obs.UntilRefused(start, sample[0], 10*time.Second)
+		got, err := obs.UntilRefused(start, sample[0], time.Minute)
 		if err != nil {
-			return err
+			return orgRuleResult{}, err
 		}
 		a := <-answered
 		if a.err != nil {
-			return a.err
+			return orgRuleResult{}, a.err
 		}
 		call := a.d
 		if a.code != http.StatusCreated || a.n != o.orgSessions {
-			return fmt.Errorf("bulk revoke: %d, %d of %d sessions", a.code, a.n, o.orgSessions)
+			return orgRuleResult{}, fmt.Errorf("bulk revoke: %d, %d of %d sessions", a.code, a.n, o.orgSessions)
 		}
+		// Every sampled token, at every gateway: the slowest refusal.
 		slowest := time.Duration(0)
-		for _, d := range got {
-			slowest = max(slowest, d)
-		}
-		for _, tok := range sample[1:] {
-			if n, err := obs.Once(tok); err != nil || n != 0 {
-				return fmt.Errorf("a token of the org is still accepted at %d gateways (%v)", n, err)
+		for i, tok := range sample {
+			if i > 0 {
+				if got, err = obs.UntilRefused(start, tok, time.Minute); err != nil {
+					return orgRuleResult{}, err
+				}
+			}
+			for _, d := range got {
+				slowest = max(slowest, d)
 			}
 		}
 		for {
 			var left int
 			if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE org_id = $1 AND revoked_at IS NULL`, org).Scan(&left); err != nil {
-				return err
+				return orgRuleResult{}, err
 			}
 			if left == 0 {
 				break
 			}
 			if time.Since(start) > time.Minute {
-				return fmt.Errorf("%d rows still unmarked after a minute", left)
+				return orgRuleResult{}, fmt.Errorf("%d rows still unmarked after a minute", left)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		calls, refused, marked = append(calls, ms(call)), append(refused, ms(slowest)), append(marked, ms(time.Since(start)))
-		fmt.Fprintf(e.log, "  run %d: call %.1f ms, refused everywhere %.2f ms, rows marked %.0f ms\n", run+1, ms(call), ms(slowest), ms(time.Since(start)))
+		fmt.Fprintf(e.log, "  %s run %d: call %.1f ms, refused everywhere %.2f ms, rows marked %.0f ms\n", filter, run+1, ms(call), ms(slowest), ms(time.Since(start)))
 	}
-	res.OrgRule = orgRuleResult{Sessions: o.orgSessions, Runs: o.ruleRuns, Call: summarise(calls), Refused: summarise(refused), Marked: summarise(marked)}
-	return nil
+	return orgRuleResult{Filter: filter, Sessions: o.orgSessions, Runs: runs, Call: summarise(calls), Refused: summarise(refused), Marked: summarise(marked)}, nil
 }
 
 // makeOrg creates an org of n sessions (100 users) signed in a minute ago,

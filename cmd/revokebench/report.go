@@ -24,7 +24,7 @@ type results struct {
 	OrgWide     orgWideResult     `json:"org_wide"`
 	ColdStart   coldStartResult   `json:"cold_start"`
 	Fleet       fleetResult       `json:"fleet"`
-	OrgRule     orgRuleResult     `json:"org_rule"`
+	OrgRule     []orgRuleResult   `json:"org_rule"`
 }
 
 type propagationResult struct {
@@ -116,9 +116,9 @@ func printTable(w io.Writer, r *results) {
 	if r.OrgWide.Sessions > 0 {
 		fmt.Fprintf(tw, "org-wide revoke\t%d sessions, %d users\tAPI %.0f ms\tenforced everywhere %.0f ms\t\t\n", r.OrgWide.Sessions, r.OrgWide.Users, r.OrgWide.APIms, r.OrgWide.EnforcedMs)
 	}
-	if g := r.OrgRule; g.Runs > 0 {
-		fmt.Fprintf(tw, "org rule, %d sessions\tcall p50 %.1f / p99 %.1f ms\trefused everywhere p50 %.2f / p99 %.2f ms\trows marked p50 %.0f / p99 %.0f ms\t(%d runs)\n",
-			g.Sessions, g.Call.P50, g.Call.P99, g.Refused.P50, g.Refused.P99, g.Marked.P50, g.Marked.P99, g.Runs)
+	for _, g := range r.OrgRule {
+		fmt.Fprintf(tw, "bulk by %s, %d sessions\tcall p50 %.1f / p99 %.1f ms\trefused everywhere p50 %.2f / p99 %.2f ms\trows marked p50 %.0f / p99 %.0f ms\t(%d runs)\n",
+			g.Filter, g.Sessions, g.Call.P50, g.Call.P99, g.Refused.P50, g.Refused.P99, g.Marked.P50, g.Marked.P99, g.Runs)
 	}
 	if f := r.Fleet; f.Simulated > 0 {
 		fmt.Fprintf(tw, "fleet of %d simulated gateways\tsessiond idle\t%.3f cores without\t%.3f cores with\t(%.0f reports/s heard under load)\n", f.Simulated, f.IdleCoresWithout, f.IdleCoresWith, f.ReportsPerSec)
