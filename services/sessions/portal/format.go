@@ -53,6 +53,7 @@ var actionLabels = map[string]string{
 	sessions.ActionUserCreated:         "User created",
 	sessions.ActionOrgCreated:          "Organisation created",
 	sessions.ActionUserErased:          "User erased",
+	sessions.ActionBulkRevoke:          "Revoked by rule",
 }
 
 // actionLabel is the display name of an audit action.
@@ -64,16 +65,17 @@ func actionLabel(a string) string {
 }
 
 var reasonLabels = map[string]string{
-	"logout":          "signed out",
-	"self_revoke":     "ended by the user",
-	"admin_revoke":    "revoked by an administrator",
-	"user_revoke_all": "user signed out other devices",
-	"refresh_reuse":   "refresh token reuse detected",
-	"user_disabled":   "user disabled",
-	"erasure":         "GDPR erasure",
-	"bad_password":    "wrong password",
-	"unknown_account": "unknown account",
-	"user_erased":     "user erased",
+	"logout":            "signed out",
+	"self_revoke":       "ended by the user",
+	"admin_revoke":      "revoked by an administrator",
+	"user_revoke_all":   "user signed out other devices",
+	"refresh_reuse":     "refresh token reuse detected",
+	"user_disabled":     "user disabled",
+	"erasure":           "GDPR erasure",
+	"admin_bulk_revoke": "revoked by rule",
+	"bad_password":      "wrong password",
+	"unknown_account":   "unknown account",
+	"user_erased":       "user erased",
 }
 
 // reasonLabel explains an audit reason in words.

@@ -74,7 +74,7 @@ type Portal struct {
 
 // The portal's pages, each a template file under web/templates rendered
 // inside layout.html.
-var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "account_sessions", "error"}
+var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "admin_revoke", "account_sessions", "error"}
 
 // New returns the portal of svc, telling each action's outcome at the
 // gateways from rc.
@@ -134,6 +134,8 @@ func (h *Portal) Mount(r chi.Router) {
 		r.Get("/", h.signedIn(areaAdmin, true, h.adminSessions))
 		r.Get("/users/{id}", h.signedIn(areaAdmin, true, h.adminUser))
 		r.Get("/gateways", h.signedIn(areaAdmin, true, h.adminGateways))
+		r.Get("/revoke", h.signedIn(areaAdmin, true, h.adminRevokeByRule))
+		r.Post("/revoke", h.signedIn(areaAdmin, true, h.adminRevokeByRule))
 		r.Post("/sessions/{id}/revoke", h.signedIn(areaAdmin, true, h.adminRevokeSession))
 		r.Post("/users/{id}/revoke-sessions", h.signedIn(areaAdmin, true, h.adminRevokeUser))
 		r.Post("/users/{id}/disable", h.signedIn(areaAdmin, true, h.adminSetDisabled(true)))
