@@ -413,6 +413,27 @@ func TestPortalOrgAdmin(t *testing.T) {
 		s.waitRefusedEverywhere(aliceMac.AccessToken)
 	})
 
+	t.Run("revoke by rule", func(t *testing.T) {
+		b.navigate(chromedp.Click(chromedp.CSS(`nav a[href="/admin/revoke"]`)))
+		b.do(chromedp.SetValue(chromedp.CSS(`select[name="device_type"]`), "android"))
+		if code := b.navigate(chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`))); code != 200 {
+			t.Fatalf("count: status %d", code)
+		}
+		assertContains(t, b.text(), "1 session of 1 user will end")
+		if !s.acceptedEverywhere(bobPhone.AccessToken) {
+			t.Fatal("counting revoked something")
+		}
+		b.do(chromedp.SendKeys(chromedp.CSS(`input[name="reason"]`), "Lost Android phones"))
+		b.screenshot("admin-revoke.png")
+		if code := b.navigate(chromedp.Click(chromedp.CSS(`.count-result button[type="submit"]`))); code != 200 {
+			t.Fatalf("revoke: status %d", code)
+		}
+		assertContains(t, b.text(), "Revoked 1 session of 1 user. Refused at 2 of 2 gateways in")
+		s.waitRefusedEverywhere(bobPhone.AccessToken)
+		if !s.acceptedEverywhere(bobOld.AccessToken) {
+			t.Fatal("a session the rule does not match is refused")
+		}
+	})
 }
 
 // TestPortalAccount signs in on /account/sessions, signs out the other
