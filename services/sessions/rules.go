@@ -95,57 +95,74 @@ const ruleMarkBatch = 5000
 // rule is still marked.
 const ruleSettle = 5 * time.Second
 
-// ErrNoRuleToMark is MarkRules' answer when no rule waits for marking.
+// ErrNoRuleToMark is MarkRules' answer when no rule has rows left to mark.
 var ErrNoRuleToMark = errors.New("no revocation rule to mark")
 
-// MarkRules takes one step of marking what revocation rules cover: for
-// one rule not yet marked (locked, so replicas and restarts share the work
-// without doing it twice), up to ruleMarkBatch covered session rows are
-// marked revoked, their refresh tokens deleted and one audit row written
-// each, in one transaction. A rule with nothing left to mark, settled, is
-// marked done. It returns how many sessions it marked, or ErrNoRuleToMark.
+// rulesAtOnce is how many unmarked rules one step of MarkRules looks at.
+const rulesAtOnce = 16
+
+// rule is a revocation rule as the marker reads it.
+type rule struct {
+	id, org               string
+	role, actor, ip       *string
+	authBefore, revokedAt time.Time
+}
+
+// MarkRules takes one step of marking what revocation rules cover. It
+// locks the oldest unmarked rules (SKIP LOCKED: replicas and restarts
+// share the work and never do it twice) and, for the first with covered
+// rows left, marks up to ruleMarkBatch of them revoked, deletes their
+// refresh tokens and writes one audit row each, in one transaction. A rule
+// with nothing left that has settled is marked done on the way; one that
+// has not settled yet is passed over, so it holds up no other. It returns
+// how many sessions it marked, or ErrNoRuleToMark when none was left.
 func (s *Service) MarkRules(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var (
-			id, org               string
-			role, actor           *string
-			ip                    *string
-			authBefore, revokedAt time.Time
-		)
-		err := tx.QueryRow(ctx, `SELECT id, org_id, role, auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
-			WHERE marked_at IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`).
-			Scan(&id, &org, &role, &authBefore, &actor, &ip, &revokedAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNoRuleToMark
-		}
+		rows, err := tx.Query(ctx, `SELECT id, org_id, role, auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
+			WHERE marked_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED`, rulesAtOnce)
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRow(ctx, `WITH batch AS (
-				SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
-				WHERE s.org_id = $1 AND s.created_at < $2 AND s.revoked_at IS NULL AND s.expires_at > $9 AND ($3::text IS NULL OR u.role = $3)
-				LIMIT $7 FOR UPDATE OF s SKIP LOCKED),
-			marked AS (UPDATE sessions SET revoked_at = $4, revoked_reason = $5, revoked_by = $6
-				FROM batch WHERE sessions.id = batch.id RETURNING sessions.id, sessions.user_id),
-			tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM marked)),
-			audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-				SELECT 'session_revoked', $6::uuid, $1, user_id, id, $8::inet, $5, $4 FROM marked)
-			SELECT count(*) FROM marked`,
-			org, authBefore, role, revokedAt, string(events.ReasonAdminBulkRevoke), actor, ruleMarkBatch, ip, now).Scan(&n)
+		rules, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (rule, error) {
+			var r rule
+			err := row.Scan(&r.id, &r.org, &r.role, &r.authBefore, &r.actor, &r.ip, &r.revokedAt)
+			return r, err
+		})
 		if err != nil {
 			return err
 		}
-		if n == 0 && now.After(authBefore.Add(ruleSettle)) {
-			_, err = tx.Exec(ctx, `UPDATE revocation_rules SET marked_at = $2 WHERE id = $1`, id, now)
+		for _, r := range rules {
+			err = tx.QueryRow(ctx, `WITH batch AS (
+					SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
+					WHERE s.org_id = $1 AND s.created_at < $2 AND s.revoked_at IS NULL AND s.expires_at > $9 AND ($3::text IS NULL OR u.role = $3)
+					LIMIT $7 FOR UPDATE OF s SKIP LOCKED),
+				marked AS (UPDATE sessions SET revoked_at = $4, revoked_reason = $5, revoked_by = $6
+					FROM batch WHERE sessions.id = batch.id RETURNING sessions.id, sessions.user_id),
+				tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM marked)),
+				audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
+					SELECT 'session_revoked', $6::uuid, $1, user_id, id, $8::inet, $5, $4 FROM marked)
+				SELECT count(*) FROM marked`,
+				r.org, r.authBefore, r.role, r.revokedAt, string(events.ReasonAdminBulkRevoke), r.actor, ruleMarkBatch, r.ip, now).Scan(&n)
+			if err != nil || n > 0 {
+				return err
+			}
+			if now.After(r.authBefore.Add(ruleSettle)) {
+				if _, err := tx.Exec(ctx, `UPDATE revocation_rules SET marked_at = $2 WHERE id = $1`, r.id, now); err != nil {
+					return err
+				}
+			}
 		}
-		return err
+		return nil
 	})
-	if err != nil && !errors.Is(err, ErrNoRuleToMark) {
+	if err != nil {
 		return 0, fmt.Errorf("%w: rule marking: %w", ErrUnavailable, err)
 	}
-	return n, err
+	if n == 0 {
+		return 0, ErrNoRuleToMark
+	}
+	return n, nil
 }
 
 // RunRuleMarker marks what revocation rules cover until ctx ends: at once
@@ -156,16 +173,13 @@ func (s *Service) RunRuleMarker(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		for ctx.Err() == nil {
-			n, err := s.MarkRules(ctx)
+			_, err := s.MarkRules(ctx)
 			if errors.Is(err, ErrNoRuleToMark) {
 				break
 			}
 			if err != nil {
 				s.log.WarnContext(ctx, "revocation rules not marked; trying again", "error", err.Error())
 				break
-			}
-			if n == 0 {
-				break // a rule waiting to settle
 			}
 		}
 		select {

@@ -189,3 +189,43 @@ func TestRuleMarkingSurvivesRestartsAndReplicas(t *testing.T) {
 		t.Fatal("the rule is not marked done")
 	}
 }
+
+// TestARuleWaitingToSettleHoldsUpNoOther: a rule with no rows left that
+// has not settled yet is passed over, and the next rule's rows are marked
+// at once; once settled, both are marked done.
+func TestARuleWaitingToSettleHoldsUpNoOther(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	ctx := context.Background()
+	first, second := e.Org("A"), e.Org("B")
+	_, ana := e.User(first, "user")
+	uid, _ := e.User(second, "user")
+	e.Login(ana, "password-1")
+	e.Clock.Advance(time.Second)
+	if _, err := e.Svc.RevokeByFilter(ctx, sessions.SystemPrincipal, sessions.BulkFilter{OrgID: first}, sessions.ClientMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.Svc.MarkRules(ctx); n != 1 || err != nil {
+		t.Fatalf("the first rule's row: %d %v", n, err)
+	}
+	// The first rule has nothing left but has not settled; a second comes.
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
+		SELECT gen_random_uuid(), $1, $2, 'web', $3::timestamptz, $3::timestamptz, $3::timestamptz + interval '30 days' FROM generate_series(1, 3)`,
+		uid, second, e.Clock.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(time.Second)
+	if _, err := e.Svc.RevokeByFilter(ctx, sessions.SystemPrincipal, sessions.BulkFilter{OrgID: second}, sessions.ClientMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.Svc.MarkRules(ctx); n != 3 || err != nil {
+		t.Fatalf("the second rule waited behind the first: %d %v", n, err)
+	}
+	if _, err := e.Svc.MarkRules(ctx); !errors.Is(err, sessions.ErrNoRuleToMark) || e.Count("revocation_rules WHERE marked_at IS NULL") != 2 {
+		t.Fatalf("before settling: %v, %d unmarked", err, e.Count("revocation_rules WHERE marked_at IS NULL"))
+	}
+	markAll(t, e)
+	if n := e.Count("revocation_rules WHERE marked_at IS NULL"); n != 0 {
+		t.Fatalf("%d rules not marked done after settling", n)
+	}
+}
