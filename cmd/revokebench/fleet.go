@@ -209,19 +209,17 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		if err != nil {
 			return err
 		}
-		var prof chan error
-		if o.profile != "" && e.debug != "" && rnd == 1 {
-			prof = make(chan error, 1)
-			go func() { prof <- fetchProfile(ctx, "http://"+e.debug, o.duration, o.profile+".fleet") }()
+		profile := ""
+		if o.profile != "" && rnd == 1 {
+			profile = o.profile + ".fleet"
 		}
+		wait := e.profile(ctx, o.duration, profile)
 		m0 := e.reportsHeard(ctx)
 		t0 := time.Now()
 		sim0, nats0 := procCPU(p.cmd.Process.Pid), procCPU(e.natsProc.cmd.Process.Pid)
 		x, err := revokeRun(ctx, e, take(), o.concurrency, o.duration)
-		if prof != nil {
-			if perr := <-prof; perr != nil && err == nil {
-				err = fmt.Errorf("profile: %w", perr)
-			}
+		if perr := wait(); perr != nil && err == nil {
+			err = perr
 		}
 		secs := time.Since(t0).Seconds()
 		heard += (e.reportsHeard(ctx) - m0) / secs

@@ -271,11 +271,7 @@ func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate,
 	for i := range at {
 		at[i].key, at[i].token = f.sessions[i], f.tokens[i]
 	}
-	var prof chan error
-	if profile != "" && e.debug != "" {
-		prof = make(chan error, 1)
-		go func() { prof <- fetchProfile(ctx, "http://"+e.debug, time.Duration(n/rate)*time.Second, profile) }()
-	}
+	wait := e.profile(ctx, time.Duration(n/rate)*time.Second, profile)
 	cpu0, busy0 := procCPU(e.sessiond.cmd.Process.Pid), machineBusy()
 	openLoop(rate, n, func(i int, target time.Time) {
 		a := &at[i]
@@ -297,10 +293,8 @@ func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate,
 		a.accepted = obs.confirm(a.token)
 	})
 	cpu, busy := procCPU(e.sessiond.cmd.Process.Pid)-cpu0, machineBusy().since(busy0)
-	if prof != nil {
-		if err := <-prof; err != nil {
-			return runResult{}, fmt.Errorf("profile: %w", err)
-		}
+	if err := wait(); err != nil {
+		return runResult{}, err
 	}
 	// The last reports may still be on their way.
 	time.Sleep(100 * time.Millisecond)

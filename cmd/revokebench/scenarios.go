@@ -221,19 +221,15 @@ func revokeThroughput(ctx context.Context, e *benchEnv, o options, res *results)
 	if err != nil {
 		return err
 	}
-	var prof chan error
-	if o.profile != "" && e.debug != "" {
-		prof = make(chan error, 1)
-		go func() { prof <- fetchProfile(ctx, "http://"+e.debug, o.duration, o.profile) }()
-	}
+	wait := e.profile(ctx, o.duration, o.profile)
 	r, err := revokeRun(ctx, e, f.sessions, o.concurrency, o.duration)
 	if err != nil {
 		return err
 	}
-	if prof != nil {
-		if err := <-prof; err != nil {
-			return fmt.Errorf("profile: %w", err)
-		}
+	if err := wait(); err != nil {
+		return err
+	}
+	if o.profile != "" {
 		fmt.Fprintf(e.log, "  sessiond's CPU profile: %s (go tool pprof -top %s)\n", o.profile, o.profile)
 	}
 	res.Revoke = r
@@ -281,6 +277,22 @@ func revokeRun(ctx context.Context, e *benchEnv, sessions []string, conc int, d 
 	}
 	return revokeResult{Concurrency: conc, PerSec: round(float64(done) / elapsed.Seconds()), Latency: summarise(lat),
 		SessiondCPUPerRevocationMs: round(ms(cpu) / float64(max(1, done))), SessiondCores: round(cpu.Seconds() / elapsed.Seconds())}, nil
+}
+
+// profile starts taking sessiond's CPU profile over the next d, to path,
+// and returns the wait for it; with no path (or no profiler) it takes none.
+func (e *benchEnv) profile(ctx context.Context, d time.Duration, path string) (wait func() error) {
+	if path == "" || e.debug == "" {
+		return func() error { return nil }
+	}
+	done := make(chan error, 1)
+	go func() { done <- fetchProfile(ctx, "http://"+e.debug, d, path) }()
+	return func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+		return nil
+	}
 }
 
 // fetchProfile writes sessiond's CPU profile over d to path.

@@ -123,7 +123,7 @@ func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter,
 			return err
 		}
 		return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP,
-			Reason: string(r.reason), Detail: bulkDetail(f, n, res.RevokedUsers, r.receipt)})
+			Reason: string(r.reason), Detail: withCounts(bulkDetail(f, r.receipt), n, res.RevokedUsers)})
 	})
 	if err != nil {
 		return BulkResult{}, domainOr(err, "bulk revocation")
@@ -132,8 +132,9 @@ func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter,
 	return res, nil
 }
 
-// bulkDetail is the rule's audit detail.
-func bulkDetail(f BulkFilter, sessions, users int, receipt string) map[string]any {
+// bulkDetail is a bulk revocation's audit detail: its filter, its reason
+// text and its receipt.
+func bulkDetail(f BulkFilter, receipt string) map[string]any {
 	filter := map[string]any{"org_id": f.OrgID}
 	for k, v := range map[string]string{"user_id": f.UserID, "role": f.Role, "device_type": f.DeviceType} {
 		if v != "" {
@@ -146,9 +147,15 @@ func bulkDetail(f BulkFilter, sessions, users int, receipt string) map[string]an
 	if f.LastActiveBefore != nil {
 		filter["last_active_before"] = f.LastActiveBefore.UTC()
 	}
-	d := map[string]any{"filter": filter, "revoked_sessions": sessions, "revoked_users": users, "revocation_id": receipt}
+	d := map[string]any{"filter": filter, "revocation_id": receipt}
 	if f.ReasonText != "" {
 		d["reason_text"] = f.ReasonText
 	}
+	return d
+}
+
+// withCounts adds what a bulk revocation ended to its audit detail d.
+func withCounts(d map[string]any, sessions, users int) map[string]any {
+	d["revoked_sessions"], d["revoked_users"] = sessions, users
 	return d
 }

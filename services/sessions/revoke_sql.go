@@ -30,6 +30,15 @@ type sessionFilter struct {
 	deviceType       string
 	signedInBefore   time.Time // sessions created before it
 	lastActiveBefore time.Time // sessions last active before it
+	// ofRule selects the sessions a rule covers: they count as live, where
+	// every other filter leaves them out (ruleCovers).
+	ofRule bool
+}
+
+// ruleTargets selects the live sessions of org (of role; every role when
+// role is "") created before authBefore: what a revocation rule covers.
+func ruleTargets(org, role string, authBefore time.Time) sessionFilter {
+	return sessionFilter{orgID: org, role: role, signedInBefore: authBefore, ofRule: true}
 }
 
 // conds adds the filter's conditions to q, on columns named with prefix (a
@@ -37,7 +46,9 @@ type sessionFilter struct {
 func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	q.add(prefix + "revoked_at IS NULL")
 	q.add(prefix+"expires_at > ?", now)
-	q.add("NOT "+ruleCovers(prefix, "?"), now)
+	if !f.ofRule {
+		q.add("NOT "+ruleCovers(prefix, "?"), now)
+	}
 	if f.sessionID != "" {
 		q.add(prefix+"id = ?", f.sessionID)
 	}
@@ -64,12 +75,13 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	}
 }
 
-// where returns a fresh query holding the filter's conditions.
-// ruleCovers is the SQL condition that a live revocation rule covers the
-// session whose columns carry prefix, now being the placeholder now: its
-// org's, of its user's role (or every role), signed in before the rule's
-// auth_before. Such a session is revoked from the rule's commit on, before
-// the rule marker has marked its row.
+// ruleCovers is the SQL condition "a live revocation rule covers this
+// session". prefix qualifies the session's columns (a table alias such as
+// "s.", or "" for the sessions table itself) and now is the placeholder of
+// the current time. A rule covers the sessions of its org, of its role (or
+// every role when it has none), created before its auth_before, until it
+// expires. Such a session counts as revoked from the rule's commit on,
+// before the rule marker has marked its row.
 func ruleCovers(prefix, now string) string {
 	if prefix == "" {
 		prefix = "sessions." // unqualified, the subquery's own columns would be read
@@ -78,6 +90,7 @@ func ruleCovers(prefix, now string) string {
 		` AND ` + prefix + `created_at < rr.auth_before AND (rr.role IS NULL OR rr.role = (SELECT role FROM users WHERE id = ` + prefix + `user_id)))`
 }
 
+// where returns a fresh query holding the filter's conditions.
 func (f sessionFilter) where(prefix string, now time.Time) *query {
 	q := &query{}
 	f.conds(q, prefix, now)

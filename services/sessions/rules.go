@@ -51,9 +51,7 @@ func (s *Service) revokeByRule(ctx context.Context, p Principal, f BulkFilter, n
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
-		detail := bulkDetail(f, 0, 0, r.receipt)
-		delete(detail, "revoked_sessions")
-		delete(detail, "revoked_users")
+		detail := bulkDetail(f, r.receipt)
 		detail["rule"] = ev.EventID
 		return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP,
 			Reason: string(r.reason), Detail: detail})
@@ -62,20 +60,13 @@ func (s *Service) revokeByRule(ctx context.Context, p Principal, f BulkFilter, n
 		return BulkResult{}, domainOr(err, "bulk revocation")
 	}
 	s.committed(ctx, out)
-	// What it covered: the live sessions of the org (and role) signed in
-	// before the bound, not yet marked; the counts join the audit entry.
-	args := []any{f.OrgID, authBefore, now, ev.EventID}
-	role := "" // the join to users only when a role is named
-	if f.Role != "" {
-		role, args = " AND s.user_id IN (SELECT id FROM users WHERE org_id = $1 AND role = $5)", append(args, f.Role)
-	}
-	err = s.pool.QueryRow(ctx, `WITH covered AS (
-			SELECT s.user_id FROM sessions s
-			WHERE s.org_id = $1 AND s.created_at < $2 AND s.revoked_at IS NULL AND s.expires_at > $3`+role+`),
-		counts AS (SELECT count(*) AS n, count(DISTINCT user_id) AS users FROM covered),
+	// What it covered, not yet marked; the counts join the audit entry.
+	q := ruleTargets(f.OrgID, f.Role, authBefore).where("", now)
+	rule, org := q.bind(ev.EventID), q.bind(f.OrgID)
+	err = s.pool.QueryRow(ctx, `WITH counts AS (SELECT count(*) AS n, count(DISTINCT user_id) AS users FROM sessions WHERE `+q.sql()+`),
 		audit AS (UPDATE audit_log SET detail = detail || jsonb_build_object('revoked_sessions', (SELECT n FROM counts), 'revoked_users', (SELECT users FROM counts))
-			WHERE action = 'bulk_revoke' AND org_id = $1 AND detail->>'rule' = $4)
-		SELECT n, users FROM counts`, args...).Scan(&res.RevokedSessions, &res.RevokedUsers)
+			WHERE action = 'bulk_revoke' AND org_id = `+org+`::uuid AND detail->>'rule' = `+rule+`)
+		SELECT n, users FROM counts`, q.args...).Scan(&res.RevokedSessions, &res.RevokedUsers)
 	if err != nil {
 		return BulkResult{}, fmt.Errorf("%w: the rule is in force, but its count failed: %w", ErrUnavailable, err)
 	}
@@ -103,8 +94,8 @@ const rulesAtOnce = 16
 
 // rule is a revocation rule as the marker reads it.
 type rule struct {
-	id, org               string
-	role, actor, ip       *string
+	id, org, role         string // role "" for every role
+	actor, ip             *string
 	authBefore, revokedAt time.Time
 }
 
@@ -120,7 +111,7 @@ func (s *Service) MarkRules(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, org_id, role, auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
+		rows, err := tx.Query(ctx, `SELECT id, org_id, COALESCE(role, ''), auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
 			WHERE marked_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED`, rulesAtOnce)
 		if err != nil {
 			return err
@@ -134,17 +125,15 @@ func (s *Service) MarkRules(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, r := range rules {
-			err = tx.QueryRow(ctx, `WITH batch AS (
-					SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
-					WHERE s.org_id = $1 AND s.created_at < $2 AND s.revoked_at IS NULL AND s.expires_at > $9 AND ($3::text IS NULL OR u.role = $3)
-					LIMIT $7 FOR UPDATE OF s SKIP LOCKED),
-				marked AS (UPDATE sessions SET revoked_at = $4, revoked_reason = $5, revoked_by = $6
-					FROM batch WHERE sessions.id = batch.id RETURNING sessions.id, sessions.user_id),
+			q := ruleTargets(r.org, r.role, r.authBefore).where("", now)
+			at, reason, actor, ip := q.bind(r.revokedAt), q.bind(string(events.ReasonAdminBulkRevoke)), q.bind(r.actor), q.bind(r.ip)
+			err = tx.QueryRow(ctx, `WITH batch AS (SELECT id FROM sessions WHERE `+q.sql()+` LIMIT `+q.bind(ruleMarkBatch)+` FOR UPDATE SKIP LOCKED),
+				marked AS (UPDATE sessions SET revoked_at = `+at+`, revoked_reason = `+reason+`, revoked_by = `+actor+`::uuid
+					FROM batch WHERE sessions.id = batch.id RETURNING sessions.id, sessions.user_id, sessions.org_id),
 				tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM marked)),
 				audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-					SELECT 'session_revoked', $6::uuid, $1, user_id, id, $8::inet, $5, $4 FROM marked)
-				SELECT count(*) FROM marked`,
-				r.org, r.authBefore, r.role, r.revokedAt, string(events.ReasonAdminBulkRevoke), r.actor, ruleMarkBatch, r.ip, now).Scan(&n)
+					SELECT 'session_revoked', `+actor+`::uuid, org_id, user_id, id, `+ip+`::inet, `+reason+`, `+at+` FROM marked)
+				SELECT count(*) FROM marked`, q.args...).Scan(&n)
 			if err != nil || n > 0 {
 				return err
 			}
