@@ -12,43 +12,56 @@ import (
 	"github.com/sessionguard/revoke/internal/testenv"
 )
 
-// TestAwaitedRowsAskTheGatewaysToReport: an event whose receipt a caller
-// waits for reaches the stream with events.HeaderAwaited, whether the fast
-// path or the sweep publishes it; other events reach it without.
+// TestAwaitedRowsAskTheGatewaysToReport: the last event of a receipt a
+// caller waits for reaches the stream with events.HeaderAwaited, whether the
+// fast path or the sweep publishes it; its other events (the gateway's report
+// after the last covers them) and other receipts' events reach it without.
 func TestAwaitedRowsAskTheGatewaysToReport(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	r := f.quietRelay(t)
-	// receipted writes one event belonging to a receipt awaited or not.
-	receipted := func(awaited bool) Message {
+	// receipted writes n events belonging to one receipt, awaited or not.
+	receipted := func(awaited bool, n int) []Message {
 		t.Helper()
-		msgs := f.commit(t, 1)
-		m := msgs[0]
-		m.Receipt, m.ReceiptEvents, m.Awaited = uuid.NewString(), 1, awaited
+		msgs := f.commit(t, n)
+		receipt := uuid.NewString()
+		ids := make([]string, n)
+		for i := range msgs {
+			msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = receipt, n, awaited
+			ids[i] = msgs[i].EventID
+		}
 		err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(t.Context(), `INSERT INTO revocation_receipts (id, reason, events, awaited) VALUES ($1, 'admin_revoke', 1, $2)`, m.Receipt, awaited); err != nil {
+			if _, err := tx.Exec(t.Context(), `INSERT INTO revocation_receipts (id, reason, events, awaited) VALUES ($1, 'admin_revoke', $2, $3)`, receipt, n, awaited); err != nil {
 				return err
 			}
-			_, err := tx.Exec(t.Context(), `UPDATE outbox SET receipt_id = $1 WHERE event_id = $2`, m.Receipt, m.EventID)
+			_, err := tx.Exec(t.Context(), `UPDATE outbox SET receipt_id = $1 WHERE event_id = ANY($2::uuid[])`, receipt, ids)
 			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m
+		return msgs
 	}
 	want := map[string]bool{}
+	expect := func(msgs []Message, awaited bool) {
+		for i, m := range msgs {
+			want[m.EventID] = awaited && i == len(msgs)-1
+		}
+	}
 	// the fast path
-	for _, awaited := range []bool{true, false} {
-		m := receipted(awaited)
-		r.Committed(t.Context(), []Message{m})
-		want[m.EventID] = awaited
+	for _, c := range []struct {
+		awaited bool
+		n       int
+	}{{true, 1}, {false, 1}, {true, 3}} {
+		msgs := receipted(c.awaited, c.n)
+		r.Committed(t.Context(), msgs)
+		expect(msgs, c.awaited)
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return f.unsent(t) == 0 }, "fast-path rows not sent")
 	// the sweep, woken by a notification
-	for _, awaited := range []bool{true, false} {
-		want[receipted(awaited).EventID] = awaited
-	}
+	expect(receipted(true, 1), true)
+	expect(receipted(false, 1), false)
+	expect(receipted(true, 3), true)
 	if _, err := f.pool.Exec(t.Context(), `SELECT pg_notify('outbox', '')`); err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,9 @@ type Message struct {
 	Subject string
 	Payload []byte
 	// Receipt is the revocation receipt the row belongs to ("" for none),
-	// and ReceiptEvents how many rows that receipt has in all.
+	// and ReceiptEvents how many rows that receipt has in all, or 0 while
+	// that is not known yet (a receipt committed in batches, before its
+	// last batch).
 	Receipt       string
 	ReceiptEvents int
 	// Awaited: a caller waits for the receipt, and the message asks the
@@ -146,8 +148,9 @@ func (r *Relay) Committed(ctx context.Context, msgs []Message) {
 	}
 	p := published{msgs: msgs, futures: make([]jetstream.PubAckFuture, len(msgs)), at: time.Now()}
 	r.fly(msgs...)
+	awaited := lastAwaited(len(msgs), func(i int) (string, bool) { return msgs[i].Receipt, msgs[i].Awaited })
 	for i, m := range msgs {
-		f, err := r.js.PublishMsgAsync(natsMsg(m.Subject, m.Payload, m.Awaited), jetstream.WithMsgID(m.EventID))
+		f, err := r.js.PublishMsgAsync(natsMsg(m.Subject, m.Payload, awaited(i)), jetstream.WithMsgID(m.EventID))
 		if err != nil {
 			r.land(m)
 			r.fastPathFailed(ctx, err.Error(), 1)
@@ -303,6 +306,28 @@ type row struct {
 	awaited bool
 }
 
+// lastAwaited says which of n messages published together carry the
+// awaited header: of each awaited receipt's messages, only the last. A
+// gateway reports at once after applying a message with the header; the
+// report after the last covers the others, and one report per message would
+// be a storm for a receipt of thousands (a bulk revocation).
+func lastAwaited(n int, of func(i int) (receipt string, awaited bool)) func(i int) bool {
+	if n == 1 {
+		_, a := of(0)
+		return func(int) bool { return a }
+	}
+	last := map[string]int{}
+	for i := range n {
+		if receipt, a := of(i); a {
+			last[receipt] = i
+		}
+	}
+	return func(i int) bool {
+		receipt, a := of(i)
+		return a && last[receipt] == i
+	}
+}
+
 // natsMsg is the message that publishes an outbox row.
 func natsMsg(subject string, payload []byte, awaited bool) *nats.Msg {
 	msg := nats.NewMsg(subject)
@@ -327,7 +352,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		q.Queue("SET LOCAL synchronous_commit TO off")
 		// Rows the fast path is publishing are its own to mark; taking them
 		// would publish them twice (harmless, but not free).
-		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(rr.events, 0), COALESCE(rr.awaited, false)
+		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(CASE WHEN rr.complete THEN rr.events END, 0), COALESCE(rr.awaited, false)
 			FROM outbox o LEFT JOIN revocation_receipts rr ON rr.id = o.receipt_id
 			WHERE o.sent_at IS NULL AND o.event_id <> ALL($2::uuid[]) ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, r.cfg.Batch, r.inFlight())
 		br := tx.SendBatch(ctx, q)
@@ -378,8 +403,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []int64, errMsg string) {
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(batch))
+	awaited := lastAwaited(len(batch), func(i int) (string, bool) { return batch[i].receipt, batch[i].awaited })
 	for i, x := range batch {
-		f, err := r.js.PublishMsgAsync(natsMsg(x.subject, x.payload, x.awaited), jetstream.WithMsgID(x.eventID))
+		f, err := r.js.PublishMsgAsync(natsMsg(x.subject, x.payload, awaited(i)), jetstream.WithMsgID(x.eventID))
 		if err != nil {
 			errMsg = err.Error()
 			failed = append(failed, x.id)
