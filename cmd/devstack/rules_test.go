@@ -136,3 +136,79 @@ func (c *contractVerifier) authBefore(org string) float64 {
 	}, "the org's rule never reached the stream")
 	return out
 }
+
+// TestBulkRevocationInBatchesAtEveryGateway: a device-type filter over more
+// sessions than one batch revokes them session by session in several
+// transactions under one receipt; with Prefer: wait the answer comes once
+// every gateway has applied the last batch, and then every covered token
+// is refused at both gateways while a session of another device type, and
+// one signed in after the call, work everywhere.
+func TestBulkRevocationInBatchesAtEveryGateway(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, 2)
+	org := s.org("batched")
+	s.member(org, "user", "ana@batched.example")
+	s.member(org, "user", "bo@batched.example")
+	phones := []pair{s.device("ana@batched.example", "app", "android", "Pixel"), s.device("bo@batched.example", "app", "android", "Galaxy"),
+		s.device("ana@batched.example", "app", "android", "Pixel 2")}
+	laptop := s.device("bo@batched.example", "Mozilla/5.0", "web", "")
+	// Enough sessions more for three transactions (of 2,000).
+	const extra = 4100
+	if _, err := s.pool().Exec(t.Context(), `INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
+		SELECT gen_random_uuid(), u.id, u.org_id, 'android', now() - interval '1 hour', now() - interval '1 hour', now() + interval '1 day'
+		FROM users u, generate_series(1, $2 / 2) WHERE u.org_id = $1`, org, extra); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append(phones, laptop) {
+		for _, g := range s.gateways {
+			if code := check(t, g, p.AccessToken); code != http.StatusOK {
+				t.Fatalf("a fresh token: gateway %s answers %d", g.control, code)
+			}
+		}
+	}
+
+	b, _ := json.Marshal(map[string]any{"org_id": org, "device_type": "android", "reason_text": "lost phones"})
+	req, _ := http.NewRequest(http.MethodPost, s.api+"/v1/revocations", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+s.admin)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "wait=10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		RevocationID    string `json:"revocation_id"`
+		RevokedSessions int    `json:"revoked_sessions"`
+		RevokedUsers    int    `json:"revoked_users"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || res.RevokedSessions != extra+len(phones) || res.RevokedUsers != 2 || resp.Header.Get("Revocation-Status") != "enforced" {
+		t.Fatalf("bulk revoke: %d %+v %v", resp.StatusCode, res, resp.Header)
+	}
+	later := s.device("ana@batched.example", "app", "android", "Pixel 3")
+	for _, p := range phones {
+		for _, g := range s.gateways {
+			if code := check(t, g, p.AccessToken); code != http.StatusUnauthorized {
+				t.Errorf("gateway %s accepts a revoked phone's token: %d", g.control, code)
+			}
+		}
+	}
+	for name, p := range map[string]pair{"the laptop": laptop, "a phone signed in after the call": later} {
+		for _, g := range s.gateways {
+			if code := check(t, g, p.AccessToken); code != http.StatusOK {
+				t.Errorf("%s: gateway %s answers %d", name, g.control, code)
+			}
+		}
+	}
+	var events, complete, txs int
+	// Each transaction stamps its sessions with its own instant.
+	if err := s.pool().QueryRow(t.Context(), `SELECT rr.events, rr.complete::int,
+			(SELECT count(DISTINCT revoked_at) FROM sessions WHERE org_id = $2 AND revoked_reason = 'admin_bulk_revoke')
+		FROM revocation_receipts rr WHERE rr.id = $1`, res.RevocationID, org).Scan(&events, &complete, &txs); err != nil {
+		t.Fatal(err)
+	}
+	if events != res.RevokedSessions || complete != 1 || txs != 3 {
+		t.Fatalf("receipt: %d events (want %d), complete %d, written by %d transactions (want 3)", events, res.RevokedSessions, complete, txs)
+	}
+}

@@ -84,10 +84,10 @@ func (s *Service) bulkFilter(ctx context.Context, p Principal, f BulkFilter, now
 // (reason admin_bulk_revoke). A filter of the org, a role and a sign-in
 // bound only becomes one rule, enforced at the edge by one event
 // (revokeByRule); any other is revoked session by session as RevokeSession
-// does, in one transaction. Either way one audit entry records the action
-// (who, the filter, the reason text, the count) beside one per session. An org admin
-// acts on its own org, a global admin on any one org. With f.DryRun it
-// counts what matches and writes nothing.
+// does, in batches (revokeInBatches). Either way one audit entry records the
+// action (who, the filter, the reason text, the count) beside one per
+// session. An org admin acts on its own org, a global admin on any one org.
+// With f.DryRun it counts what matches and writes nothing.
 func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter, meta ClientMeta) (BulkResult, error) {
 	now := s.now()
 	sf, err := s.bulkFilter(ctx, p, f, now)
@@ -107,29 +107,88 @@ func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter,
 	if f.ruleOnly() {
 		return s.revokeByRule(ctx, p, f, now, meta)
 	}
+	return s.revokeInBatches(ctx, p, f, sf, now, meta)
+}
+
+// bulkBatch is how many sessions one transaction of a bulk revocation
+// revokes: enough that a batch's commit costs little per session, few
+// enough that the edge starts refusing after the first batch's commit (of
+// the order of 100 ms), not after the whole.
+const bulkBatch = 2000
+
+// revokeInBatches revokes the sessions sf selects that were live when the
+// call began (start): up to bulkBatch of them per transaction, each batch
+// handed to the relay as it commits, so the gateways apply the first
+// batches while the next ones commit. A session that signs in after start
+// is never revoked by it. The batches share one receipt, complete with the
+// last one, which also writes the action's audit entry.
+//
+// The work outlives the request's cancellation: once begun it runs to the
+// end, as a client that goes away must not leave a half-done revocation.
+// A crash in the middle leaves the batches committed so far revoked (and
+// published) and the receipt incomplete; the same call again revokes the
+// rest.
+func (s *Service) revokeInBatches(ctx context.Context, p Principal, f BulkFilter, sf sessionFilter, start time.Time, meta ClientMeta) (BulkResult, error) {
+	ctx = context.WithoutCancel(ctx)
+	if sf.signedInBefore.IsZero() || sf.signedInBefore.After(start) {
+		sf.signedInBefore = start
+	}
 	r := newRevocation(ctx, events.ReasonAdminBulkRevoke, p.UserID, f.OrgID, meta.IP)
 	res := BulkResult{RevocationID: r.receipt}
-	var out outboxRows
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		n, err := s.revokeSessions(ctx, tx, now, sf, r, &out)
+	users := map[string]struct{}{}
+	for {
+		var (
+			out outboxRows
+			n   int // revoked by this batch, once it commits
+		)
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			now := s.now()
+			// Lock the batch first: what the lock returns is what the
+			// statement below revokes, and names the users. One session
+			// more tells whether another batch follows, so that the last
+			// batch is never an empty one and its events name the total.
+			q := sf.where("", now)
+			rows, err := tx.Query(ctx, `SELECT id, user_id FROM sessions WHERE `+q.sql()+` LIMIT `+q.bind(bulkBatch+1)+` FOR UPDATE`, q.args...)
+			if err != nil {
+				return err
+			}
+			// The batch is its rows and nothing else: they match the filter
+			// and are locked, and a statement that named the org too could
+			// be planned along the org's index (its statistics lag behind
+			// a mass sign-in), filtering each of its rows through the list.
+			batch := sessionFilter{ids: make([]string, 0, bulkBatch+1)}
+			var id, uid string
+			if _, err := pgx.ForEachRow(rows, []any{&id, &uid}, func() error {
+				if len(batch.ids) < bulkBatch {
+					users[uid] = struct{}{}
+				}
+				batch.ids = append(batch.ids, id)
+				return nil
+			}); err != nil {
+				return err
+			}
+			r.partial = len(batch.ids) > bulkBatch
+			batch.ids = batch.ids[:min(len(batch.ids), bulkBatch)]
+			if n, err = s.revokeSessions(ctx, tx, now, batch, r, &out); err != nil || r.partial {
+				return err
+			}
+			res.RevokedSessions, res.RevokedUsers = r.earlier+n, len(users)
+			return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP,
+				Reason: string(r.reason), Detail: withCounts(bulkDetail(f, r.receipt), res.RevokedSessions, res.RevokedUsers)})
+		})
 		if err != nil {
-			return err
+			if r.earlier > 0 {
+				return BulkResult{}, fmt.Errorf("%w: bulk revocation stopped after %d sessions (receipt %s); the same call revokes the rest: %w",
+					ErrUnavailable, r.earlier, r.receipt, err)
+			}
+			return BulkResult{}, domainOr(err, "bulk revocation")
 		}
-		res.RevokedSessions = n
-		// This transaction's revocations: the same instant, actor and reason.
-		if err := tx.QueryRow(ctx, `SELECT count(DISTINCT user_id) FROM sessions
-			WHERE org_id = $1 AND revoked_at = $2 AND revoked_reason = $3 AND revoked_by IS NOT DISTINCT FROM $4`,
-			f.OrgID, now, string(r.reason), nullable(p.UserID)).Scan(&res.RevokedUsers); err != nil {
-			return err
+		r.earlier += n
+		s.committed(ctx, out)
+		if !r.partial {
+			return res, nil
 		}
-		return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP,
-			Reason: string(r.reason), Detail: withCounts(bulkDetail(f, r.receipt), n, res.RevokedUsers)})
-	})
-	if err != nil {
-		return BulkResult{}, domainOr(err, "bulk revocation")
 	}
-	s.committed(ctx, out)
-	return res, nil
 }
 
 // bulkDetail is a bulk revocation's audit detail: its filter, its reason

@@ -34,3 +34,6 @@ var (
 	NewRefreshToken = newRefreshToken
 	HashToken       = hashToken
 )
+
+// BulkBatch is how many sessions one transaction of a bulk revocation ends.
+const BulkBatch = bulkBatch

@@ -26,6 +26,11 @@ type revocation struct {
 	// awaited: the caller waits for the receipt (WithWaiter), so the
 	// gateways report at once when they have applied it.
 	awaited bool
+	// A revocation committed in batches (RevokeByFilter): partial while
+	// batches are still to come, earlier the events of the batches already
+	// committed.
+	partial bool
+	earlier int
 }
 
 // newRevocation is a revocation with a fresh receipt id.

@@ -22,6 +22,7 @@ import (
 // sessionFilter selects live sessions; empty fields do not filter.
 type sessionFilter struct {
 	sessionID string
+	ids       []string // one of these sessions, when set
 	userID    string
 	orgID     string // scope of an org admin
 	exceptID  string
@@ -51,6 +52,9 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	}
 	if f.sessionID != "" {
 		q.add(prefix+"id = ?", f.sessionID)
+	}
+	if f.ids != nil {
+		q.add(prefix+"id = ANY(?::uuid[])", f.ids)
 	}
 	if f.userID != "" {
 		q.add(prefix+"user_id = ?", f.userID)
@@ -110,8 +114,9 @@ func markRevoked(q *query, f sessionFilter, now time.Time, r revocation) string 
 // deleted, and per session one revocation row, one audit row and one
 // outbox row (revocations.v1.session, also added to out, for the caller to
 // hand to the relay once the statement's transaction commits), and the
-// action's receipt (r.receipt, whatever the number of sessions). On the pool
-// it is a transaction of its own.
+// action's receipt (r.receipt, whatever the number of sessions; a batch of a
+// revocation in batches adds its events to it). On the pool it is a
+// transaction of its own.
 func (s *Service) revokeSessions(ctx context.Context, db interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, now time.Time, f sessionFilter, r revocation, out *outboxRows) (int, error) {
@@ -124,7 +129,7 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	update := markRevoked(q, f, now, r)
 	at, reason, actor := q.bind(now), q.bind(string(r.reason)), q.bind(nullable(r.actorID))
 	ip, expires, subject := q.bind(nullableIP(r.ip)), q.bind(expiresAt), q.bind(events.SubjectSessionRevoked)
-	receipt, receiptOrg, awaited := q.bind(r.receipt), q.bind(nullable(r.orgID)), q.bind(r.awaited)
+	receipt, receiptOrg, awaited, complete := q.bind(r.receipt), q.bind(nullable(r.orgID)), q.bind(r.awaited), q.bind(!r.partial)
 	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
 	// every writer below sees the same event ids.
 	sql := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
@@ -134,8 +139,9 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
 	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
 		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev),
-	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events, awaited)
-		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*), ` + awaited + `::boolean FROM revoked)
+	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events, awaited, complete)
+		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*), ` + awaited + `::boolean, ` + complete + `::boolean FROM revoked
+		ON CONFLICT (id) DO UPDATE SET events = revocation_receipts.events + EXCLUDED.events, complete = EXCLUDED.complete)
 	INSERT INTO outbox (event_id, subject, payload, receipt_id)
 		SELECT event_id, ` + subject + `, convert_to(` + payload.sql(q, "event_id::text", "id::text", "user_id::text", "org_id::text") + `, 'UTF8'), ` + receipt + `::uuid FROM ev
 	RETURNING event_id::text, payload`
@@ -151,8 +157,13 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	if err != nil {
 		return 0, err
 	}
+	// The receipt's events in all: not known before its last batch (0).
+	total := r.earlier + len(msgs)
+	if r.partial {
+		total = 0
+	}
 	for i := range msgs {
-		msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = r.receipt, len(msgs), r.awaited
+		msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = r.receipt, total, r.awaited
 	}
 	*out = append(*out, msgs...)
 	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))

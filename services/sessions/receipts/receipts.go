@@ -123,13 +123,15 @@ func (s *Store) Acked(m outbox.Message, seq uint64, committedAt time.Time) {
 	s.mu.Lock()
 	t := s.get(m.Receipt)
 	wasPublished, first := t.published, false
-	t.events = m.ReceiptEvents
+	if m.ReceiptEvents > 0 { // 0: not known yet (committed in batches)
+		t.events = m.ReceiptEvents
+	}
 	t.acked[m.EventID] = true
 	t.lastSeq = max(t.lastSeq, seq)
 	if t.committedAt.IsZero() || committedAt.Before(t.committedAt) {
 		t.committedAt = committedAt
 	}
-	if !wasPublished && len(t.acked) >= t.events {
+	if !wasPublished && t.events > 0 && len(t.acked) >= t.events {
 		t.published, t.publishedAt = true, s.now()
 		i, _ := slices.BinarySearchFunc(s.waiting, t.lastSeq, func(w *tracked, seq uint64) int { return cmp.Compare(w.lastSeq, seq) })
 		s.waiting = slices.Insert(s.waiting, i, t)
@@ -269,6 +271,7 @@ type row struct {
 	actorID, orgID *string
 	reason         string
 	events         int
+	complete       bool // false while batches are still to commit
 	createdAt      time.Time
 	publishedAt    *time.Time
 	lastSeq        *int64
@@ -283,9 +286,9 @@ var errNotFound = fmt.Errorf("%w: no revocation with this id in your scope", ses
 // of its org, or a global admin. ErrNotFound otherwise.
 func (s *Store) load(ctx context.Context, p sessions.Principal, id string) (row, error) {
 	var r row
-	err := s.pool.QueryRow(ctx, `SELECT actor_id::text, org_id::text, reason, events, created_at, published_at, last_seq, enforced_at,
+	err := s.pool.QueryRow(ctx, `SELECT actor_id::text, org_id::text, reason, events, complete, created_at, published_at, last_seq, enforced_at,
 			expected, COALESCE(departed::text[], '{}') FROM revocation_receipts WHERE id = $1`, id).
-		Scan(&r.actorID, &r.orgID, &r.reason, &r.events, &r.createdAt, &r.publishedAt, &r.lastSeq, &r.enforcedAt, &r.expected, &r.departed)
+		Scan(&r.actorID, &r.orgID, &r.reason, &r.events, &r.complete, &r.createdAt, &r.publishedAt, &r.lastSeq, &r.enforcedAt, &r.expected, &r.departed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return row{}, errNotFound
 	}
@@ -341,6 +344,8 @@ func (s *Store) status(ctx context.Context, id string, r row) (Receipt, error) {
 			out.Gateways.Expected, out.Gateways.Enforced = int(*r.expected), int(*r.expected)
 		}
 		out.Gateways.Departed = append(out.Gateways.Departed, r.departed...)
+		return out, nil
+	case !r.complete: // batches are still to commit
 		return out, nil
 	case r.events == 0: // it revoked nothing: there is nothing to enforce
 		at := out.CreatedAt
@@ -402,7 +407,7 @@ func (s *Store) Wait(ctx context.Context, p sessions.Principal, id string, d tim
 	if err != nil {
 		return Receipt{}, err
 	}
-	if r.enforcedAt != nil || r.events == 0 {
+	if r.enforcedAt != nil || (r.events == 0 && r.complete) {
 		return s.status(ctx, id, r)
 	}
 	s.mu.Lock()
@@ -427,6 +432,11 @@ func (s *Store) Wait(ctx context.Context, p sessions.Principal, id string, d tim
 		case <-ctx.Done():
 			return s.status(context.WithoutCancel(ctx), id, r)
 		case <-poll.C:
+			if !r.complete { // its batches were still committing
+				if again, err := s.load(ctx, p, id); err == nil {
+					r = again
+				}
+			}
 			if got, err := s.status(ctx, id, r); err == nil && got.Status == Enforced {
 				return got, nil
 			}
