@@ -27,6 +27,15 @@ type orgRuleResult struct {
 	Refused stats `json:"refused_everywhere"`
 	// Marked: the call's start → the last covered row marked revoked.
 	Marked stats `json:"rows_marked"`
+	// Enforced: the call's start → its receipt enforced (every gateway
+	// reported a watermark past its last event), for a filter revoked
+	// session by session, whose call waits for it (Prefer: wait=10).
+	Enforced stats `json:"enforced,omitzero"`
+	// CPU is the CPU seconds each command spent from the call's start to
+	// the last row marked, averaged over the runs: where the time went.
+	CPU map[string]float64 `json:"cpu_seconds_per_run"`
+	// Wall is that span's length, averaged over the runs, in seconds.
+	Wall float64 `json:"wall_seconds_per_run"`
 }
 
 // orgRule revokes, -rule-runs times, every session of an org of
@@ -63,7 +72,8 @@ func orgRuleRuns(ctx context.Context, e *benchEnv, o options, filter string, run
 		return orgRuleResult{}, err
 	}
 	defer obs.Close()
-	var calls, refused, marked []float64
+	var calls, refused, marked, enforced []float64
+	cpu, wall := map[string]float64{}, 0.0
 	for run := 0; run < runs; run++ {
 		org, sample, err := e.makeOrg(ctx, o.orgSessions, 20)
 		if err != nil {
@@ -83,27 +93,46 @@ func orgRuleRuns(ctx context.Context, e *benchEnv, o options, filter string, run
 		// The call and the observer run side by side: the edge may refuse
 		// before the call has answered.
 		type answer struct {
-			d       time.Duration
-			code, n int
-			err     error
+			d          time.Duration
+			code, n    int
+			status     string
+			enforcedAt time.Time
+			err        error
 		}
 		answered := make(chan answer, 1)
+		profile := ""
+		if o.profile != "" && run == 0 {
+			profile = o.profile + "." + filter
+		}
+		wait := e.profile(ctx, 10*time.Second, profile)
+		cpu0 := cpuByCommand()
 		start := time.Now()
 		go func() {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.api+"/v1/revocations", bytes.NewReader(b))
 			req.Header.Set("Authorization", "Bearer "+e.admin)
 			req.Header.Set("Content-Type", "application/json")
+			if filter != "org" {
+				// Session by session: the answer comes once every gateway
+				// has applied the last batch.
+				req.Header.Set("Prefer", "wait=10")
+			}
 			resp, err := e.client.Do(req)
 			if err != nil {
 				answered <- answer{err: err}
 				return
 			}
+			d := time.Since(start)
 			var body struct {
-				RevokedSessions int `json:"revoked_sessions"`
+				RevocationID    string `json:"revocation_id"`
+				RevokedSessions int    `json:"revoked_sessions"`
 			}
 			_ = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
-			answered <- answer{d: time.Since(start), code: resp.StatusCode, n: body.RevokedSessions}
+			a := answer{d: d, code: resp.StatusCode, n: body.RevokedSessions, status: resp.Header.Get("Revocation-Status")}
+			if filter != "org" && resp.StatusCode == http.StatusCreated {
+				a.enforcedAt, a.err = e.receiptEnforcedAt(ctx, body.RevocationID)
+			}
+			answered <- a
 		}()
 		got, err := obs.UntilRefused(start, sample[0], time.Minute)
 		if err != nil {
@@ -113,9 +142,15 @@ func orgRuleRuns(ctx context.Context, e *benchEnv, o options, filter string, run
 		if a.err != nil {
 			return orgRuleResult{}, a.err
 		}
+		if err := wait(); err != nil {
+			return orgRuleResult{}, err
+		}
 		call := a.d
 		if a.code != http.StatusCreated || a.n != o.orgSessions {
 			return orgRuleResult{}, fmt.Errorf("bulk revoke: %d, %d of %d sessions", a.code, a.n, o.orgSessions)
+		}
+		if filter != "org" {
+			enforced = append(enforced, ms(a.enforcedAt.Sub(start)))
 		}
 		// Every sampled token, at every gateway: the slowest refusal.
 		slowest := time.Duration(0)
@@ -143,9 +178,53 @@ func orgRuleRuns(ctx context.Context, e *benchEnv, o options, filter string, run
 			time.Sleep(20 * time.Millisecond)
 		}
 		calls, refused, marked = append(calls, ms(call)), append(refused, ms(slowest)), append(marked, ms(time.Since(start)))
-		fmt.Fprintf(e.log, "  %s run %d: call %.1f ms, refused everywhere %.2f ms, rows marked %.0f ms\n", filter, run+1, ms(call), ms(slowest), ms(time.Since(start)))
+		wall += time.Since(start).Seconds() / float64(runs)
+		used := cpuSince(cpu0)
+		for cmd, sec := range used {
+			cpu[cmd] += round(sec / float64(runs))
+		}
+		fmt.Fprintf(e.log, "  %s run %d: call %.1f ms, refused everywhere %.2f ms, rows marked %.0f ms", filter, run+1, ms(call), ms(slowest), ms(time.Since(start)))
+		if filter != "org" {
+			fmt.Fprintf(e.log, ", receipt enforced %.0f ms", enforced[len(enforced)-1])
+		}
+		fmt.Fprintf(e.log, "; CPU s %v\n", used)
 	}
-	return orgRuleResult{Filter: filter, Sessions: o.orgSessions, Runs: runs, Call: summarise(calls), Refused: summarise(refused), Marked: summarise(marked)}, nil
+	res := orgRuleResult{Filter: filter, Sessions: o.orgSessions, Runs: runs, Call: summarise(calls), Refused: summarise(refused), Marked: summarise(marked),
+		CPU: cpu, Wall: round(wall)}
+	if len(enforced) > 0 {
+		res.Enforced = summarise(enforced)
+	}
+	return res, nil
+}
+
+// receiptEnforcedAt reads when receipt id was enforced, as sessiond
+// recorded it (the wall clock of the same machine), asking again until it
+// is (the call's wait may have ended first), for at most two minutes.
+func (e *benchEnv) receiptEnforcedAt(ctx context.Context, id string) (time.Time, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.api+"/v1/revocations/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			return time.Time{}, err
+		}
+		var rc struct {
+			Status     string     `json:"status"`
+			EnforcedAt *time.Time `json:"enforced_at"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&rc)
+		resp.Body.Close()
+		switch {
+		case err != nil || resp.StatusCode != http.StatusOK:
+			return time.Time{}, fmt.Errorf("receipt %s: %d (%v)", id, resp.StatusCode, err)
+		case rc.EnforcedAt != nil:
+			return *rc.EnforcedAt, nil
+		case time.Now().After(deadline):
+			return time.Time{}, fmt.Errorf("receipt %s still %s after two minutes", id, rc.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // makeOrg creates an org of n sessions (100 users) signed in a minute ago,

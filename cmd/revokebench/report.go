@@ -119,6 +119,9 @@ func printTable(w io.Writer, r *results) {
 	for _, g := range r.OrgRule {
 		fmt.Fprintf(tw, "bulk by %s, %d sessions\tcall p50 %.1f / p99 %.1f ms\trefused everywhere p50 %.2f / p99 %.2f ms\trows marked p50 %.0f / p99 %.0f ms\t(%d runs)\n",
 			g.Filter, g.Sessions, g.Call.P50, g.Call.P99, g.Refused.P50, g.Refused.P99, g.Marked.P50, g.Marked.P99, g.Runs)
+		if g.Enforced.N > 0 {
+			fmt.Fprintf(tw, "\treceipt enforced (call waits)	p50 %.0f / p99 %.0f ms			\n", g.Enforced.P50, g.Enforced.P99)
+		}
 	}
 	if f := r.Fleet; f.Simulated > 0 {
 		fmt.Fprintf(tw, "fleet of %d simulated gateways\tsessiond idle\t%.3f cores without\t%.3f cores with\t(%.0f reports/s heard under load)\n", f.Simulated, f.IdleCoresWithout, f.IdleCoresWith, f.ReportsPerSec)

@@ -465,3 +465,38 @@ func procCPU(pid int) time.Duration {
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
 // every Linux this runs on.
 const clockTicks = 100
+
+// cpuByCommand is the user and system CPU time so far of every process on
+// the machine, summed by command name (postgres, nats-server, sessiond,
+// gatewayd, ...): PostgreSQL's work is done by its backends, which a
+// process's own times do not include.
+func cpuByCommand() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range dirs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(s[:open]))
+		out[s[open+1:end]] += procCPU(pid)
+	}
+	return out
+}
+
+// cpuSince is each command's CPU time since before, of those that used
+// at least 10 ms.
+func cpuSince(before map[string]time.Duration) map[string]float64 {
+	out := map[string]float64{}
+	for cmd, d := range cpuByCommand() {
+		if used := d - before[cmd]; used >= 10*time.Millisecond {
+			out[cmd] = round(used.Seconds())
+		}
+	}
+	return out
+}
