@@ -22,6 +22,9 @@ const (
 	SubjectOrgRevoked     = "revocations.v1.org"
 	SubjectUserDeleted    = "identity.v1.user.deleted"
 	SubjectUserErased     = "sessions.v1.user.erased"
+	// SubjectSessionCreated announces every sign-in, for notifiers ("a new
+	// device signed in to your account").
+	SubjectSessionCreated = "sessions.v1.session.created"
 	// SubjectSessionActivity carries the gateways' last-seen reports to
 	// sessiond. It is internal to this system (not in the public contract),
 	// best effort, on core NATS outside every stream: a lost report only
@@ -101,13 +104,25 @@ const (
 	ReasonErasure       Reason = "erasure"
 	// ReasonAdminBulkRevoke is a revocation by rule (POST /v1/revocations).
 	ReasonAdminBulkRevoke Reason = "admin_bulk_revoke"
+	// ReasonReplaced: a new sign-in from the same device (device.id) ended
+	// the device's previous session.
+	ReasonReplaced Reason = "replaced"
+	// Session policies: revoke_oldest past the cap, idle, over age.
+	ReasonSessionLimit Reason = "session_limit"
+	ReasonIdleTimeout  Reason = "idle_timeout"
+	ReasonMaxLifetime  Reason = "max_lifetime"
+	// ReasonTokenRevoke: a token revoked by RFC 7009.
+	ReasonTokenRevoke Reason = "token_revoke"
 )
 
-// Valid reports whether r is one of the contract's reasons.
+// Valid reports whether r is one of the contract's reasons: what a
+// producer may send. A consumer accepts any reason (Decode): the contract
+// makes it informational, so that reasons can be added.
 func (r Reason) Valid() bool {
 	switch r {
 	case ReasonLogout, ReasonSelfRevoke, ReasonAdminRevoke, ReasonUserRevokeAll,
-		ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure, ReasonAdminBulkRevoke:
+		ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure, ReasonAdminBulkRevoke,
+		ReasonReplaced, ReasonSessionLimit, ReasonIdleTimeout, ReasonMaxLifetime, ReasonTokenRevoke:
 		return true
 	}
 	return false
@@ -204,6 +219,41 @@ type UserErased struct {
 	UserID          string    `json:"user_id"`
 	SessionsRevoked int       `json:"sessions_revoked"`
 	CompletedAt     time.Time `json:"completed_at"`
+}
+
+// SessionCreated is a sign-in. NewDevice is true when the user has not
+// signed in from that device (its device.id, else its client label) in the
+// last 90 days.
+type SessionCreated struct {
+	EventID    string    `json:"event_id"`
+	SessionID  string    `json:"session_id"`
+	UserID     string    `json:"user_id"`
+	OrgID      string    `json:"org_id"`
+	DeviceType string    `json:"device_type"`
+	Client     string    `json:"client"`
+	IP         *string   `json:"ip"`
+	NewDevice  bool      `json:"new_device"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Subject implements Event.
+func (SessionCreated) Subject() string { return SubjectSessionCreated }
+
+// ID implements Event.
+func (e SessionCreated) ID() string { return e.EventID }
+
+// Validate implements Event.
+func (e SessionCreated) Validate() error {
+	var c checker
+	c.uuid("event_id", e.EventID)
+	c.uuid("session_id", e.SessionID)
+	c.uuid("user_id", e.UserID)
+	c.uuid("org_id", e.OrgID)
+	if e.DeviceType == "" {
+		c.errs = append(c.errs, "device_type is required")
+	}
+	c.time("created_at", e.CreatedAt)
+	return c.err(e.Subject())
 }
 
 // SessionActivity reports when sessions were last seen at a gateway.
@@ -312,9 +362,11 @@ func (c *checker) time(name string, v time.Time) {
 	}
 }
 
+// reason checks that an event has a reason; one it does not know is
+// accepted (see Reason.Valid), Encode refuses it.
 func (c *checker) reason(r Reason) {
-	if !r.Valid() {
-		c.errs = append(c.errs, fmt.Sprintf("reason %q is not a known reason", string(r)))
+	if r == "" {
+		c.errs = append(c.errs, "reason is required")
 	}
 }
 
@@ -409,8 +461,16 @@ func Encode(e Event) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
+	if r, ok := e.(interface{ reasonOf() Reason }); ok && !r.reasonOf().Valid() {
+		return nil, fmt.Errorf("%w: %s: reason %q is not one of the contract's", ErrInvalid, e.Subject(), string(r.reasonOf()))
+	}
 	return json.Marshal(e)
 }
+
+func (e SessionRevoked) reasonOf() Reason { return e.Reason }
+func (e TokenRevoked) reasonOf() Reason   { return e.Reason }
+func (e UserRevoked) reasonOf() Reason    { return e.Reason }
+func (e OrgRevoked) reasonOf() Reason     { return e.Reason }
 
 // Decode parses the payload of a message on subject. It returns an error
 // wrapping ErrInvalid for an unknown subject (or version), malformed JSON, or
@@ -434,6 +494,8 @@ func Decode(subject string, data []byte) (Event, error) {
 		e, err = decodeAs[UserErased](data)
 	case SubjectSessionActivity:
 		e, err = decodeAs[SessionActivity](data)
+	case SubjectSessionCreated:
+		e, err = decodeAs[SessionCreated](data)
 	case SubjectGatewayApplied:
 		e, err = decodeAs[GatewayApplied](data)
 	default:

@@ -33,7 +33,12 @@ func IdentityStream() Stream {
 	return Stream{Name: StreamIdentity, Subjects: []string{"identity.v1.>"}}
 }
 
-// SessionsStream carries sessiond's confirmations.
+// SessionsMaxAge is how long the SESSIONS stream keeps a message: its
+// consumers (the erasure pipeline, notifiers of new sign-ins) read within
+// it, and a sign-in's IP and client do not outlive it there, erased or not.
+const SessionsMaxAge = 7 * 24 * time.Hour
+
+// SessionsStream carries sessiond's confirmations and sign-ins.
 func SessionsStream() Stream {
-	return Stream{Name: StreamSessions, Subjects: []string{"sessions.v1.>"}}
+	return Stream{Name: StreamSessions, Subjects: []string{"sessions.v1.>"}, MaxAge: SessionsMaxAge}
 }
