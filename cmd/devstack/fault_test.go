@@ -612,7 +612,7 @@ type account struct{ id, email string }
 func (s *system) newAccount() account {
 	s.t.Helper()
 	var org, u struct{ ID string }
-	if code := s.do(http.MethodPost, "/v1/orgs", s.admin, map[string]string{"name": "fault"}, &org); code != http.StatusCreated {
+	if code := s.do(http.MethodPost, "/v1/orgs", s.admin, map[string]string{"name": fmt.Sprintf("fault %d", time.Now().UnixNano())}, &org); code != http.StatusCreated {
 		s.t.Fatalf("create org: %d", code)
 	}
 	email := fmt.Sprintf("f%d@example.com", time.Now().UnixNano())

@@ -434,6 +434,36 @@ func TestPortalOrgAdmin(t *testing.T) {
 			t.Fatal("a session the rule does not match is refused")
 		}
 	})
+
+	t.Run("the user directory finds a disabled user", func(t *testing.T) {
+		b.navigate(chromedp.Click(chromedp.CSS(`nav a[href="/admin/users"]`)))
+		text := b.text()
+		assertContains(t, text, "Users", "alice@acme.test", "bob@acme.test", "olivia@acme.test", "Disabled", "Last sign-in")
+		assertLacks(t, text, "gary@globex.test")
+		b.do(chromedp.SetValue(chromedp.CSS(`#u-email`), "ALICE"))
+		if code := b.navigate(chromedp.Click(chromedp.CSS(`form.filters button[type="submit"]`))); code != 200 {
+			t.Fatalf("search: status %d", code)
+		}
+		assertContains(t, b.text(), "1 user on this page matching the filters", "alice@acme.test")
+		b.screenshot("admin-users.png")
+		if code := b.confirm("/admin/users/" + aliceID + "/enable"); code != 200 {
+			t.Fatalf("enable: status %d", code)
+		}
+		assertContains(t, b.text(), "alice@acme.test is enabled again")
+		if loc := b.location(); !strings.Contains(loc, "/admin/users?") {
+			t.Fatalf("enabling from the directory led to %s, want back to it", loc)
+		}
+
+		b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+		b.open("/admin/users")
+		if !b.eval(`getComputedStyle(document.querySelector("table.users tbody tr")).display === "block"`) {
+			t.Fatal("on a phone the users are not shown as cards")
+		}
+		if !b.eval(`document.documentElement.scrollWidth <= window.innerWidth`) {
+			t.Fatal("the users page scrolls sideways on a phone")
+		}
+		b.do(chromedp.EmulateViewport(1280, 900))
+	})
 }
 
 // TestPortalAccount signs in on /account/sessions, signs out the other

@@ -212,3 +212,33 @@ func TestBulkRevocationInBatchesAtEveryGateway(t *testing.T) {
 		t.Fatalf("receipt: %d events (want %d), complete %d, written by %d transactions (want 3)", events, res.RevokedSessions, complete, txs)
 	}
 }
+
+// TestSessionPolicyAtTheGateways: an org's session policy ends sessions
+// everywhere, not only in the database: a sign-in past a revoke_oldest cap
+// ends the oldest session, and the refresh of a session idle past the
+// timeout ends it; both are refused at every gateway, while the sessions
+// the policy leaves work on.
+func TestSessionPolicyAtTheGateways(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, 2)
+	org := s.org("governed")
+	s.member(org, "user", "ana@governed.example")
+	if code := s.do("PUT", "/v1/orgs/"+org+"/policy", s.admin, map[string]any{"max_sessions_per_user": 2, "on_limit": "revoke_oldest", "idle_timeout": "10m"}, nil); code != http.StatusOK {
+		t.Fatalf("policy: %d", code)
+	}
+	oldest := s.login("ana@governed.example", "password-1")
+	idle := s.login("ana@governed.example", "password-1")
+	newest := s.login("ana@governed.example", "password-1") // past the cap: the oldest ends
+	s.waitRefusedEverywhere(oldest.AccessToken)
+	if !s.acceptedEverywhere(idle.AccessToken) || !s.acceptedEverywhere(newest.AccessToken) {
+		t.Fatal("a session the cap leaves is refused")
+	}
+	s.age(idle.SessionID, time.Hour, 11*time.Minute, "203.0.113.9")
+	if code := s.do("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": idle.RefreshToken}, nil); code != http.StatusUnauthorized {
+		t.Fatalf("refresh of an idle session: %d, want 401", code)
+	}
+	s.waitRefusedEverywhere(idle.AccessToken)
+	if !s.acceptedEverywhere(newest.AccessToken) {
+		t.Fatal("the active session is refused")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -241,7 +242,7 @@ func (s *system) login(email, password string) pair {
 func (s *system) user() (string, pair) {
 	s.t.Helper()
 	var org struct{ ID string }
-	if code := s.do("POST", "/v1/orgs", s.admin, map[string]string{"name": "acme"}, &org); code != 201 {
+	if code := s.do("POST", "/v1/orgs", s.admin, map[string]string{"name": fmt.Sprintf("acme %d", time.Now().UnixNano())}, &org); code != 201 {
 		s.t.Fatalf("create org: %d", code)
 	}
 	email := "u" + base64.RawURLEncoding.EncodeToString([]byte(time.Now().Format(time.RFC3339Nano))) + "@example.com"

@@ -24,6 +24,8 @@ const (
 	ActionOrgCreated          = "org_created"
 	ActionUserErased          = "user_erased"
 	ActionBulkRevoke          = "bulk_revoke" // the rule: who, the filter, the reason text, the count
+	ActionLockoutCleared      = "lockout_cleared"
+	ActionPolicyChanged       = "policy_changed"
 )
 
 // auditEntry is one row of the audit log. Empty strings are stored as NULL.
@@ -83,7 +85,7 @@ type AuditPage struct {
 var auditActions = map[string]bool{
 	ActionLogin: true, ActionLoginFailed: true, ActionRefreshReuse: true, ActionSessionRevoked: true,
 	ActionUserSessionsRevoked: true, ActionUserDisabled: true, ActionUserEnabled: true, ActionUserCreated: true,
-	ActionOrgCreated: true, ActionUserErased: true, ActionBulkRevoke: true,
+	ActionOrgCreated: true, ActionUserErased: true, ActionBulkRevoke: true, ActionLockoutCleared: true, ActionPolicyChanged: true,
 }
 
 // ListAudit returns audit entries in an admin's scope (an org admin sees its

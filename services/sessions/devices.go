@@ -1,7 +1,14 @@
 package sessions
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/medama-io/go-useragent"
 )
 
 // DeviceType is a kind of device a session signs in from, with the name a
@@ -46,89 +53,134 @@ func deviceTypeNames() string {
 	return strings.Join(names, ", ")
 }
 
-// deviceTypeFromUserAgent guesses the device type of a User-Agent.
-func deviceTypeFromUserAgent(ua string) string {
+// The User-Agent is read in one place, here, by a maintained parser
+// (github.com/medama-io/go-useragent: browsers, operating systems, device
+// kinds); what it does not know (native apps' own User-Agents, HTTP
+// libraries) falls back to the product token.
+
+// uaParser is safe for concurrent use: it holds a read-only trie.
+var uaParser = useragent.NewParser()
+
+// clientOf is what a User-Agent says: the browser (or app) and the OS.
+type clientOf struct {
+	browser, os             string
+	mobile, tablet, desktop bool
+	app                     string // for what the parser does not know: "Android app", "iOS app", "Desktop app"
+	product                 string // the first product token: "curl", "MyApp"
+}
+
+func parseUserAgent(ua string) clientOf {
+	p := uaParser.Parse(ua)
+	c := clientOf{browser: string(p.Browser()), os: osLabel(string(p.OS())), mobile: p.IsMobile(), tablet: p.IsTablet(), desktop: p.IsDesktop()}
 	l := strings.ToLower(ua)
 	switch {
-	case l == "":
-		return "other"
-	case strings.Contains(l, "electron"):
+	case strings.Contains(l, "electron/"):
+		c.app, c.browser = "Desktop app", ""
+	case strings.Contains(l, "okhttp"):
+		c.app = "Android app"
+	case strings.Contains(l, "cfnetwork"):
+		c.app = "iOS app"
+	}
+	c.product = ua
+	if i := strings.IndexAny(c.product, "/ ("); i > 0 {
+		c.product = c.product[:i]
+	}
+	c.product = truncate(strings.TrimSpace(c.product), 32)
+	return c
+}
+
+// osLabel spells an OS as its maker does.
+func osLabel(os string) string {
+	if os == "MacOS" {
+		return "macOS"
+	}
+	return os
+}
+
+// deviceTypeFromUserAgent guesses the device type of a User-Agent.
+func deviceTypeFromUserAgent(ua string) string {
+	c := parseUserAgent(ua)
+	switch {
+	case c.app == "Desktop app":
 		return "desktop"
-	case strings.Contains(l, "iphone") || strings.Contains(l, "ipad") || strings.Contains(l, "ipod") ||
-		strings.Contains(l, "ios") || strings.Contains(l, "cfnetwork"):
+	case c.os == "iOS" || c.os == "iPadOS" || c.app == "iOS app":
 		return "ios"
-	case strings.Contains(l, "android") || strings.Contains(l, "okhttp"):
+	case c.os == "Android" || c.app == "Android app":
 		return "android"
-	case strings.HasPrefix(l, "mozilla/") || strings.HasPrefix(l, "opera/"):
+	case c.browser != "":
 		return "web"
 	}
 	return "other"
 }
 
 // ClientLabel names a User-Agent the way a person would, e.g. "Chrome on
-// Windows" or "curl". It is a plain substring match, not a full parser: the
-// full string is shown on hover.
+// Windows", "Android app" or "curl"; the full string is kept beside it.
 func ClientLabel(ua string) string {
 	if strings.TrimSpace(ua) == "" {
 		return "Unknown client"
 	}
-	l := strings.ToLower(ua)
-	has := func(subs ...string) bool {
-		for _, s := range subs {
-			if strings.Contains(l, s) {
-				return true
-			}
-		}
-		return false
-	}
-	var client string
+	c := parseUserAgent(ua)
+	client := c.browser
 	switch {
-	case has("edg/", "edga/", "edgios/"):
-		client = "Edge"
-	case has("opr/", "opera"):
-		client = "Opera"
-	case has("samsungbrowser/"):
-		client = "Samsung Internet"
-	case has("firefox/", "fxios/"):
-		client = "Firefox"
-	case has("electron/"):
-		client = "Desktop app"
-	case has("chrome/", "crios/", "chromium/"):
-		client = "Chrome"
-	case has("safari/") && has("version/", "mobile/"):
-		client = "Safari"
-	case strings.HasPrefix(l, "curl/"):
-		client = "curl"
-	case has("okhttp"):
-		client = "Android app"
-	case has("cfnetwork"):
-		client = "iOS app"
-	default:
-		client = ua
-		if i := strings.IndexAny(client, "/ ("); i > 0 {
-			client = client[:i]
-		}
-		client = truncate(client, 32)
-	}
-	var os string
-	switch {
-	case has("iphone", "ipod"):
-		os = "iOS"
-	case has("ipad"):
-		os = "iPadOS"
-	case has("android"):
-		os = "Android"
-	case has("windows"):
-		os = "Windows"
-	case has("cros"):
-		os = "ChromeOS"
-	case has("macintosh", "mac os x"):
-		os = "macOS"
-	case has("linux"):
-		os = "Linux"
-	}
-	if os == "" || client == os+" app" {
+	case c.app != "":
+		return c.app
+	case client == "":
+		return c.product
+	case c.os == "":
 		return client
 	}
-	return client + " on " + os
+	return client + " on " + c.os
+}
+
+// Bounds of what a client names its device with.
+const (
+	maxDeviceName = 100 // characters
+	maxDeviceID   = 128 // bytes
+)
+
+// validDeviceName checks a device name (field names it in the error): at
+// most maxDeviceName characters of storable text without control
+// characters; empty is no name.
+func validDeviceName(field, name string) error {
+	if utf8.RuneCountInString(name) > maxDeviceName || !storable(name) || !printable(name) {
+		return Invalid("%s must be text of at most %d characters, without control characters", field, maxDeviceName)
+	}
+	return nil
+}
+
+// printable reports whether s holds no control characters.
+func printable(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// RenameOwnSession names one of the caller's live sessions' device (PATCH
+// /v1/me/sessions/{id}); an empty name clears it. ErrNotFound when id is
+// not one of them.
+func (s *Service) RenameOwnSession(ctx context.Context, p Principal, id, name string) (Session, error) {
+	if !isUUID(id) {
+		return Session{}, Invalid("session id must be a UUID")
+	}
+	name = strings.TrimSpace(name)
+	if err := validDeviceName("device_name", name); err != nil {
+		return Session{}, err
+	}
+	q := sessionFilter{sessionID: id, userID: p.UserID}.where("", s.now())
+	rows, err := s.pool.Query(ctx, `UPDATE sessions SET device_name = `+q.bind(nullable(name))+` WHERE `+q.sql()+` RETURNING `+sessionColumns, q.args...)
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: rename session: %w", ErrUnavailable, err)
+	}
+	out, err := pgx.CollectRows(rows, scanSession)
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: rename session: %w", ErrUnavailable, err)
+	}
+	if len(out) == 0 {
+		return Session{}, fmt.Errorf("%w: no active session of yours has this id", ErrNotFound)
+	}
+	out[0].Current = out[0].ID == p.SessionID
+	return out[0], nil
 }

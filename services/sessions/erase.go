@@ -16,7 +16,9 @@ import (
 // revocation and every session revoked, the user's refresh tokens and
 // session metadata (IP, user agent, device name) deleted, the user marked
 // erased (password and email gone, so no login or refresh can succeed), an
-// audit record naming only the user id, and the sessions.v1.user.erased
+// audit record naming only the user id, its sign-in announcements
+// (sessions.v1.session.created) out of the outbox, and the
+// sessions.v1.user.erased
 // confirmation in the outbox. A repeated request, or one for an unknown
 // user, is confirmed again. It returns "erased", "repeated" or
 // "unknown_user".
@@ -42,7 +44,11 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 				return err
 			}
 			b := &pgx.Batch{}
-			b.Queue(`UPDATE sessions SET ip = NULL, user_agent = NULL, device_name = NULL WHERE user_id = $1`, req.UserID)
+			b.Queue(`UPDATE sessions SET ip = NULL, user_agent = NULL, device_name = NULL, device_id = NULL, client = NULL WHERE user_id = $1`, req.UserID)
+			// The user's sign-in announcements (their IP and client) leave
+			// the outbox; what JetStream holds of them ages out of the
+			// SESSIONS stream (events.SessionsMaxAge).
+			b.Queue(`DELETE FROM outbox WHERE subject = $2 AND convert_from(payload, 'UTF8')::jsonb->>'user_id' = $1::text`, req.UserID, events.SubjectSessionCreated)
 			b.Queue(`DELETE FROM login_failures WHERE account = (SELECT lower(email) FROM users WHERE id = $1)`, req.UserID)
 			// The email goes to NULL, not to a tombstone: a tombstone has a form
 			// anyone can predict, and a user created with it first would make

@@ -41,8 +41,11 @@ func TestEraseRemovesEverySessionAndConfirms(t *testing.T) {
 	if n := e.Count("refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE s.user_id = '" + id + "'"); n != 0 {
 		t.Fatalf("%d refresh tokens left", n)
 	}
-	if n := e.Count("sessions WHERE user_id = '" + id + "' AND (revoked_at IS NULL OR ip IS NOT NULL OR user_agent IS NOT NULL OR device_name IS NOT NULL)"); n != 0 {
+	if n := e.Count("sessions WHERE user_id = '" + id + "' AND (revoked_at IS NULL OR ip IS NOT NULL OR user_agent IS NOT NULL OR device_name IS NOT NULL OR device_id IS NOT NULL OR client IS NOT NULL)"); n != 0 {
 		t.Fatalf("%d sessions still live or with metadata", n)
+	}
+	if n := e.Count("outbox WHERE subject = 'sessions.v1.session.created' AND convert_from(payload, 'UTF8') LIKE '%" + id + "%'"); n != 0 {
+		t.Fatalf("%d sign-in announcements of the erased user are left in the outbox", n)
 	}
 	var mail string
 	_ = e.Pool.QueryRow(t.Context(), "SELECT email FROM users WHERE id = $1", id).Scan(&mail)

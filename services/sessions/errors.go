@@ -114,6 +114,7 @@ var failures = []failure{
 	{sentinel: ErrUnauthorized, status: http.StatusUnauthorized, slug: "unauthorized"},
 	{sentinel: ErrForbidden, status: http.StatusForbidden, slug: "forbidden"},
 	{sentinel: ErrNotFound, status: http.StatusNotFound, slug: "not-found"},
+	{sentinel: ErrSessionLimit, status: http.StatusConflict, slug: "session_limit"},
 	{sentinel: ErrConflict, status: http.StatusConflict, slug: "conflict"},
 	{sentinel: ErrOverloaded, status: http.StatusServiceUnavailable, slug: "overloaded", retry: time.Second,
 		detail: "too many sign-ins at once; retry in a second", message: "Too many sign-ins at once. Try again in a second."},
@@ -147,6 +148,9 @@ func Explain(err error) Failure {
 			var rl *rateLimitedError
 			if errors.As(err, &rl) {
 				out.RetryAfter = rl.RetryAfter
+				wait := waitText(rl.RetryAfter)
+				out.Detail = "too many failed login attempts; try again in " + wait
+				out.Message = "Too many failed sign-in attempts. Try again in " + wait + ", or ask an administrator to clear the lockout."
 			}
 			return out
 		}
@@ -160,4 +164,21 @@ func sentence(d string) string {
 		return d
 	}
 	return strings.ToUpper(d[:1]) + d[1:] + "."
+}
+
+// waitText says how long a wait is, as a person would: "40 seconds",
+// "1 minute", "14 minutes" (rounded up).
+func waitText(d time.Duration) string {
+	if d < time.Minute {
+		n := max(1, int((d+time.Second-1)/time.Second))
+		return plural(n, "second")
+	}
+	return plural(int((d+time.Minute-1)/time.Minute), "minute")
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }

@@ -13,12 +13,15 @@ import (
 
 // Session is a session as the API shows it. Absent metadata is null.
 type Session struct {
-	ID           string    `json:"id"`
-	UserID       string    `json:"user_id"`
-	OrgID        string    `json:"org_id"`
-	DeviceType   string    `json:"device_type"`
-	DeviceName   *string   `json:"device_name"`
-	UserAgent    *string   `json:"user_agent"`
+	ID         string  `json:"id"`
+	UserID     string  `json:"user_id"`
+	OrgID      string  `json:"org_id"`
+	DeviceType string  `json:"device_type"`
+	DeviceName *string `json:"device_name"`
+	UserAgent  *string `json:"user_agent"`
+	// Client is the User-Agent as a person names it ("Safari on iOS"),
+	// computed by the server (ClientLabel).
+	Client       string    `json:"client"`
 	IP           *string   `json:"ip"`
 	CreatedAt    time.Time `json:"created_at"`
 	LastActiveAt time.Time `json:"last_active_at"`
@@ -53,6 +56,11 @@ func scanSessionInto(row pgx.CollectableRow, s *Session, extra ...any) error {
 		s.IP = &a
 	}
 	s.CreatedAt, s.LastActiveAt, s.ExpiresAt = s.CreatedAt.UTC(), s.LastActiveAt.UTC(), s.ExpiresAt.UTC()
+	ua := ""
+	if s.UserAgent != nil {
+		ua = *s.UserAgent
+	}
+	s.Client = ClientLabel(ua)
 	return err
 }
 

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
 )
 
 // LoginInput is a password login.
@@ -20,8 +23,16 @@ type LoginInput struct {
 	Password   string
 	DeviceType string // derived from the User-Agent when empty
 	DeviceName string
-	Meta       ClientMeta
+	// DeviceID is the device's own id, when it has one: a new login of the
+	// same user with the same id ends the device's previous session.
+	DeviceID string
+	Meta     ClientMeta
 }
+
+// newDeviceWindow is how far back a sign-in's device is looked for:
+// sessions.v1.session.created says new_device when the user has not
+// signed in from it for this long.
+const newDeviceWindow = 90 * 24 * time.Hour
 
 // errBadCredentials is the one answer to every failed login, whatever failed,
 // so that nothing tells whether an email exists.
@@ -42,10 +53,12 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		return TokenPair{}, Invalid("password is required (at most 1024 bytes)")
 	case in.DeviceType != "" && !validDeviceType(in.DeviceType):
 		return TokenPair{}, Invalid("device.type must be one of %s", deviceTypeNames())
-	case len(in.DeviceName) > 200:
-		return TokenPair{}, Invalid("device.name must be at most 200 characters")
-	case !storable(in.DeviceName):
-		return TokenPair{}, Invalid("device.name must be UTF-8 text without NUL characters")
+	}
+	if err := validDeviceName("device.name", in.DeviceName); err != nil {
+		return TokenPair{}, err
+	}
+	if in.DeviceID != "" && (len(in.DeviceID) > maxDeviceID || !printable(in.DeviceID)) {
+		return TokenPair{}, Invalid("device.id must be printable text of at most %d bytes", maxDeviceID)
 	}
 	deviceType := in.DeviceType
 	if deviceType == "" {
@@ -102,36 +115,76 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	now := s.now()
 	sessionID := uuid.NewString()
 	refresh := newRefreshToken()
-	var iat time.Time
+	var (
+		iat time.Time
+		out outboxRows
+	)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// FOR SHARE orders this login after any concurrent user-level
-		// revocation, so the token's iat is after its not_before; the iat
-		// is recorded with the session, so that a later revocation's
-		// not_before is after it (revokeUser).
+		// The user's row lock orders this login after any concurrent
+		// user-level revocation, so the token's iat is after its
+		// not_before; the iat is recorded with the session, so that a later
+		// revocation's not_before is after it (revokeUser). NO KEY UPDATE,
+		// the level of the last_login_at update below, so that two logins
+		// of one user never deadlock upgrading a weaker lock; it also
+		// counts the user's sessions against the org's cap one login at a
+		// time.
 		var (
 			dead      bool
 			notBefore *time.Time
+			pol       Policy // its cap: the rest is enforced at refresh
 		)
-		if err := tx.QueryRow(ctx, `SELECT disabled_at IS NOT NULL OR erased_at IS NOT NULL, tokens_not_before
-			FROM users WHERE id = $1 FOR SHARE`, userID).Scan(&dead, &notBefore); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT u.disabled_at IS NOT NULL OR u.erased_at IS NOT NULL, u.tokens_not_before,
+				COALESCE(op.max_sessions_per_user, 0), COALESCE(op.on_limit, 'revoke_oldest')
+			FROM users u LEFT JOIN org_policies op ON op.org_id = u.org_id WHERE u.id = $1 FOR NO KEY UPDATE OF u`, userID).
+			Scan(&dead, &notBefore, &pol.MaxSessionsPerUser, &pol.OnLimit); err != nil {
 			return err
 		}
 		if dead {
 			return errBadCredentials
 		}
 		iat = issuedAt(now, notBefore)
+		if in.DeviceID != "" { // the device's previous session ends
+			r := revocation{reason: events.ReasonReplaced, actorID: userID, orgID: orgID, ip: in.Meta.IP, receipt: uuid.NewString()}
+			if _, err := s.revokeSessions(ctx, tx, now, sessionFilter{userID: userID, deviceID: in.DeviceID}, r, &out); err != nil {
+				return err
+			}
+		}
+		ua := cleanHeaderText(in.Meta.UserAgent, 512)
+		created := events.SessionCreated{EventID: uuid.NewString(), SessionID: sessionID, UserID: userID, OrgID: orgID, DeviceType: deviceType,
+			Client: ClientLabel(ua), CreatedAt: now.UTC().Truncate(time.Microsecond)}
+		if in.Meta.IP.IsValid() {
+			ip := in.Meta.IP.String()
+			created.IP = &ip
+		}
+		// A device is known by its id when it has one, else by its client.
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND created_at > $2
+				AND CASE WHEN $3::text IS NOT NULL THEN device_id = $3 ELSE client = $4 END)`,
+			userID, now.Add(-newDeviceWindow), nullable(in.DeviceID), created.Client).Scan(&created.NewDevice); err != nil {
+			return err
+		}
+		if err := s.enforceCap(ctx, tx, pol, userID, orgID, now, in.Meta, &out); err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO sessions (id, user_id, org_id, device_type, device_name, user_agent, ip, created_at, last_active_at, expires_at, access_issued_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)`,
-			sessionID, userID, orgID, deviceType, nullable(in.DeviceName), nullable(cleanHeaderText(in.Meta.UserAgent, 512)), nullableIP(in.Meta.IP), now, now.Add(s.cfg.RefreshTTL), iat)
+		b.Queue(`INSERT INTO sessions (id, user_id, org_id, device_type, device_name, device_id, client, user_agent, ip, created_at, last_active_at, expires_at, access_issued_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)`,
+			sessionID, userID, orgID, deviceType, nullable(strings.TrimSpace(in.DeviceName)), nullable(in.DeviceID), created.Client, nullable(ua), nullableIP(in.Meta.IP), now, now.Add(s.cfg.RefreshTTL), iat)
+		if err := out.queue(b, revocation{}, created); err != nil {
+			return err
+		}
 		b.Queue(`INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
 			uuid.NewString(), sessionID, hashToken(refresh), now, now.Add(s.cfg.RefreshTTL))
 		b.Queue(`DELETE FROM login_failures WHERE account = $1`, email)
+		b.Queue(`UPDATE users SET last_login_at = $2 WHERE id = $1`, userID, now)
 		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, detail)
 			VALUES ('login', $1, $2, $1, $3, $4, jsonb_build_object('device_type', $5::text))`,
 			userID, orgID, sessionID, nullableIP(in.Meta.IP), deviceType)
 		return tx.SendBatch(ctx, b).Close()
 	})
+	if errors.Is(err, ErrSessionLimit) {
+		s.metrics.logins.WithLabelValues("session_limit").Inc()
+		return TokenPair{}, err
+	}
 	if errors.Is(err, errBadCredentials) {
 		s.metrics.logins.WithLabelValues("failed").Inc()
 		return TokenPair{}, err
@@ -139,6 +192,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	if err != nil {
 		return TokenPair{}, domainOr(err, "login")
 	}
+	s.committed(ctx, out)
 	s.metrics.logins.WithLabelValues("success").Inc()
 	return s.issue(userID, orgID, sessionID, role, refresh, now, iat, now) // signed in now: the session's created_at
 }

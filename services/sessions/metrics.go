@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sessiond_logins_total", Help: "Login attempts by result (success, failed, rate_limited).",
 		}, []string{"result"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sessiond_refreshes_total", Help: "Refresh attempts by result (rotated, grace, invalid, reuse, error).",
+			Name: "sessiond_refreshes_total", Help: "Refresh attempts by result (rotated, grace, invalid, reuse, policy: ended by the org's session policy, error).",
 		}, []string{"result"}),
 		reuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessiond_refresh_reuse_detected_total", Help: "Refresh tokens presented after rotation and grace; each revoked a session.",

@@ -56,9 +56,22 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 			FROM users WHERE id = $1 FOR SHARE`, userID).Scan(&role, &userDead, &notBefore); err != nil {
 			return err
 		}
-		var sessionDead bool
-		if err := tx.QueryRow(ctx, `SELECT org_id, revoked_at IS NOT NULL OR expires_at <= $2 OR `+ruleCovers("", "$2")+`, created_at FROM sessions WHERE id = $1 FOR NO KEY UPDATE`,
-			sessionID, now).Scan(&orgID, &sessionDead, &signedIn); err != nil {
+		var (
+			sessionDead bool
+			lastActive  time.Time
+			pol         Policy
+		)
+		if err := tx.QueryRow(ctx, `SELECT s.org_id, s.revoked_at IS NOT NULL OR s.expires_at <= $2 OR `+ruleCovers("s.", "$2")+`, s.created_at, s.last_active_at,
+				COALESCE(op.idle_timeout, '0s'), COALESCE(op.max_session_lifetime, '0s')
+			FROM sessions s LEFT JOIN org_policies op ON op.org_id = s.org_id WHERE s.id = $1 FOR NO KEY UPDATE OF s`,
+			sessionID, now).Scan(&orgID, &sessionDead, &signedIn, &lastActive, &pol.IdleTimeout, &pol.MaxSessionLifetime); err != nil {
+			return err
+		}
+		// The org's policy ends the session: refused at once, and revoked
+		// (published) now rather than at the next sweep.
+		if reason, ended := pol.ended(signedIn, lastActive, now); ended && !sessionDead && !userDead {
+			out = refreshEnded
+			_, err := s.revokeSessions(ctx, tx, now, sessionFilter{sessionID: sessionID}, newRevocation(ctx, reason, "", orgID, meta.IP), &revoked)
 			return err
 		}
 		var (
@@ -122,6 +135,8 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 	switch out.label {
 	case refreshInvalid.label:
 		return TokenPair{}, invalidToken
+	case refreshEnded.label:
+		return TokenPair{}, fmt.Errorf("%w: the session has ended under the organisation's session policy (idle or too old); sign in again", ErrUnauthorized)
 	case refreshReuse.label:
 		s.metrics.reuse.Inc()
 		s.log.WarnContext(ctx, "refresh token reuse detected; session revoked", "session_id", sessionID, "user_id", userID)
@@ -140,6 +155,7 @@ var (
 	refreshRotated = refreshResult{label: "rotated"}
 	refreshGrace   = refreshResult{label: "grace"}
 	refreshReuse   = refreshResult{label: "reuse"}
+	refreshEnded   = refreshResult{label: "policy"} // idle or over age
 )
 
 // chainHead follows the rotation chain from tok to the live refresh token

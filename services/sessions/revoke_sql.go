@@ -26,6 +26,7 @@ type sessionFilter struct {
 	userID    string
 	orgID     string // scope of an org admin
 	exceptID  string
+	deviceID  string // the sessions of one device (login's device.id)
 	// A bulk revocation's filter (POST /v1/revocations).
 	role             string
 	deviceType       string
@@ -61,6 +62,9 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	}
 	if f.orgID != "" {
 		q.add(prefix+"org_id = ?", f.orgID)
+	}
+	if f.deviceID != "" {
+		q.add(prefix+"device_id = ?", f.deviceID)
 	}
 	if f.exceptID != "" {
 		q.add(prefix+"id <> ?", f.exceptID)

@@ -30,6 +30,10 @@ type User struct {
 	Role      string    `json:"role"`
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
+	// LastLoginAt is the user's last sign-in (null: never).
+	LastLoginAt *time.Time `json:"last_login_at"`
+	// ActiveSessions counts the user's live sessions.
+	ActiveSessions int `json:"active_sessions"`
 }
 
 // CreateOrg creates an organisation; global admins only.
@@ -47,6 +51,9 @@ func (s *Service) CreateOrg(ctx context.Context, p Principal, name string, meta 
 	o := Org{ID: uuid.NewString(), Name: name, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`, o.ID, o.Name, o.CreatedAt); err != nil {
+			if isUniqueViolation(err) {
+				return fmt.Errorf("%w: an organisation with this name exists (names are compared without case)", ErrConflict)
+			}
 			return err
 		}
 		return writeAudit(ctx, tx, auditEntry{Action: ActionOrgCreated, ActorID: p.UserID, OrgID: o.ID, IP: meta.IP})
@@ -190,14 +197,15 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, `SELECT id, org_id, email, role, disabled_at IS NOT NULL, created_at FROM users WHERE id = $1`, userID).
-			Scan(&u.ID, &u.OrgID, &u.Email, &u.Role, &u.Disabled, &u.CreatedAt)
+		q := &query{}
+		cols := userColumns(q, s.now())
+		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+cols+` FROM users u WHERE u.id = `+q.bind(userID), q.args...))
+		return err
 	})
 	if err != nil {
 		return User{}, "", domainOr(err, "update user")
 	}
 	s.committed(ctx, out)
-	u.CreatedAt = u.CreatedAt.UTC()
 	return u, r.receipt, nil
 }
 
@@ -283,17 +291,17 @@ func (s *Service) UserInScope(ctx context.Context, p Principal, id string) (User
 		return UserWithOrg{}, Invalid("user id must be a UUID")
 	}
 	var u UserWithOrg
-	err = s.pool.QueryRow(ctx, `SELECT u.id, u.org_id, COALESCE(u.email, ''), u.role, u.disabled_at IS NOT NULL, u.created_at, o.name
-		FROM users u JOIN orgs o ON o.id = u.org_id
-		WHERE u.id = $1 AND u.erased_at IS NULL AND ($2::uuid IS NULL OR (u.org_id = $2 AND u.role <> 'global_admin'))`,
-		id, nullable(scope)).Scan(&u.ID, &u.OrgID, &u.Email, &u.Role, &u.Disabled, &u.CreatedAt, &u.OrgName)
+	q := &query{}
+	cols := userColumns(q, s.now())
+	q.add("u.id = ?", id)
+	inScope(q, scope)
+	u.User, err = scanUser(s.pool.QueryRow(ctx, `SELECT `+cols+`, o.name FROM users u JOIN orgs o ON o.id = u.org_id WHERE `+q.sql(), q.args...), &u.OrgName)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return UserWithOrg{}, fmt.Errorf("%w: no user with this id in your scope", ErrNotFound)
 	}
 	if err != nil {
 		return UserWithOrg{}, fmt.Errorf("%w: get user: %w", ErrUnavailable, err)
 	}
-	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }
 

@@ -125,6 +125,7 @@ type loginRequest struct {
 	Device   *struct {
 		Type string `json:"type"`
 		Name string `json:"name"`
+		ID   string `json:"id"`
 	} `json:"device"`
 }
 
@@ -136,7 +137,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	in := sessions.LoginInput{Email: req.Email, Password: req.Password, Meta: h.meta(r)}
 	if req.Device != nil {
-		in.DeviceType, in.DeviceName = req.Device.Type, req.Device.Name
+		in.DeviceType, in.DeviceName, in.DeviceID = req.Device.Type, req.Device.Name, req.Device.ID
 	}
 	pair, err := h.svc.Login(r.Context(), in)
 	if err != nil {

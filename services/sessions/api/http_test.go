@@ -16,7 +16,7 @@ func TestMethodNotAllowedSaysWhatIs(t *testing.T) {
 	for path, want := range map[string]string{
 		"/v1/auth/login":         "POST",
 		"/v1/me/sessions":        "GET, DELETE",
-		"/v1/users/" + e.AdminID: "PATCH",
+		"/v1/users/" + e.AdminID: "GET, PATCH",
 		"/admin/signin":          "GET, POST",
 	} {
 		r := e.Raw(http.MethodPut, path, e.Admin.AccessToken, "", nil)

@@ -59,7 +59,12 @@ func TestEachRevocationWritesTheContractsEvent(t *testing.T) {
 			if code := tc.do(id, p); code/100 != 2 {
 				t.Fatalf("status %d", code)
 			}
-			rows := e.Outbox()[before:]
+			var rows []sessionstest.OutboxRow
+			for _, r := range e.Outbox()[before:] {
+				if r.Subject != events.SubjectSessionCreated { // the sign-ins of the case
+					rows = append(rows, r)
+				}
+			}
 			if len(rows) != tc.want.n {
 				t.Fatalf("%d outbox rows, want %d", len(rows), tc.want.n)
 			}

@@ -22,8 +22,11 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Use(h.authenticate, awaitable)
 		r.Post("/v1/auth/logout", h.logout)
 
+		r.Get("/v1/me", h.me)
+		r.Get("/v1/me/activity", h.ownActivity)
 		r.Get("/v1/me/sessions", h.listOwn)
 		r.Delete("/v1/me/sessions", h.revokeOthers)
+		r.Patch("/v1/me/sessions/{id}", h.renameOwn)
 		r.Delete("/v1/me/sessions/{id}", h.revokeOwn)
 
 		r.Get("/v1/sessions", h.listSessions)
@@ -31,9 +34,15 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Delete("/v1/sessions/{id}", h.revokeSession)
 		r.Delete("/v1/users/{id}/sessions", h.revokeUserSessions)
 
+		r.Get("/v1/orgs", h.listOrgs)
 		r.Post("/v1/orgs", h.createOrg)
+		r.Get("/v1/orgs/{id}/policy", h.getPolicy)
+		r.Put("/v1/orgs/{id}/policy", h.putPolicy)
+		r.Get("/v1/users", h.listUsers)
 		r.Post("/v1/users", h.createUser)
+		r.Get("/v1/users/{id}", h.getUser)
 		r.Patch("/v1/users/{id}", h.patchUser)
+		r.Delete("/v1/users/{id}/login-failures", h.clearLoginFailures)
 
 		r.Get("/v1/audit", h.listAudit)
 

@@ -130,6 +130,79 @@ func TestScopeMatrix(t *testing.T) {
 			},
 		},
 		{
+			name: "GET /v1/users/{id}",
+			do: func(s setup) int {
+				return e.Call("GET", "/v1/users/"+s.targetID, s.caller.AccessToken, nil, nil)
+			},
+			want: expect{
+				"user":         all(403),
+				"org_admin":    {self: 200, sameOrg: 200, otherOrg: 404},
+				"global_admin": all(200),
+			},
+		},
+		{
+			name: "GET /v1/users?org_id=target org",
+			do: func(s setup) int {
+				return e.Call("GET", "/v1/users?org_id="+s.targetOrg, s.caller.AccessToken, nil, nil)
+			},
+			want: expect{
+				"user":         all(403),
+				"org_admin":    {self: 200, sameOrg: 200, otherOrg: 404},
+				"global_admin": all(200),
+			},
+		},
+		{
+			name: "DELETE /v1/users/{id}/login-failures",
+			do: func(s setup) int {
+				return e.Call("DELETE", "/v1/users/"+s.targetID+"/login-failures", s.caller.AccessToken, nil, nil)
+			},
+			want: expect{
+				"user":         all(403),
+				"org_admin":    {self: 204, sameOrg: 204, otherOrg: 404},
+				"global_admin": all(204),
+			},
+		},
+		{
+			name: "GET /v1/orgs",
+			do: func(s setup) int {
+				return e.Call("GET", "/v1/orgs", s.caller.AccessToken, nil, nil)
+			},
+			want: expect{
+				"user":         all(403),
+				"org_admin":    all(200),
+				"global_admin": all(200),
+			},
+		},
+		{
+			name: "GET /v1/orgs/{target org}/policy",
+			do: func(s setup) int {
+				return e.Call("GET", "/v1/orgs/"+s.targetOrg+"/policy", s.caller.AccessToken, nil, nil)
+			},
+			want: expect{
+				"user":         all(403),
+				"org_admin":    {self: 200, sameOrg: 200, otherOrg: 404},
+				"global_admin": all(200),
+			},
+		},
+		{
+			name: "PATCH /v1/me/sessions/{id}",
+			do: func(s setup) int {
+				return e.Call("PATCH", "/v1/me/sessions/"+s.target.SessionID, s.caller.AccessToken, map[string]string{"device_name": "renamed"}, nil)
+			},
+			want: expect{
+				"user":         {self: 200, sameOrg: 404, otherOrg: 404},
+				"org_admin":    {self: 200, sameOrg: 404, otherOrg: 404},
+				"global_admin": {self: 200, sameOrg: 404, otherOrg: 404},
+			},
+		},
+		{
+			name: "GET /v1/me",
+			do: func(s setup) int {
+				return e.Call("GET", "/v1/me", s.caller.AccessToken, nil, nil)
+			},
+			want: expect{"user": all(200), "org_admin": all(200), "global_admin": all(200)},
+		},
+		{
 			name: "GET /v1/sessions?org_id=target org",
 			do: func(s setup) int {
 				return e.Call("GET", "/v1/sessions?org_id="+s.targetOrg, s.caller.AccessToken, nil, nil)
@@ -181,7 +254,7 @@ func TestScopeMatrix(t *testing.T) {
 		{
 			name: "POST /v1/orgs",
 			do: func(s setup) int {
-				return e.Call("POST", "/v1/orgs", s.caller.AccessToken, map[string]string{"name": "new org"}, nil)
+				return e.Call("POST", "/v1/orgs", s.caller.AccessToken, map[string]string{"name": "new org " + s.callerID}, nil) // names are unique
 			},
 			want: expect{"user": all(403), "org_admin": all(403), "global_admin": all(201)},
 		},

@@ -54,6 +54,8 @@ var actionLabels = map[string]string{
 	sessions.ActionOrgCreated:          "Organisation created",
 	sessions.ActionUserErased:          "User erased",
 	sessions.ActionBulkRevoke:          "Revoked by rule",
+	sessions.ActionLockoutCleared:      "Sign-in lockout cleared",
+	sessions.ActionPolicyChanged:       "Session policy changed",
 }
 
 // actionLabel is the display name of an audit action.

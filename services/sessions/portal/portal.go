@@ -74,7 +74,7 @@ type Portal struct {
 
 // The portal's pages, each a template file under web/templates rendered
 // inside layout.html.
-var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "admin_revoke", "account_sessions", "error"}
+var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "admin_revoke", "admin_users", "admin_policy", "account_sessions", "error"}
 
 // New returns the portal of svc, telling each action's outcome at the
 // gateways from rc.
@@ -132,8 +132,12 @@ func (h *Portal) Mount(r chi.Router) {
 	h.area(r, areaAdmin, func(r chi.Router) {
 		r.Get("/static/*", h.portalStatic)
 		r.Get("/", h.signedIn(areaAdmin, true, h.adminSessions))
+		r.Get("/users", h.signedIn(areaAdmin, true, h.adminUsers))
 		r.Get("/users/{id}", h.signedIn(areaAdmin, true, h.adminUser))
+		r.Post("/users/{id}/unlock", h.signedIn(areaAdmin, true, h.adminUnlock))
 		r.Get("/gateways", h.signedIn(areaAdmin, true, h.adminGateways))
+		r.Get("/policy", h.signedIn(areaAdmin, true, h.adminPolicy))
+		r.Post("/policy", h.signedIn(areaAdmin, true, h.adminPolicy))
 		r.Get("/revoke", h.signedIn(areaAdmin, true, h.adminRevokeByRule))
 		r.Post("/revoke", h.signedIn(areaAdmin, true, h.adminRevokeByRule))
 		r.Post("/sessions/{id}/revoke", h.signedIn(areaAdmin, true, h.adminRevokeSession))

@@ -146,8 +146,9 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	erasures := erasure.New(svc, js, reg, log.With("component", "erasure"))
 	purger := retention.New(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup
-	workers.Add(4)
+	workers.Add(5)
 	go func() { defer workers.Done(); svc.RunRuleMarker(bg, time.Second) }()
+	go func() { defer workers.Done(); svc.RunPolicySweep(bg, policySweepInterval) }()
 	go func() { defer workers.Done(); rc.Run(bg) }()
 	go func() { defer workers.Done(); erasures.Run(bg) }()
 	go func() { defer workers.Done(); purger.Run(bg) }()
@@ -242,3 +243,7 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	log.Info("sessiond profiler listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
 }
+
+// policySweepInterval is how often the session policies' sweep runs: a
+// session idle or too old is revoked and published within it.
+const policySweepInterval = 30 * time.Second

@@ -243,9 +243,18 @@ type Response struct {
 // held against the OpenAPI description.
 func (e *Env) Raw(method, path, token, contentType string, body []byte) Response {
 	e.T.Helper()
+	return e.RawWith(method, path, token, contentType, body, nil)
+}
+
+// RawWith is Raw with extra request headers.
+func (e *Env) RawWith(method, path, token, contentType string, body []byte, headers map[string]string) Response {
+	e.T.Helper()
 	req, err := http.NewRequest(method, e.Srv.URL+path, bytes.NewReader(body))
 	if err != nil {
 		e.T.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -369,6 +378,8 @@ func (e *Env) Outbox() []OutboxRow {
 			events.SubjectSessionRevoked: {"event_id", "sid", "sub", "org", "reason", "revoked_at", "expires_at"},
 			events.SubjectUserRevoked:    {"event_id", "sub", "org", "not_before", "reason", "revoked_at", "expires_at"},
 			events.SubjectUserErased:     {"event_id", "request_event_id", "user_id", "sessions_revoked", "completed_at"},
+			events.SubjectOrgRevoked:     {"event_id", "org", "role", "auth_before", "reason", "revoked_at", "expires_at"},
+			events.SubjectSessionCreated: {"event_id", "session_id", "user_id", "org_id", "device_type", "client", "ip", "new_device", "created_at"},
 		}[subject]
 		if len(raw) != len(want) {
 			e.T.Fatalf("payload %s has fields %v, want %v", payload, raw, want)
