@@ -12,6 +12,7 @@ package sessions_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -511,4 +512,208 @@ func keysetCursors(b *testing.B, pool *pgxpool.Pool, org string, n int) []string
 		b.Fatalf("got %d cursors, want about %d", len(out), n)
 	}
 	return out
+}
+
+// BenchmarkUserDirectory measures Service.ListUsers (limit 50) over
+// 1,000,000 users in 100 orgs, each with a live session: p50 and p99 in ms
+// for a global admin's search of a rare part of an email (one user), of a
+// part shared by about 1 in 100, of a part every email has, an org admin's
+// search in its org, searches of two characters (spread over the order,
+// matching none, all in one stretch of it), and the unfiltered
+// directory's first and deep pages.
+// Seeding takes a minute or more, so it runs only with REVOKE_BENCH_LARGE=1.
+func BenchmarkUserDirectory(b *testing.B) {
+	if os.Getenv("REVOKE_BENCH_LARGE") != "1" {
+		b.Skip("set REVOKE_BENCH_LARGE=1 to seed 1,000,000 users and run this benchmark")
+	}
+	e := benchEnv(b)
+	ctx := context.Background()
+	start := time.Now()
+	const users, orgs = 1_000_000, 100
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO orgs (id, name) SELECT md5('org' || o)::uuid, 'Org ' || o FROM generate_series(1, $1) o`, orgs); err != nil {
+		b.Fatal(err)
+	}
+	// Emails such as "u123456.3f9a2c@org17.example": a user number, six
+	// hex digits, the org.
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role, created_at, last_login_at)
+		SELECT md5('user' || n)::uuid, md5('org' || (n % $2 + 1))::uuid, 'u' || n || '.' || left(md5(n::text), 6) || '@org' || (n % $2 + 1) || '.example',
+			'user', now() - interval '1 day', now() - interval '1 hour'
+		FROM generate_series(1, $1) n`, users, orgs); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
+		SELECT gen_random_uuid(), md5('user' || n)::uuid, md5('org' || (n % $2 + 1))::uuid, 'web', now() - interval '1 hour', now(), now() + interval '30 days'
+		FROM generate_series(1, $1) n`, users, orgs); err != nil {
+		b.Fatal(err)
+	}
+	for _, sql := range []string{`VACUUM ANALYZE users`, `ANALYZE sessions`} {
+		if _, err := e.Pool.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("seeded %d users in %s", users, time.Since(start).Round(time.Second))
+	global := sessions.Principal{UserID: e.AdminID, OrgID: e.OrgP, Role: "global_admin", SessionID: uuid.NewString()}
+	org7 := sessions.Principal{UserID: uuid.NewString(), OrgID: uuidOf(ctx, b, e, "org7"), Role: "org_admin", SessionID: uuid.NewString()}
+	var rare string // the six hex digits of one user
+	if err := e.Pool.QueryRow(ctx, `SELECT left(md5('424242'), 6)`).Scan(&rare); err != nil {
+		b.Fatal(err)
+	}
+	var rare7 string // a part of the email of one user of org7
+	if err := e.Pool.QueryRow(ctx, `SELECT left(md5('424206'), 6)`).Scan(&rare7); err != nil {
+		b.Fatal(err)
+	}
+	var deep string
+	if err := e.Pool.QueryRow(ctx, `SELECT lower(email) FROM users ORDER BY lower(email) OFFSET 500000 LIMIT 1`).Scan(&deep); err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		p    sessions.Principal
+		q    sessions.UserQuery
+		min  int // users the page must hold at least
+	}{
+		{"search/rare", global, sessions.UserQuery{Email: rare}, 1},
+		{"search/1-in-100", global, sessions.UserQuery{Email: "@org42."}, 50},
+		{"search/every", global, sessions.UserQuery{Email: ".example"}, 50},
+		{"search/org-admin", org7, sessions.UserQuery{Email: "u7"}, 50},
+		{"search/two-chars-spread", global, sessions.UserQuery{Email: "3f"}, 50},
+		{"search/two-chars-none", global, sessions.UserQuery{Email: "qz"}, 0},
+		// Every "u7" email is in one stretch of the email order (they all
+		// start with it), past two thirds of it: the walk's worst case.
+		{"search/two-chars-clustered", global, sessions.UserQuery{Email: "u7"}, 50},
+		{"search/org-admin-rare", org7, sessions.UserQuery{Email: rare7}, 1},
+		{"all/first", global, sessions.UserQuery{}, 50},
+		{"all/deep", global, sessions.UserQuery{Cursor: base64.RawURLEncoding.EncodeToString([]byte(deep))}, 50},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			lat := make([]time.Duration, 0, b.N)
+			for range b.N {
+				c.q.Limit = 50
+				t0 := time.Now()
+				page, err := e.Svc.ListUsers(ctx, c.p, c.q)
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(page.Users) < c.min {
+					b.Fatalf("a page of %d users, want at least %d", len(page.Users), c.min)
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(ms(percentile(lat, 0.50)), "p50-ms")
+			b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
+		})
+	}
+}
+
+// uuidOf is md5(name)::uuid, as the seeds derive their ids.
+func uuidOf(ctx context.Context, b *testing.B, e *sessionstest.Env, name string) string {
+	var id string
+	if err := e.Pool.QueryRow(ctx, `SELECT md5($1)::uuid::text`, name).Scan(&id); err != nil {
+		b.Fatal(err)
+	}
+	return id
+}
+
+// BenchmarkPolicySweep measures SweepPolicies over 1,000,000 live sessions
+// in 100 orgs, every org with an idle timeout and a lifetime bound that
+// end none of them today: what each sweep (every 30 s in sessiond) costs
+// PostgreSQL when there is nothing to revoke, and the time of one sweep.
+// Runs only with REVOKE_BENCH_LARGE=1.
+func BenchmarkPolicySweep(b *testing.B) {
+	if os.Getenv("REVOKE_BENCH_LARGE") != "1" {
+		b.Skip("set REVOKE_BENCH_LARGE=1 to seed 1,000,000 sessions and run this benchmark")
+	}
+	e := benchEnv(b)
+	ctx := context.Background()
+	for _, sql := range []string{
+		`INSERT INTO orgs (id, name) SELECT md5('org' || o)::uuid, 'Org ' || o FROM generate_series(1, 100) o`,
+		`INSERT INTO users (id, org_id, email, role) SELECT md5('user' || n)::uuid, md5('org' || (n % 100 + 1))::uuid, 'u' || n || '@example.com', 'user' FROM generate_series(1, 100000) n`,
+		`INSERT INTO sessions (id, user_id, org_id, device_type, created_at, last_active_at, expires_at)
+			SELECT gen_random_uuid(), md5('user' || (n % 100000 + 1))::uuid, md5('org' || (n % 100000 % 100 + 1))::uuid, 'web',
+				now() - random() * interval '20 days', now() - random() * interval '10 days', now() + interval '30 days'
+			FROM generate_series(1, 1000000) n`,
+		`INSERT INTO org_policies (org_id, idle_timeout, max_session_lifetime) SELECT id, '30 days', '90 days' FROM orgs WHERE name LIKE 'Org %'`,
+		`VACUUM ANALYZE sessions`,
+	} {
+		if _, err := e.Pool.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc, pool := benchService(b, e, 0)
+	_, pg0, ok0 := cpuTimes(pool)
+	b.ResetTimer()
+	for range b.N {
+		n, err := svc.SweepPolicies(ctx)
+		if err != nil || n != 0 {
+			b.Fatalf("sweep: %d %v", n, err)
+		}
+	}
+	b.StopTimer()
+	if _, pg1, ok1 := cpuTimes(pool); ok0 && ok1 {
+		per := float64((pg1 - pg0).Microseconds()) / float64(b.N) / 1000
+		b.ReportMetric(per, "pg-cpu-ms/sweep")
+		b.ReportMetric(per*2/1000, "pg-cpu-s/min") // two sweeps a minute
+	}
+}
+
+// BenchmarkLoginUnderCap compares a plain login with one under a
+// revoke_oldest cap that every login reaches (so each ends the user's
+// oldest session), alternating the two in one loop: the ratio is the cost
+// of the policy. Hashing is the tests' cheap argon2id, so the database's
+// work is most of a login.
+func BenchmarkLoginUnderCap(b *testing.B) {
+	e := benchEnv(b)
+	ctx := context.Background()
+	svc, _ := benchService(b, e, 0)
+	plainOrg, cappedOrg := e.Org("Plain"), e.Org("Capped")
+	if _, err := svc.SetPolicy(ctx, sessions.SystemPrincipal, cappedOrg, sessions.Policy{MaxSessionsPerUser: 3, OnLimit: sessions.OnLimitRevokeOldest}, sessions.ClientMeta{}); err != nil {
+		b.Fatal(err)
+	}
+	_, plain := e.User(plainOrg, "user")
+	_, capped := e.User(cappedOrg, "user")
+	login := func(email string) time.Duration {
+		t0 := time.Now()
+		if _, err := svc.Login(ctx, sessions.LoginInput{Email: email, Password: "password-1", DeviceType: "web"}); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	for range 5 { // the capped user is at its cap from here on
+		login(plain)
+		login(capped)
+	}
+	// The floor: a plain login, then the revocation of one session in a
+	// transaction of its own (what revoke_oldest adds, and a commit more).
+	_, floorUser := e.User(plainOrg, "user")
+	floorP, err := svc.Authenticate(ctx, e.Login(floorUser, "password-1").AccessToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+	floorP.Role = "global_admin"
+	var tp, tc, tf []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		tp = append(tp, login(plain))
+		tc = append(tc, login(capped))
+		t0 := time.Now()
+		pair, err := svc.Login(ctx, sessions.LoginInput{Email: floorUser, Password: "password-1", DeviceType: "web"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := svc.RevokeSession(ctx, floorP, pair.SessionID, sessions.ClientMeta{}); err != nil {
+			b.Fatal(err)
+		}
+		tf = append(tf, time.Since(t0))
+	}
+	b.StopTimer()
+	for _, l := range [][]time.Duration{tp, tc, tf} {
+		slices.Sort(l)
+	}
+	b.ReportMetric(ms(percentile(tp, 0.5)), "plain-p50-ms")
+	b.ReportMetric(ms(percentile(tc, 0.5)), "capped-p50-ms")
+	b.ReportMetric(ms(percentile(tf, 0.5)), "login+revoke-p50-ms")
+	b.ReportMetric(float64(percentile(tc, 0.5))/float64(percentile(tp, 0.5)), "ratio")
+	b.ReportMetric(float64(percentile(tf, 0.5))/float64(percentile(tp, 0.5)), "floor-ratio")
 }
