@@ -284,5 +284,9 @@ walkthrough (needs curl and jq):
   # 5. the revocation in the audit log
   psql '{{.DB}}' -c 'SELECT at, action, reason, session_id FROM audit_log ORDER BY id DESC LIMIT 5'
 
+the operator's CLI (revokectl) on this stack's database:
+  export DATABASE_URL='{{.DB}}'
+  go run ./cmd/revokectl user list
+
 press Ctrl-C to stop
 `))

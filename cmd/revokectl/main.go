@@ -1,207 +1,183 @@
 // Command revokectl is the operator's CLI: schema migrations, signing-key
-// rotation, organisations and users, and republishing the live blocklist.
+// rotation, organisations and users, bulk revocations and republishing the
+// live blocklist. It parses its command line with kong, prints its help
+// without a database, exits 2 on a usage error and 1 when the work fails.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
 
-	"github.com/sessionguard/revoke/services/sessions/sessiond"
-
+	"github.com/alecthomas/kong"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/revoke/internal/postgres"
 	"github.com/sessionguard/revoke/services/sessions"
+	"github.com/sessionguard/revoke/services/sessions/sessiond"
 )
 
-const usage = `usage: revokectl COMMAND [flags]
+// cli is revokectl's command line.
+type cli struct {
+	Migrate   migrateCmd   `cmd:"" help:"Apply pending schema migrations, one by one."`
+	Keys      keysCmd      `cmd:"" help:"Signing keys."`
+	Org       orgCmd       `cmd:"" help:"Organisations."`
+	User      userCmd      `cmd:"" help:"Users."`
+	Revoke    revokeCmd    `cmd:"" help:"Revoke every live session of one org that a filter selects."`
+	Republish republishCmd `cmd:"" help:"Queue every live revocation in the outbox again, for a REVOCATIONS stream that was lost or recreated; a running sessiond's relay publishes them."`
+}
 
-commands:
-  migrate                       apply pending schema migrations
-  keys rotate                   add a new signing key; the old ones stay in the JWKS until their tokens expire
-  org create NAME               create an organisation; prints its id
-  user create -org ID -email E -password P [-role user|org_admin|global_admin]
-                                create a user; prints its id
-  revoke -org ID [-role R] [-device-type T] [-user ID] [-signed-in-before TIME]
-         [-last-active-before TIME] [-reason TEXT] [-dry-run]
-                                revoke every live session of one org that the filter selects
-                                (times in RFC 3339); -dry-run counts them and writes nothing
-  republish                     queue every live revocation in the outbox again, for a
-                                REVOCATIONS stream that was lost or recreated; a running
-                                sessiond's relay publishes them
+const description = `The operator's CLI of the session revocation service.
 
-environment: DATABASE_URL (all commands), KEY_ENCRYPTION_KEY (keys), ACCESS_TOKEN_TTL, TOKEN_LEEWAY
-`
+Environment: DATABASE_URL (every command), KEY_ENCRYPTION_KEY (keys rotate),
+ACCESS_TOKEN_TTL, TOKEN_LEEWAY. Flags take one dash or two (-org, --org).`
+
+// env is what every command runs with: the environment, the streams, and
+// the database once a command asks for it.
+type env struct {
+	ctx            context.Context
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	pool           *pgxpool.Pool
+}
+
+// errUsage wraps a command line that could not be parsed: exit code 2.
+var errUsage = errors.New("usage")
+
+// db connects to DATABASE_URL and, unless migrating, checks that the schema
+// is current, so that a command never meets a half-made database.
+func (e *env) db(migrating bool) (*pgxpool.Pool, error) {
+	if e.pool != nil {
+		return e.pool, nil
+	}
+	url := e.getenv("DATABASE_URL")
+	if url == "" {
+		return nil, errors.New("DATABASE_URL is required: the PostgreSQL connection string (the dev stack prints the one to export)")
+	}
+	pool, err := postgres.Connect(e.ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if !migrating {
+		pending, err := postgres.Pending(e.ctx, pool)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		if pending {
+			pool.Close()
+			return nil, errors.New("the database schema is not current: run `revokectl migrate` first")
+		}
+	}
+	e.pool = pool
+	return pool, nil
+}
+
+// service is a session service for administrative commands: they sign no
+// token, so no key material is needed.
+func (e *env) service() (*sessions.Service, error) {
+	pool, err := e.db(false)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := sessiond.ServiceConfigFromEnv(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	return sessions.NewService(pool, nil, nil, cfg, sessions.NewMetrics(prometheus.NewRegistry()), nil, e.log)
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	var exit exitCode
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "revokectl:", err)
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "revokectl:", err)
 		os.Exit(1)
 	}
 }
 
-var errUsage = errors.New("see usage above")
+// exitCode is kong asking to exit (after --help: 0).
+type exitCode int
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) < 2 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
-	}
-	dbURL := getenv("DATABASE_URL")
-	if dbURL == "" {
-		return errors.New("DATABASE_URL is required")
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	pool, err := postgres.Connect(ctx, dbURL)
+func (c exitCode) Error() string { return fmt.Sprintf("exit %d", int(c)) }
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	var c cli
+	parser, err := kong.New(&c, kong.Name("revokectl"), kong.Description(description), kong.Writers(stdout, stderr),
+		kong.UsageOnError(), kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Exit(func(code int) { panic(exitCode(code)) }))
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-
-	cmd, rest := args[1], args[2:]
-	switch {
-	case cmd == "migrate" && len(rest) == 0:
-		n, err := postgres.Migrate(ctx, pool)
-		if err != nil {
-			return err
+	defer func() {
+		if r := recover(); r != nil {
+			code, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			if code != 0 {
+				err = exitCode(code)
+			}
 		}
-		fmt.Fprintf(stdout, "applied %d migration(s); schema is current\n", n)
-		return nil
-	case cmd == "keys" && len(rest) == 1 && rest[0] == "rotate":
-		kek, err := sessions.ParseKEK(getenv("KEY_ENCRYPTION_KEY"))
-		if err != nil {
-			return err
-		}
-		cfg, err := sessiond.ServiceConfigFromEnv(getenv)
-		if err != nil {
-			return err
-		}
-		ks, err := sessions.NewKeyStore(pool, kek, sessions.KeyRetention(cfg), log)
-		if err != nil {
-			return err
-		}
-		kid, err := ks.Rotate(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "new signing key %s; replicas pick it up within 30 s\n", kid)
-		return nil
-	case cmd == "org" && len(rest) == 2 && rest[0] == "create":
-		svc, err := service(pool, getenv, log)
-		if err != nil {
-			return err
-		}
-		o, err := svc.CreateOrg(ctx, sessions.SystemPrincipal, rest[1], sessions.ClientMeta{})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, o.ID)
-		return nil
-	case cmd == "republish" && len(rest) == 0:
-		svc, err := service(pool, getenv, log)
-		if err != nil {
-			return err
-		}
-		n, err := svc.Republish(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "queued %d live revocation(s) for publishing\n", n)
-		return nil
-	case cmd == "revoke":
-		return revoke(ctx, pool, getenv, log, rest, stdout, stderr)
-	case cmd == "user" && len(rest) >= 1 && rest[0] == "create":
-		fs := flag.NewFlagSet("user create", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		org := fs.String("org", "", "organisation id")
-		email := fs.String("email", "", "email")
-		password := fs.String("password", "", "password (8 to 1024 bytes)")
-		role := fs.String("role", "user", "user, org_admin or global_admin")
-		if err := fs.Parse(rest[1:]); err != nil {
-			return err
-		}
-		svc, err := service(pool, getenv, log)
-		if err != nil {
-			return err
-		}
-		u, err := svc.CreateUser(ctx, sessions.SystemPrincipal, sessions.NewUser{OrgID: *org, Email: *email, Password: *password, Role: *role}, sessions.ClientMeta{})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, u.ID)
+	}()
+	argv := dashes(args[1:])
+	if len(argv) == 0 {
+		_, _ = parser.Parse([]string{"--help"})
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return errUsage
+	kctx, err := parser.Parse(argv)
+	if err != nil {
+		if first := argv[0]; !strings.HasPrefix(first, "-") && !known(parser, first) {
+			return fmt.Errorf("%w: unknown command %q (revokectl --help lists them)", errUsage, first)
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	e := &env{ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.NewJSONHandler(stderr, nil))}
+	defer func() {
+		if e.pool != nil {
+			e.pool.Close()
+		}
+	}()
+	return kctx.Run(e)
 }
 
-// service builds a session service for administrative commands: they sign
-// no token, so no key material is needed.
-func service(pool *pgxpool.Pool, getenv func(string) string, log *slog.Logger) (*sessions.Service, error) {
-	cfg, err := sessiond.ServiceConfigFromEnv(getenv)
-	if err != nil {
-		return nil, err
+// known reports whether name is one of the top commands.
+func known(p *kong.Kong, name string) bool {
+	for _, n := range p.Model.Children {
+		if n.Name == name {
+			return true
+		}
 	}
-	return sessions.NewService(pool, nil, nil, cfg, sessions.NewMetrics(prometheus.NewRegistry()), nil, log)
+	return false
 }
 
-// revoke is "revokectl revoke": a bulk revocation by filter, as the
-// system (a global admin's scope, one org).
-func revoke(ctx context.Context, pool *pgxpool.Pool, getenv func(string) string, log *slog.Logger, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f sessions.BulkFilter
-	fs.StringVar(&f.OrgID, "org", "", "organisation id (required)")
-	fs.StringVar(&f.Role, "role", "", "only users of this role: user, org_admin or global_admin")
-	fs.StringVar(&f.DeviceType, "device-type", "", "only sessions of this device type")
-	fs.StringVar(&f.UserID, "user", "", "only this user's sessions")
-	signedIn := fs.String("signed-in-before", "", "only sessions signed in before this RFC 3339 time")
-	active := fs.String("last-active-before", "", "only sessions last active before this RFC 3339 time")
-	fs.StringVar(&f.ReasonText, "reason", "", "why, for the audit log")
-	fs.BoolVar(&f.DryRun, "dry-run", false, "count what matches and write nothing")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("revoke: unexpected argument %q", fs.Arg(0))
-	}
-	for _, t := range []struct {
-		name string
-		in   string
-		out  **time.Time
-	}{{"-signed-in-before", *signedIn, &f.SignedInBefore}, {"-last-active-before", *active, &f.LastActiveBefore}} {
-		if t.in == "" {
-			continue
+// dashes lets a flag take one dash as well as two (-org for --org), as
+// revokectl's flags did before kong: a single dash followed by more than
+// one letter is a long flag.
+func dashes(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if len(a) > 2 && a[0] == '-' && ('a' <= a[1] && a[1] <= 'z') {
+			a = "-" + a
 		}
-		v, err := time.Parse(time.RFC3339Nano, t.in)
-		if err != nil {
-			return fmt.Errorf("revoke: %s must be an RFC 3339 time such as 2026-12-01T09:00:00Z", t.name)
-		}
-		*t.out = &v
+		out[i] = a
 	}
-	svc, err := service(pool, getenv, log)
-	if err != nil {
-		return err
-	}
-	res, err := svc.RevokeByFilter(ctx, sessions.SystemPrincipal, f, sessions.ClientMeta{})
-	if err != nil {
-		return err
-	}
-	if f.DryRun {
-		fmt.Fprintf(stdout, "%d session(s) of %d user(s) match; nothing written\n", res.MatchedSessions, res.MatchedUsers)
-		return nil
-	}
-	fmt.Fprintf(stdout, "revoked %d session(s) of %d user(s); revocation %s\n", res.RevokedSessions, res.RevokedUsers, res.RevocationID)
-	return nil
+	return out
 }

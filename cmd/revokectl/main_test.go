@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -18,7 +20,7 @@ func TestCommands(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": dbURL, "KEY_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))}
 	ctl := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := run(context.Background(), append([]string{"revokectl"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+		err := run(context.Background(), append([]string{"revokectl"}, args...), func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut)
 		return strings.TrimSpace(out.String()), err
 	}
 	if out, err := ctl("migrate"); err != nil || !strings.Contains(out, "schema is current") {
@@ -79,10 +81,81 @@ func TestCommands(t *testing.T) {
 	if _, err := ctl("revoke", "-org", org, "-signed-in-before", "soon"); err == nil || !strings.Contains(err.Error(), "-signed-in-before") {
 		t.Fatalf("a malformed time: %v", err)
 	}
-	if _, err := ctl("revoke", "-role", "user"); err == nil || !strings.Contains(err.Error(), "org_id") {
+	if _, err := ctl("revoke", "-role", "user"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--org") {
 		t.Fatalf("no org: %v", err)
 	}
-	if _, err := ctl("frobnicate"); err == nil {
-		t.Fatal("unknown command accepted")
+	if _, err := ctl("frobnicate"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
+		t.Fatalf("an unknown command: %v", err)
+	}
+
+	// The directory: orgs and users, a lockout cleared, enable and disable.
+	if out, err := ctl("org", "list"); err != nil || !strings.Contains(out, org) || !strings.Contains(out, "Acme") {
+		t.Fatalf("org list: %q %v", out, err)
+	}
+	if out, err := ctl("user", "list", "--org", org, "--email", "OPS@"); err != nil || !strings.Contains(out, user) || !strings.Contains(out, "org_admin") {
+		t.Fatalf("user list: %q %v", out, err)
+	}
+	if out, err := ctl("user", "disable", user); err != nil || !strings.Contains(out, "ops@acme.test is disabled") {
+		t.Fatalf("user disable: %q %v", out, err)
+	}
+	if out, err := ctl("user", "list", "--disabled"); err != nil || !strings.Contains(out, user) || !strings.Contains(out, "disabled") {
+		t.Fatalf("user list --disabled: %q %v", out, err)
+	}
+	if out, err := ctl("user", "enable", user); err != nil || !strings.Contains(out, "enabled") {
+		t.Fatalf("user enable: %q %v", out, err)
+	}
+	if _, err := pool.Exec(t.Context(), `INSERT INTO login_failures (account, ip) VALUES ('ops@acme.test', NULL), ('ops@acme.test', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ctl("user", "unlock", user); err != nil || out != "cleared 2 failed sign-in(s); the user can sign in again now" {
+		t.Fatalf("user unlock: %q %v", out, err)
+	}
+	// A password from stdin, never on the command line.
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"revokectl", "user", "create", "--org", org, "--email", "piped@acme.test", "--password-stdin"},
+		func(k string) string { return env[k] }, strings.NewReader("password-from-stdin\n"), &out, io.Discard)
+	if err != nil || len(strings.TrimSpace(out.String())) != 36 {
+		t.Fatalf("user create --password-stdin: %q %v", out.String(), err)
+	}
+	var hash string
+	if err := pool.QueryRow(t.Context(), `SELECT password_hash FROM users WHERE email = 'piped@acme.test'`).Scan(&hash); err != nil || !strings.HasPrefix(hash, "$argon2id$") {
+		t.Fatalf("the piped user's password: %q %v", hash, err)
+	}
+}
+
+// TestHelpAndUsage: help needs no database and exits 0; a usage error
+// exits 2 (errUsage) naming what is wrong; a database without the schema
+// is named as such; a missing DATABASE_URL says what to set.
+func TestHelpAndUsage(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, args := range [][]string{{"revokectl"}, {"revokectl", "--help"}, {"revokectl", "user", "--help"}, {"revokectl", "revoke", "-h"}} {
+		var out bytes.Buffer
+		if err := run(context.Background(), args, none, strings.NewReader(""), &out, io.Discard); err != nil || !strings.Contains(out.String(), "Usage: revokectl") {
+			t.Errorf("%v: %v, help %q", args, err, out.String())
+		}
+	}
+	for args, want := range map[string]string{
+		"user create --email a@b.test":    "--org",
+		"revoke --org x --dry-run --frob": "--frob",
+		"user list --limit many":          "--limit",
+		"keys":                            "expected",
+	} {
+		err := run(context.Background(), append([]string{"revokectl"}, strings.Fields(args)...), none, strings.NewReader(""), io.Discard, io.Discard)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want a usage error naming %s", args, err, want)
+		}
+	}
+	if err := run(context.Background(), []string{"revokectl", "org", "list"}, none, strings.NewReader(""), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "DATABASE_URL is required") {
+		t.Errorf("no DATABASE_URL: %v", err)
+	}
+	empty := testenv.EmptyDatabaseURL(t)
+	err := run(context.Background(), []string{"revokectl", "org", "list"}, func(k string) string {
+		if k == "DATABASE_URL" {
+			return empty
+		}
+		return ""
+	}, strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "revokectl migrate") {
+		t.Errorf("an unmigrated database: %v", err)
 	}
 }

@@ -4,8 +4,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,6 +66,37 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 		return len(res), fmt.Errorf("postgres: migrate: %w", err)
 	}
 	return len(res), nil
+}
+
+// Applied is one migration MigrateEach applied.
+type Applied struct {
+	Version  int64
+	File     string
+	Duration time.Duration
+}
+
+// MigrateEach applies the pending migrations one at a time, telling each
+// to applied as it is done, and returns how many it applied.
+func MigrateEach(ctx context.Context, pool *pgxpool.Pool, applied func(Applied)) (int, error) {
+	p, closeDB, err := provider(pool)
+	if err != nil {
+		return 0, err
+	}
+	defer closeDB()
+	n := 0
+	for {
+		res, err := p.UpByOne(ctx)
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("postgres: migrate: %w", err)
+		}
+		n++
+		if applied != nil {
+			applied(Applied{Version: res.Source.Version, File: filepath.Base(res.Source.Path), Duration: res.Duration})
+		}
+	}
 }
 
 // Pending reports whether migrations remain to be applied.

@@ -88,6 +88,18 @@ func setup() error {
 // The database is dropped when t ends.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
+	return database(t, template)
+}
+
+// EmptyDatabaseURL creates a fresh database without the schema (no
+// migration applied) for t and returns its URL; dropped when t ends.
+func EmptyDatabaseURL(t testing.TB) string {
+	t.Helper()
+	return database(t, "")
+}
+
+func database(t testing.TB, from string) string {
+	t.Helper()
 	once.Do(func() { onceErr = setup() })
 	if onceErr != nil {
 		t.Fatalf("testenv: PostgreSQL: %v", onceErr)
@@ -95,7 +107,7 @@ func DatabaseURL(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := "revoke_t_" + randomName()
-	if err := postgres.CreateDatabase(ctx, adminURL, name, template, false); err != nil {
+	if err := postgres.CreateDatabase(ctx, adminURL, name, from, false); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(func() {

@@ -14,8 +14,9 @@ import (
 // Republish puts every live revocation back in the outbox, as new events with
 // the same content, for a REVOCATIONS stream that was lost or recreated. The
 // relay then publishes them like any other; gateways apply them idempotently.
-// It returns how many it queued.
-func (s *Service) Republish(ctx context.Context) (int, error) {
+// It returns how many it queued, and tells progress (when not nil) the
+// count so far after each batch of 1,000.
+func (s *Service) Republish(ctx context.Context, progress func(queued int)) (int, error) {
 	total := 0
 	var after int64
 	for {
@@ -66,6 +67,9 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 		}
 		s.committed(ctx, out)
 		total += len(out)
+		if progress != nil && len(out) > 0 {
+			progress(total)
+		}
 		if len(out) < 1000 {
 			n, err := s.republishRules(ctx)
 			return total + n, err

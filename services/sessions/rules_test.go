@@ -111,7 +111,7 @@ func TestRevocationByRule(t *testing.T) {
 		t.Fatal("the rule's own audit entry is missing, or lacks its count or reason")
 	}
 	// A lost stream gets the live rule again.
-	if _, err := e.Svc.Republish(ctx); err != nil {
+	if _, err := e.Svc.Republish(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.Count("outbox WHERE subject = '" + events.SubjectOrgRevoked + "'"); n != 2 {
