@@ -13,7 +13,10 @@ CREATE TABLE org_policies (
 -- The sweep's second probe: an org's live sessions by sign-in time (the
 -- first, by last activity, is sessions_org_activity_idx).
 CREATE INDEX sessions_org_created_idx ON sessions (org_id, created_at) WHERE revoked_at IS NULL;
+-- The admin listing by sign-in time, newest first, across orgs.
+CREATE INDEX sessions_created_idx ON sessions (created_at DESC, id DESC) WHERE revoked_at IS NULL;
 
 -- +goose Down
+DROP INDEX sessions_created_idx;
 DROP INDEX sessions_org_created_idx;
 DROP TABLE org_policies;

@@ -363,6 +363,9 @@ func TestPortalOrgAdmin(t *testing.T) {
 		if !b.eval(`document.documentElement.scrollWidth <= window.innerWidth`) {
 			t.Fatal("the page scrolls sideways on a phone")
 		}
+		if !b.eval(`document.querySelector("details.filter-fold").open === false`) {
+			t.Fatal("on a phone the filters do not fold away")
+		}
 		b.screenshot("admin-sessions-phone.png")
 		b.do(chromedp.EmulateViewport(1280, 900))
 	})
@@ -432,6 +435,20 @@ func TestPortalOrgAdmin(t *testing.T) {
 		s.waitRefusedEverywhere(bobPhone.AccessToken)
 		if !s.acceptedEverywhere(bobOld.AccessToken) {
 			t.Fatal("a session the rule does not match is refused")
+		}
+	})
+
+	t.Run("a favicon", func(t *testing.T) {
+		if !b.eval(`document.querySelector("link[rel=icon]") !== null`) {
+			t.Fatal("the page names no icon")
+		}
+		resp, err := http.Get(s.api + "/admin/static/favicon.svg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "image/svg+xml") {
+			t.Fatalf("favicon: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	})
 

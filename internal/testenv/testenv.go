@@ -88,17 +88,18 @@ func setup() error {
 // The database is dropped when t ends.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
-	return database(t, template)
+	return database(t, true)
 }
 
 // EmptyDatabaseURL creates a fresh database without the schema (no
 // migration applied) for t and returns its URL; dropped when t ends.
 func EmptyDatabaseURL(t testing.TB) string {
 	t.Helper()
-	return database(t, "")
+	return database(t, false)
 }
 
-func database(t testing.TB, from string) string {
+// database creates a fresh database for t, migrated or not.
+func database(t testing.TB, migrated bool) string {
 	t.Helper()
 	once.Do(func() { onceErr = setup() })
 	if onceErr != nil {
@@ -107,6 +108,10 @@ func database(t testing.TB, from string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := "revoke_t_" + randomName()
+	from := "" // template1, empty
+	if migrated {
+		from = template
+	}
 	if err := postgres.CreateDatabase(ctx, adminURL, name, from, false); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

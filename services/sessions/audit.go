@@ -68,6 +68,10 @@ type AuditEntry struct {
 	IP        *string        `json:"ip"`
 	Reason    *string        `json:"reason"`
 	Detail    map[string]any `json:"detail"`
+	// DeviceType and Client are those of the entry's session, while the
+	// session is kept (null otherwise).
+	DeviceType *string `json:"device_type"`
+	Client     *string `json:"client"`
 }
 
 // AuditQuery filters the audit log.
@@ -116,31 +120,42 @@ func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (Aud
 	var c query
 	add := c.add
 	if q.OrgID != "" {
-		add("org_id = ?", q.OrgID)
+		add("a.org_id = ?", q.OrgID)
 	}
 	if q.UserID != "" {
-		add("target_user_id = ?", q.UserID)
+		add("a.target_user_id = ?", q.UserID)
 	}
 	if q.Action != "" {
-		add("action = ?", q.Action)
+		add("a.action = ?", q.Action)
 	}
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor, func(id string) bool { _, err := strconv.ParseInt(id, 10, 64); return err == nil })
 		if err != nil {
 			return AuditPage{}, err
 		}
-		add("(at, id) < (?, ?::bigint)", at, id)
+		add("(a.at, a.id) < (?, ?::bigint)", at, id)
 	}
 	limit := c.limitArg(q.Limit)
-	rows, err := s.pool.Query(ctx, `SELECT id, at, action, actor_id, org_id, target_user_id, session_id, host(ip), reason, detail
-		FROM audit_log WHERE `+c.sql()+` ORDER BY at DESC, id DESC LIMIT `+limit, c.args...)
+	// The page first, then its sessions' device and client.
+	rows, err := s.pool.Query(ctx, `SELECT a.id, a.at, a.action, a.actor_id, a.org_id, a.target_user_id, a.session_id, host(a.ip), a.reason, a.detail,
+			s.device_type, s.user_agent, s.id IS NOT NULL
+		FROM (SELECT * FROM audit_log a WHERE `+c.sql()+` ORDER BY a.at DESC, a.id DESC LIMIT `+limit+`) a
+		LEFT JOIN sessions s ON s.id = a.session_id ORDER BY a.at DESC, a.id DESC`, c.args...)
 	if err != nil {
 		return AuditPage{}, fmt.Errorf("%w: audit: %w", ErrUnavailable, err)
 	}
 	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
-		var e AuditEntry
-		err := r.Scan(&e.ID, &e.At, &e.Action, &e.ActorID, &e.OrgID, &e.UserID, &e.SessionID, &e.IP, &e.Reason, &e.Detail)
+		var (
+			e     AuditEntry
+			ua    *string
+			known bool
+		)
+		err := r.Scan(&e.ID, &e.At, &e.Action, &e.ActorID, &e.OrgID, &e.UserID, &e.SessionID, &e.IP, &e.Reason, &e.Detail, &e.DeviceType, &ua, &known)
 		e.At = e.At.UTC()
+		if known {
+			label := ClientLabel(orEmpty(ua))
+			e.Client = &label
+		}
 		return e, err
 	})
 	if err != nil {

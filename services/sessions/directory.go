@@ -257,6 +257,9 @@ func (s *Service) ClearLoginFailures(ctx context.Context, p Principal, userID st
 	if !isUUID(userID) {
 		return 0, Invalid("user id must be a UUID")
 	}
+	if err := meta.check(); err != nil {
+		return 0, err
+	}
 	var n int
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
@@ -269,7 +272,7 @@ func (s *Service) ClearLoginFailures(ctx context.Context, p Principal, userID st
 		}
 		n = int(tag.RowsAffected())
 		return writeAudit(ctx, tx, auditEntry{Action: ActionLockoutCleared, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
-			Detail: map[string]any{"failures_cleared": n}})
+			Detail: meta.noted(map[string]any{"failures_cleared": n})})
 	})
 	if err != nil {
 		return 0, domainOr(err, "clear login failures")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,7 +105,21 @@ type SessionQuery struct {
 	// Names fills in each row's user email and org name; without it (the
 	// API's listing) they stay "" and the query reads sessions alone.
 	Names bool
+	// Sort is "" or SortLastActive (newest activity first) or
+	// SortSignedIn (newest sign-in first).
+	Sort string
+	// Total counts every matching session (up to MaxTotal) beside the page.
+	Total bool
 }
+
+// Orders of a listing.
+const (
+	SortLastActive = "last_active"
+	SortSignedIn   = "signed_in"
+)
+
+// MaxTotal bounds a listing's count: past it, the count says "more".
+const MaxTotal = 10000
 
 // activityFilters are the values of SessionQuery.Active, with the window
 // each names; "older" is the complement of the longest window.
@@ -121,9 +136,12 @@ type SessionRow struct {
 }
 
 // Page is one page of a listing; NextCursor is "" on the last page.
+// Total (with SessionQuery.Total) counts the matching sessions, MaxTotal+1
+// meaning more than MaxTotal.
 type Page struct {
 	Sessions   []SessionRow
 	NextCursor string
+	Total      int
 }
 
 // oldestLive bounds the last activity of a live session: expires_at is set
@@ -196,12 +214,22 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 			return Page{}, Invalid("last activity must be one of 1h, 24h, 7d, older")
 		}
 	}
+	order := "s.last_active_at"
+	switch q.Sort {
+	case "", SortLastActive:
+	case SortSignedIn:
+		order = "s.created_at"
+	default:
+		return Page{}, Invalid("sort must be last_active or signed_in")
+	}
+	// The count, before the cursor narrows the filter to a page's rest.
+	countSQL, countArgs := c.sql(), append([]any(nil), c.args...)
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor, isUUID)
 		if err != nil {
 			return Page{}, err
 		}
-		c.add("(s.last_active_at, s.id) < (?, ?)", at, id)
+		c.add("("+order+", s.id) < (?, ?)", at, id)
 	}
 	limit := c.limitArg(q.Limit)
 	// The names cost two joins (more than half of the listing's time), so only a
@@ -214,7 +242,7 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+cols+` FROM `+from+`
 		WHERE `+c.sql()+`
-		ORDER BY s.last_active_at DESC, s.id DESC LIMIT `+limit, c.args...)
+		ORDER BY `+order+` DESC, s.id DESC LIMIT `+limit, c.args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
@@ -233,7 +261,22 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 		return Page{}, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
 	var page Page
-	page.Sessions, page.NextCursor = trimPage(list, q.Limit, func(x SessionRow) string { return encodeCursor(x.LastActiveAt, x.ID) })
+	page.Sessions, page.NextCursor = trimPage(list, q.Limit, func(x SessionRow) string {
+		if order == "s.created_at" {
+			return encodeCursor(x.CreatedAt, x.ID)
+		}
+		return encodeCursor(x.LastActiveAt, x.ID)
+	})
+	if q.Total {
+		countFrom := `sessions s`
+		if q.Email != "" {
+			countFrom += ` JOIN users u ON u.id = s.user_id`
+		}
+		countArgs = append(countArgs, MaxTotal+1)
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+countFrom+` WHERE `+countSQL+` LIMIT $`+strconv.Itoa(len(countArgs))+`) x`, countArgs...).Scan(&page.Total); err != nil {
+			return Page{}, fmt.Errorf("%w: count sessions: %w", ErrUnavailable, err)
+		}
+	}
 	return page, nil
 }
 

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"time"
@@ -31,6 +32,25 @@ type revocation struct {
 	// committed.
 	partial bool
 	earlier int
+	// note is the reason the person acting typed (ClientMeta.ReasonText),
+	// kept in the audit entries of what it revokes.
+	note string
+}
+
+// detail is the audit detail of each session r revokes: its typed reason,
+// or nothing (NULL).
+func (r revocation) detail() []byte {
+	if r.note == "" {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]string{"reason_text": r.note})
+	return b
+}
+
+// withNote is r with the reason meta's person typed.
+func (r revocation) withNote(meta ClientMeta) revocation {
+	r.note = meta.ReasonText
+	return r
 }
 
 // newRevocation is a revocation with a fresh receipt id.
@@ -107,9 +127,9 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	}
 	queueReceipt(b, r, orgID, 1)
 	if len(sids) > 0 {
-		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7 FROM unnest($1::uuid[]) AS x(sid)`,
-			sids, nullable(r.actorID), orgID, userID, nullableIP(r.ip), string(r.reason), now)
+		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at, detail)
+			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7, $8::jsonb FROM unnest($1::uuid[]) AS x(sid)`,
+			sids, nullable(r.actorID), orgID, userID, nullableIP(r.ip), string(r.reason), now, r.detail())
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
@@ -174,7 +194,10 @@ func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, met
 	if !isUUID(id) {
 		return "", Invalid("session id must be a UUID")
 	}
-	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
+	if err := meta.check(); err != nil {
+		return "", err
+	}
+	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP).withNote(meta)
 	n, err := s.revokeInTx(ctx, sessionFilter{sessionID: id, orgID: scope}, r)
 	if err != nil {
 		return "", err
@@ -196,11 +219,14 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 	if !isUUID(userID) {
 		return 0, "", Invalid("user id must be a UUID")
 	}
+	if err := meta.check(); err != nil {
+		return 0, "", err
+	}
 	var (
 		n   int
 		out outboxRows
 	)
-	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP)
+	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP).withNote(meta)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
@@ -211,7 +237,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 			return err
 		}
 		return writeAudit(ctx, tx, auditEntry{Action: ActionUserSessionsRevoked, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
-			Reason: string(events.ReasonAdminRevoke), Detail: map[string]any{"sessions_revoked": n}})
+			Reason: string(events.ReasonAdminRevoke), Detail: meta.noted(map[string]any{"sessions_revoked": n})})
 	})
 	if err != nil {
 		return 0, "", domainOr(err, "revoke user sessions")

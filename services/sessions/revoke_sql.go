@@ -134,6 +134,7 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	at, reason, actor := q.bind(now), q.bind(string(r.reason)), q.bind(nullable(r.actorID))
 	ip, expires, subject := q.bind(nullableIP(r.ip)), q.bind(expiresAt), q.bind(events.SubjectSessionRevoked)
 	receipt, receiptOrg, awaited, complete := q.bind(r.receipt), q.bind(nullable(r.orgID)), q.bind(r.awaited), q.bind(!r.partial)
+	detail := q.bind(r.detail())
 	// gen_random_uuid is volatile, so PostgreSQL evaluates "ev" once and
 	// every writer below sees the same event ids.
 	sql := `WITH revoked AS (` + update + ` RETURNING id, user_id, org_id),
@@ -141,8 +142,8 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM revoked)),
 	blocklist AS (INSERT INTO revocations (event_id, kind, value, sid, sub, org, reason, revoked_at, expires_at)
 		SELECT event_id, 'session', id::text, id, user_id, org_id, ` + reason + `, ` + at + `, ` + expires + ` FROM ev),
-	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM ev),
+	audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at, detail)
+		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + `, ` + detail + `::jsonb FROM ev),
 	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events, awaited, complete)
 		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*), ` + awaited + `::boolean, ` + complete + `::boolean FROM revoked
 		ON CONFLICT (id) DO UPDATE SET events = revocation_receipts.events + EXCLUDED.events, complete = EXCLUDED.complete)

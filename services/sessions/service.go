@@ -118,6 +118,25 @@ func (p Principal) IsAdmin() bool {
 type ClientMeta struct {
 	IP        netip.Addr
 	UserAgent string
+	// ReasonText is what the person acting typed to say why (the portal's
+	// confirmations), kept in the audit log of the action.
+	ReasonText string
+}
+
+// check refuses a reason text that cannot be kept.
+func (m ClientMeta) check() error {
+	if len(m.ReasonText) > maxReasonText || !storable(m.ReasonText) || !printable(m.ReasonText) {
+		return Invalid("reason_text must be text of at most %d bytes, without control characters", maxReasonText)
+	}
+	return nil
+}
+
+// noted adds the typed reason, if any, to an audit entry's detail.
+func (m ClientMeta) noted(d map[string]any) map[string]any {
+	if m.ReasonText != "" {
+		d["reason_text"] = m.ReasonText
+	}
+	return d
 }
 
 // TokenPair is the answer to a login or refresh.

@@ -151,13 +151,16 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 	if disabled && userID == p.UserID {
 		return User{}, "", Invalid("you cannot disable your own account")
 	}
+	if err := meta.check(); err != nil {
+		return User{}, "", err
+	}
 	var (
 		u   User
 		out outboxRows
 		r   revocation
 	)
 	if disabled {
-		r = newRevocation(ctx, events.ReasonUserDisabled, p.UserID, scope, meta.IP)
+		r = newRevocation(ctx, events.ReasonUserDisabled, p.UserID, scope, meta.IP).withNote(meta)
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
@@ -178,7 +181,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 				return err
 			}
 			if err := writeAudit(ctx, tx, auditEntry{Action: ActionUserDisabled, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP,
-				Reason: string(events.ReasonUserDisabled), Detail: map[string]any{"sessions_revoked": n}}); err != nil {
+				Reason: string(events.ReasonUserDisabled), Detail: meta.noted(map[string]any{"sessions_revoked": n})}); err != nil {
 				return err
 			}
 		}
@@ -193,7 +196,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 			if _, err := tx.Exec(ctx, `UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1`, userID, now); err != nil {
 				return err
 			}
-			if err := writeAudit(ctx, tx, auditEntry{Action: ActionUserEnabled, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP}); err != nil {
+			if err := writeAudit(ctx, tx, auditEntry{Action: ActionUserEnabled, ActorID: p.UserID, OrgID: orgID, TargetUserID: userID, IP: meta.IP, Detail: meta.noted(map[string]any{})}); err != nil {
 				return err
 			}
 		}

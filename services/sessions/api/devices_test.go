@@ -217,3 +217,23 @@ func TestSessionCreatedEvents(t *testing.T) {
 		t.Fatalf("%d session.created events, want %d", seen, len(want))
 	}
 }
+
+// TestAuditShowsDeviceAndClient: an audit entry about a session names the
+// session's device type and client while the session is kept.
+func TestAuditShowsDeviceAndClient(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	org := e.Org("Audited")
+	_, admin := e.NewUser(org, "org_admin")
+	_, user := e.NewUser(org, "user")
+	if code := e.Call("DELETE", "/v1/sessions/"+user.SessionID, admin.AccessToken, nil, nil); code != 204 {
+		t.Fatalf("revoke: %d", code)
+	}
+	var page sessions.AuditPage
+	if code := e.Call("GET", "/v1/audit?action=session_revoked", admin.AccessToken, nil, &page); code != 200 || len(page.Entries) != 1 {
+		t.Fatalf("audit: %d %+v", code, page)
+	}
+	if ev := page.Entries[0]; ev.DeviceType == nil || *ev.DeviceType != "web" || ev.Client == nil || *ev.Client == "" {
+		t.Fatalf("the entry: %+v", ev)
+	}
+}

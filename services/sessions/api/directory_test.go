@@ -240,3 +240,54 @@ func TestClearingALockout(t *testing.T) {
 		t.Fatalf("%d audit entries for the clearing, want 1 naming 3 failures", n)
 	}
 }
+
+// TestListingBySignIn: the admin listing orders by sign-in time on asking,
+// pages in that order, and refuses an unknown order.
+func TestListingBySignIn(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	org := e.Org("Sorted")
+	_, admin := e.NewUser(org, "org_admin")
+	_, email := e.User(org, "user")
+	base := e.Clock.Now()
+	var ids []string
+	for i := range 3 {
+		e.Clock.Set(base.Add(time.Duration(i) * time.Minute))
+		ids = append(ids, e.Login(email, "password-1").SessionID)
+	}
+	// The oldest sign-in is the most recently active.
+	e.Clock.Set(base.Add(5 * time.Minute))
+	if _, err := e.Pool.Exec(context.Background(), `UPDATE sessions SET last_active_at = $2 WHERE id = $1`, ids[0], base.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	cursor := ""
+	for range 5 {
+		var p struct {
+			Sessions []sessions.Session `json:"sessions"`
+			Next     *string            `json:"next_cursor"`
+		}
+		q := "/v1/sessions?sort=signed_in&limit=2&org_id=" + org
+		if cursor != "" {
+			q += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if code := e.Call("GET", q, admin.AccessToken, nil, &p); code != 200 {
+			t.Fatalf("list: %d", code)
+		}
+		for _, s := range p.Sessions {
+			got = append(got, s.ID)
+		}
+		if p.Next == nil {
+			break
+		}
+		cursor = *p.Next
+	}
+	pos := map[string]int{}
+	for i, id := range got {
+		pos[id] = i
+	}
+	if !(pos[ids[2]] < pos[ids[1]] && pos[ids[1]] < pos[ids[0]]) {
+		t.Fatalf("not newest sign-in first: %v (signed in in the order %v)", got, ids)
+	}
+	sessionstest.AssertProblem(t, e.Raw("GET", "/v1/sessions?sort=email", admin.AccessToken, "", nil), 400)
+}

@@ -178,7 +178,7 @@ func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	lq := sessions.SessionQuery{OrgID: q.Get("org_id"), UserID: q.Get("user_id"), Cursor: q.Get("cursor"), Limit: limit}
+	lq := sessions.SessionQuery{OrgID: q.Get("org_id"), UserID: q.Get("user_id"), Cursor: q.Get("cursor"), Limit: limit, Sort: q.Get("sort")}
 	page, err := h.svc.ListSessions(r.Context(), principal(r), lq)
 	if err != nil {
 		h.writeError(w, r, err)

@@ -122,6 +122,10 @@ type sessionTable struct {
 	Back     string
 	Now      time.Time
 	Caption  string
+	// Sort, and the links that sort by each column ("" for a table that
+	// does not sort, such as a user's).
+	Sort                         string
+	SortLastActive, SortSignedIn string
 }
 
 // adminSessionsPage is the body of admin_sessions.html.
@@ -136,6 +140,9 @@ type adminSessionsPage struct {
 	First    string
 	Devices  []option
 	Activity []option
+	// Total matches the filters (MaxTotal+1: more than MaxTotal).
+	Total int
+	More  bool
 }
 
 type option struct{ Value, Label string }
@@ -155,7 +162,8 @@ var activityOptions = []option{{"1h", "Within the last hour"}, {"24h", "Within t
 // pages.
 func (h *Portal) adminSessions(w http.ResponseWriter, r *http.Request, v *viewer) {
 	q := r.URL.Query()
-	search := sessions.SessionQuery{OrgID: q.Get("org"), Email: q.Get("email"), DeviceType: q.Get("device"), Active: q.Get("active"), Cursor: q.Get("cursor"), Names: true}
+	search := sessions.SessionQuery{OrgID: q.Get("org"), Email: q.Get("email"), DeviceType: q.Get("device"), Active: q.Get("active"), Cursor: q.Get("cursor"),
+		Names: true, Sort: q.Get("sort"), Total: true}
 	if search.OrgID != "" && !events.IsUUID(search.OrgID) { // the page's own parameter name
 		h.portalFail(w, r, areaAdmin, v, sessions.Invalid("organisation must be a UUID"))
 		return
@@ -193,6 +201,17 @@ func (h *Portal) adminSessions(w http.ResponseWriter, r *http.Request, v *viewer
 	if !global && len(orgs) == 1 {
 		page.Heading = "Sessions in " + orgs[0].Name
 	}
+	page.Total, page.More = res.Total, res.Total > sessions.MaxTotal
+	page.Table.Sort = search.Sort
+	for _, col := range []struct {
+		sort string
+		href *string
+	}{{sessions.SortLastActive, &page.Table.SortLastActive}, {sessions.SortSignedIn, &page.Table.SortSignedIn}} {
+		v := cloneValues(q)
+		v.Del("cursor")
+		v.Set("sort", col.sort)
+		*col.href = "/admin/?" + v.Encode()
+	}
 	if res.NextCursor != "" {
 		next := cloneValues(q)
 		next.Set("cursor", res.NextCursor)
@@ -216,13 +235,15 @@ func cloneValues(v url.Values) url.Values {
 
 // auditRow is one audit entry as the user page shows it.
 type auditRow struct {
-	At        time.Time
-	Action    string
-	Actor     string
-	SessionID string
-	IP        string
-	Reason    string
-	Detail    string
+	At         time.Time
+	Action     string
+	Actor      string
+	SessionID  string
+	DeviceType string // of the session, while it is kept
+	Client     string
+	IP         string
+	Reason     string
+	Detail     string
 }
 
 // adminUserPage is the body of admin_user.html.
@@ -275,6 +296,12 @@ func (h *Portal) adminUser(w http.ResponseWriter, r *http.Request, v *viewer) {
 		}
 		if e.SessionID != nil {
 			row.SessionID = *e.SessionID
+		}
+		if e.DeviceType != nil {
+			row.DeviceType = *e.DeviceType
+		}
+		if e.Client != nil {
+			row.Client = *e.Client
 		}
 		if e.IP != nil {
 			row.IP = *e.IP

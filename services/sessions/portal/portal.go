@@ -193,7 +193,11 @@ const portalCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 	"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 func (h *Portal) meta(r *http.Request) sessions.ClientMeta {
-	return sessions.ClientMeta{IP: httpx.ClientIP(r, h.trusted), UserAgent: r.UserAgent()}
+	m := sessions.ClientMeta{IP: httpx.ClientIP(r, h.trusted), UserAgent: r.UserAgent()}
+	if r.Method == http.MethodPost { // a confirmation's typed reason, for the audit log
+		m.ReasonText = strings.TrimSpace(r.PostForm.Get("reason_text"))
+	}
+	return m
 }
 
 // portalHeaders sets the security headers of every portal response.

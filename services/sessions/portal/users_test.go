@@ -44,11 +44,19 @@ func TestPortalUsers(t *testing.T) {
 
 	// Enable bo from the directory, back to it.
 	back := "/admin/users?status=disabled"
-	assertRedirect(t, c.post("/admin/users/"+boID+"/enable", url.Values{"csrf": {csrf(t, page)}, "back": {back}}), back)
+	assertRedirect(t, c.post("/admin/users/"+boID+"/enable", url.Values{"csrf": {csrf(t, page)}, "back": {back}, "reason_text": {" back from leave "}}), back)
 	got := c.get("/admin/users?status=disabled")
 	assertStatus(t, got, 200, bo+" is enabled again")
 	if strings.Contains(got.Body, `href="/admin/users/`+boID+`"`) {
 		t.Fatal("bo is still listed as disabled")
+	}
+	if n := e.Count("audit_log WHERE action = 'user_enabled' AND target_user_id = '" + boID + "' AND detail->>'reason_text' = 'back from leave'"); n != 1 {
+		t.Fatal("the typed reason is not in the audit log")
+	}
+	long := url.Values{"csrf": {csrf(t, page)}, "reason_text": {strings.Repeat("x", 501)}}
+	assertStatus(t, c.post("/admin/users/"+boID+"/disable", long), 400, "at most 500 bytes")
+	if n := e.Count("users WHERE id = '" + boID + "' AND disabled_at IS NOT NULL"); n != 0 {
+		t.Fatal("a refused reason disabled the user")
 	}
 
 	// Lock ana out, then clear it from her page.
@@ -97,4 +105,21 @@ func TestPortalPolicy(t *testing.T) {
 	form.Set("org_id", other)
 	form.Set("idle_timeout", "1h")
 	assertStatus(t, c.post("/admin/policy", form), 404)
+}
+
+// TestPortalSessionsTotalAndSort: the sessions table says how many match
+// in all, not only on the page, and sorts by sign-in or by last activity.
+func TestPortalSessionsTotalAndSort(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	org := e.Org("A")
+	_, adminEmail := e.User(org, "org_admin")
+	_, ana := e.User(org, "user")
+	e.Login(ana, "password-1")
+	e.Login(ana, "password-1")
+	c := newPortalClient(t, e.Srv.URL)
+	c.mustSignIn("admin", adminEmail)
+	assertStatus(t, c.get("/admin/?limit=2"), 200, "3 active sessions; 2 on this page.", `sort=signed_in`, `aria-sort="descending"><a href="/admin/?limit=2&amp;sort=last_active">Last active`)
+	assertStatus(t, c.get("/admin/?sort=signed_in"), 200, `aria-sort="descending"><a href="/admin/?sort=signed_in">Signed in ↓`)
+	assertStatus(t, c.get("/admin/?sort=email"), 400, "Sort must be last_active or signed_in")
 }

@@ -1,9 +1,15 @@
 // Progressive enhancement for the SessionGuard portal. Every page works
 // without it: a confirmation is a <details> element whose form is the
-// second step. With it, opening a confirmation moves the focus to its button
+// second step, and the filters are shown open. With it, opening a confirmation moves the focus to its button
 // and closes the others, and Escape closes it again.
 (function () {
   "use strict";
+  // On a phone the filters fold away behind their summary.
+  if (window.matchMedia && window.matchMedia("(max-width: 640px)").matches) {
+    document.querySelectorAll("details.filter-fold[open]").forEach(function (fold) {
+      fold.open = false;
+    });
+  }
   document.addEventListener("toggle", function (event) {
     var details = event.target;
     if (!(details instanceof HTMLDetailsElement) || !details.classList.contains("confirm") || !details.open) {
