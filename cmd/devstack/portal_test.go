@@ -452,6 +452,23 @@ func TestPortalOrgAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("session policy", func(t *testing.T) {
+		b.navigate(chromedp.Click(chromedp.CSS(`nav a[href="/admin/policy"]`)))
+		assertContains(t, b.text(), "Session policy", "Sessions per user", "Idle timeout")
+		b.do(chromedp.SetValue(chromedp.CSS(`#p-max`), "5"), chromedp.SetValue(chromedp.CSS(`#p-idle`), "720h"))
+		if code := b.navigate(chromedp.Click(chromedp.CSS(`form.policy button[type="submit"]`))); code != 200 {
+			t.Fatalf("save: status %d", code)
+		}
+		assertContains(t, b.text(), "The session policy is saved")
+		if !b.eval(`document.querySelector("#p-max").value === "5" && document.querySelector("#p-idle").value === "720h"`) {
+			t.Fatal("the saved policy is not shown")
+		}
+		b.screenshot("admin-policy.png")
+		if code := s.do("PUT", "/v1/orgs/"+acme+"/policy", s.admin, map[string]any{}, nil); code != http.StatusOK {
+			t.Fatalf("reset the policy: %d", code)
+		}
+	})
+
 	t.Run("the user directory finds a disabled user", func(t *testing.T) {
 		b.navigate(chromedp.Click(chromedp.CSS(`nav a[href="/admin/users"]`)))
 		text := b.text()

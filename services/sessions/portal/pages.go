@@ -212,17 +212,25 @@ func (h *Portal) adminSessions(w http.ResponseWriter, r *http.Request, v *viewer
 		v.Set("sort", col.sort)
 		*col.href = "/admin/?" + v.Encode()
 	}
-	if res.NextCursor != "" {
-		next := cloneValues(q)
-		next.Set("cursor", res.NextCursor)
-		page.Next = "/admin/?" + next.Encode()
-	}
-	if search.Cursor != "" {
-		first := cloneValues(q)
-		first.Del("cursor")
-		page.First = "/admin/?" + first.Encode()
-	}
+	page.Next, page.First = pager("/admin/", q, res.NextCursor)
 	h.render(w, r, http.StatusOK, "admin_sessions", pageData{Title: page.Heading, Area: areaAdmin, Nav: "admin", Viewer: v, Page: page})
+}
+
+// pager is a keyset listing's links at path with query q: to the next page
+// (after cursor next; "" on the last page) and back to the first ("" on
+// the first).
+func pager(path string, q url.Values, next string) (nextURL, firstURL string) {
+	if next != "" {
+		v := cloneValues(q)
+		v.Set("cursor", next)
+		nextURL = path + "?" + v.Encode()
+	}
+	if q.Get("cursor") != "" {
+		v := cloneValues(q)
+		v.Del("cursor")
+		firstURL = path + "?" + v.Encode()
+	}
+	return nextURL, firstURL
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -67,16 +67,7 @@ func (h *Portal) adminUsers(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	page := usersPage{Users: res.Users, OrgNames: names, Orgs: orgs, ShowOrgs: v.Role == tokens.RoleGlobalAdmin, Filter: f,
 		Filtered: f != usersFilter{}, Statuses: statusOptions, Back: r.URL.RequestURI(), CSRF: v.CSRF, Self: v.UserID}
-	if res.NextCursor != "" {
-		next := cloneValues(q)
-		next.Set("cursor", res.NextCursor)
-		page.Next = "/admin/users?" + next.Encode()
-	}
-	if uq.Cursor != "" {
-		first := cloneValues(q)
-		first.Del("cursor")
-		page.First = "/admin/users?" + first.Encode()
-	}
+	page.Next, page.First = pager("/admin/users", q, res.NextCursor)
 	h.render(w, r, http.StatusOK, "admin_users", pageData{Title: "Users", Area: areaAdmin, Nav: "users", Viewer: v, Page: page})
 }
 
