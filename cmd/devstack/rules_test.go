@@ -242,3 +242,27 @@ func TestSessionPolicyAtTheGateways(t *testing.T) {
 		t.Fatal("the active session is refused")
 	}
 }
+
+// TestPolicySweepAtTheGateways: a session the policy ends that nobody
+// refreshes is revoked by the sweep, and its access token refused at every
+// gateway, within the sweep's interval.
+func TestPolicySweepAtTheGateways(t *testing.T) {
+	t.Parallel()
+	s := newSystemWith(t, 2, systemOptions{env: map[string]string{"POLICY_SWEEP_INTERVAL": "200ms"}})
+	org := s.org("swept")
+	s.member(org, "user", "bo@swept.example")
+	quiet := s.login("bo@swept.example", "password-1")
+	busy := s.login("bo@swept.example", "password-1")
+	s.age(quiet.SessionID, time.Hour, 20*time.Minute, "203.0.113.10")
+	if code := s.do("PUT", "/v1/orgs/"+org+"/policy", s.admin, map[string]any{"idle_timeout": "10m"}, nil); code != http.StatusOK {
+		t.Fatalf("policy: %d", code)
+	}
+	s.waitRefusedEverywhere(quiet.AccessToken)
+	if !s.acceptedEverywhere(busy.AccessToken) {
+		t.Fatal("a session active a moment ago is refused")
+	}
+	var reason string
+	if err := s.pool().QueryRow(t.Context(), `SELECT revoked_reason FROM sessions WHERE id = $1`, quiet.SessionID).Scan(&reason); err != nil || reason != "idle_timeout" {
+		t.Fatalf("the swept session: %q %v", reason, err)
+	}
+}

@@ -164,11 +164,13 @@ func (s *Service) enforceCap(ctx context.Context, tx pgx.Tx, pol Policy, userID,
 	if pol.MaxSessionsPerUser == 0 {
 		return nil
 	}
-	// The user's live sessions (the partial index of live sessions holds
-	// them, however many the user had before), the oldest past the newest
-	// cap-1 to end so that the new one fits.
+	// The user's live sessions, the oldest past the newest cap-1 to end so
+	// that the new one fits. In the order of the partial index of live
+	// sessions, so that it is the one read, however many sessions the user
+	// had before (the index by sign-in time holds them all).
 	q := sessionFilter{userID: userID}.where("", now)
-	rows, err := tx.Query(ctx, `SELECT id::text, created_at FROM sessions WHERE `+q.sql(), q.args...)
+	rows, err := tx.Query(ctx, `SELECT id::text, created_at FROM sessions WHERE `+q.sql()+`
+		ORDER BY last_active_at DESC, id DESC LIMIT `+q.bind(maxSessionCap+1), q.args...)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,10 @@ type Config struct {
 	// DebugAddr, when set (DEBUG_ADDR, e.g. 127.0.0.1:6060), serves Go's
 	// profiler (net/http/pprof) on a listener of its own, never on Addr.
 	DebugAddr string
+	// PolicySweep is how often the session policies' sweep revokes idle and
+	// too old sessions (POLICY_SWEEP_INTERVAL, default 30 s; at most 1 m,
+	// as the contract publishes their revocations within a minute).
+	PolicySweep time.Duration
 }
 
 // ServiceConfigFromEnv reads the settings of the session service itself:
@@ -103,6 +107,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.PortalCookieSecure = r.Bool("PORTAL_COOKIE_SECURE", true)
 	c.GatewaySilence = r.Duration("GATEWAY_SILENCE_TIMEOUT", receipts.DefaultSilence, time.Second)
 	c.DebugAddr = r.String("DEBUG_ADDR", "")
+	c.PolicySweep = r.Duration("POLICY_SWEEP_INTERVAL", 30*time.Second, 100*time.Millisecond)
+	if c.PolicySweep > time.Minute {
+		r.Fail(errors.New("POLICY_SWEEP_INTERVAL: at most 1m: idle and too old sessions must be revoked within a minute"))
+	}
 	if kek := r.Raw("KEY_ENCRYPTION_KEY"); kek == "" {
 		r.Fail(errors.New("KEY_ENCRYPTION_KEY is required: 32 random bytes in base64 (`openssl rand -base64 32`); it seals the signing keys"))
 	} else {

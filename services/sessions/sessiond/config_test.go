@@ -39,3 +39,18 @@ func TestLoginRateLimitSettings(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// TestPolicySweepInterval: the sweep runs every 30 s unless told, and never
+// less often than the contract's minute.
+func TestPolicySweepInterval(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://x", "NATS_URL": "nats://x", "KEY_ENCRYPTION_KEY": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}
+	c, err := sessiond.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil || c.PolicySweep != 30*time.Second {
+		t.Fatalf("default: %v %v", c.PolicySweep, err)
+	}
+	env["POLICY_SWEEP_INTERVAL"] = "2m"
+	if _, err := sessiond.ConfigFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "POLICY_SWEEP_INTERVAL") {
+		t.Fatalf("2m: %v", err)
+	}
+}

@@ -148,7 +148,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	var workers sync.WaitGroup
 	workers.Add(5)
 	go func() { defer workers.Done(); svc.RunRuleMarker(bg, time.Second) }()
-	go func() { defer workers.Done(); svc.RunPolicySweep(bg, policySweepInterval) }()
+	go func() { defer workers.Done(); svc.RunPolicySweep(bg, cfg.PolicySweep) }()
 	go func() { defer workers.Done(); rc.Run(bg) }()
 	go func() { defer workers.Done(); erasures.Run(bg) }()
 	go func() { defer workers.Done(); purger.Run(bg) }()
@@ -243,7 +243,3 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	log.Info("sessiond profiler listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
 }
-
-// policySweepInterval is how often the session policies' sweep runs: a
-// session idle or too old is revoked and published within it.
-const policySweepInterval = 30 * time.Second
