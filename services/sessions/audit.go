@@ -26,6 +26,8 @@ const (
 	ActionBulkRevoke          = "bulk_revoke" // the rule: who, the filter, the reason text, the count
 	ActionLockoutCleared      = "lockout_cleared"
 	ActionPolicyChanged       = "policy_changed"
+	ActionClientCreated       = "client_created"
+	ActionClientDeleted       = "client_deleted"
 )
 
 // auditEntry is one row of the audit log. Empty strings are stored as NULL.
@@ -90,6 +92,7 @@ var auditActions = map[string]bool{
 	ActionLogin: true, ActionLoginFailed: true, ActionRefreshReuse: true, ActionSessionRevoked: true,
 	ActionUserSessionsRevoked: true, ActionUserDisabled: true, ActionUserEnabled: true, ActionUserCreated: true,
 	ActionOrgCreated: true, ActionUserErased: true, ActionBulkRevoke: true, ActionLockoutCleared: true, ActionPolicyChanged: true,
+	ActionClientCreated: true, ActionClientDeleted: true,
 }
 
 // ListAudit returns audit entries in an admin's scope (an org admin sees its

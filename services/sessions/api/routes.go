@@ -17,6 +17,9 @@ func (h *Handler) Mount(r chi.Router) {
 
 	r.Post("/v1/auth/login", h.login)
 	r.Post("/v1/auth/refresh", h.refresh)
+	r.Post("/oauth2/token", h.token)
+	r.Post("/oauth2/revoke", h.revokeToken)
+	r.Post("/oauth2/introspect", h.introspect)
 
 	r.Group(func(r chi.Router) {
 		r.Use(h.authenticate, awaitable)
@@ -49,5 +52,9 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Post("/v1/revocations", h.bulkRevoke)
 		r.Get("/v1/revocations/{id}", h.getRevocation)
 		r.Get("/v1/gateways", h.listGateways)
+
+		r.Post("/v1/clients", h.createClient)
+		r.Get("/v1/clients", h.listClients)
+		r.Delete("/v1/clients/{id}", h.deleteClient)
 	})
 }

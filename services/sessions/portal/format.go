@@ -56,6 +56,8 @@ var actionLabels = map[string]string{
 	sessions.ActionBulkRevoke:          "Revoked by rule",
 	sessions.ActionLockoutCleared:      "Sign-in lockout cleared",
 	sessions.ActionPolicyChanged:       "Session policy changed",
+	sessions.ActionClientCreated:       "API client created",
+	sessions.ActionClientDeleted:       "API client deleted",
 }
 
 // actionLabel is the display name of an audit action.

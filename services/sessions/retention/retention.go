@@ -91,20 +91,26 @@ func (r *Purger) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 	jobs := []struct {
 		table, column string
 		keep          time.Duration
+		key           string // the table's key ("" for id)
 	}{
-		{"refresh_tokens", "rotated_at", r.cfg.UsedRefreshTokens},
-		{"refresh_tokens", "expires_at", r.cfg.UsedRefreshTokens},
-		{"sessions", "revoked_at", r.cfg.Sessions},
-		{"sessions", "expires_at", r.cfg.Sessions},
-		{"revocations", "expires_at", r.cfg.Revocations},
-		{"revocation_receipts", "created_at", r.cfg.Sessions},
-		{"login_failures", "at", r.cfg.LoginFailures},
+		{"refresh_tokens", "rotated_at", r.cfg.UsedRefreshTokens, ""},
+		{"refresh_tokens", "expires_at", r.cfg.UsedRefreshTokens, ""},
+		{"sessions", "revoked_at", r.cfg.Sessions, ""},
+		{"sessions", "expires_at", r.cfg.Sessions, ""},
+		{"revocations", "expires_at", r.cfg.Revocations, ""},
+		{"revocation_receipts", "created_at", r.cfg.Sessions, ""},
+		{"login_failures", "at", r.cfg.LoginFailures, ""},
+		{"client_tokens", "expires_at", 0, "token_hash"}, // an expired client token is of no use
 	}
 	out := map[string]int64{}
 	for _, j := range jobs {
+		key := j.key
+		if key == "" {
+			key = "id"
+		}
 		for ctx.Err() == nil {
-			tag, err := conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN (SELECT id FROM %[1]s
-				WHERE %[2]s < now() - make_interval(secs => $1) LIMIT $2)`, j.table, j.column), j.keep.Seconds(), r.cfg.Batch)
+			tag, err := conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE %[3]s IN (SELECT %[3]s FROM %[1]s
+				WHERE %[2]s < now() - make_interval(secs => $1) LIMIT $2)`, j.table, j.column, key), j.keep.Seconds(), r.cfg.Batch)
 			if err != nil {
 				return out, fmt.Errorf("retention: %s.%s: %w", j.table, j.column, err)
 			}

@@ -33,13 +33,22 @@ func TestRetentionPurgesOnlyWhatIsDue(t *testing.T) {
 	mustExec("UPDATE refresh_tokens SET rotated_at = now() - interval '25 hours' WHERE rotated_at IS NOT NULL")
 	mustExec("UPDATE revocations SET expires_at = now() - interval '2 hours'")
 	mustExec("INSERT INTO login_failures (account, at) VALUES ('x@example.com', now() - interval '2 days'), ('y@example.com', now())")
+	c, _, err := e.Svc.CreateClient(ctx, sessions.SystemPrincipal, sessions.NewClient{Name: "rs", Scopes: []string{"introspect"}}, sessions.ClientMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := e.Svc.IssueClientToken(ctx, c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec("INSERT INTO client_tokens (token_hash, client_id, scopes, expires_at) VALUES ('\\x00', $1, '{introspect}', now() - interval '1 second')", c.ID)
 	r := retention.New(e.Pool, retention.Config{Sessions: 7 * 24 * time.Hour, UsedRefreshTokens: 24 * time.Hour, Revocations: time.Hour,
 		LoginFailures: 24 * time.Hour, Every: time.Hour, Batch: 1}, prometheus.NewRegistry(), e.Log)
 	got, err := r.PurgeOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["sessions"] != 1 || got["refresh_tokens"] != 1 || got["revocations"] < 1 || got["login_failures"] != 1 {
+	if got["sessions"] != 1 || got["refresh_tokens"] != 1 || got["revocations"] < 1 || got["login_failures"] != 1 || got["client_tokens"] != 1 {
 		t.Fatalf("purged %v", got)
 	}
 	if !e.Alive(live.AccessToken) || !e.Alive(next.AccessToken) {
@@ -47,6 +56,9 @@ func TestRetentionPurgesOnlyWhatIsDue(t *testing.T) {
 	}
 	if code := e.Refresh(next.RefreshToken, nil); code != 200 {
 		t.Fatalf("live refresh token purged: %d", code)
+	}
+	if _, err := e.Svc.ClientByToken(ctx, current.AccessToken); err != nil {
+		t.Fatalf("a current client token was purged: %v", err)
 	}
 	if n := e.Count("login_failures"); n != 1 {
 		t.Fatalf("%d login failures left, want the recent one", n)

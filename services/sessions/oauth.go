@@ -1,0 +1,131 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// The OAuth endpoints: RFC 7009 token revocation and RFC 7662 token
+// introspection, for the tokens sessiond issues to users.
+
+// RevokeToken is RFC 7009: the user's refresh or access token revokes the
+// session it belongs to (reason token_revoke). A token that is invalid,
+// unknown, expired or of a session already ended changes nothing and is
+// no error (section 2.2). hint ("refresh_token", "access_token" or "")
+// says which kind to try first.
+func (s *Service) RevokeToken(ctx context.Context, token, hint string, meta ClientMeta) error {
+	sessionID, userID, orgID, err := s.tokenSession(ctx, token, hint)
+	if err != nil || sessionID == "" {
+		return err
+	}
+	r := revocation{reason: events.ReasonTokenRevoke, actorID: userID, orgID: orgID, ip: meta.IP, receipt: uuid.NewString()}
+	_, err = s.revokeInTx(ctx, sessionFilter{sessionID: sessionID}, r)
+	return err
+}
+
+// tokenSession finds the session of a user's token: a refresh token by its
+// hash (rotated ones too: their holder had the session), an access token by
+// its signature and claims (an expired one is invalid, and changes
+// nothing). "" when it is neither.
+func (s *Service) tokenSession(ctx context.Context, token, hint string) (sessionID, userID, orgID string, err error) {
+	tryRefresh := func() (bool, error) {
+		if !plausibleRefreshToken(token) {
+			return false, nil
+		}
+		err := s.pool.QueryRow(ctx, `SELECT s.id::text, s.user_id::text, s.org_id::text FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+			WHERE rt.token_hash = $1`, hashToken(token)).Scan(&sessionID, &userID, &orgID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return true, nil
+	}
+	tryAccess := func() bool {
+		c, err := s.verify(ctx, token, s.now())
+		if err != nil || c.SessionID == "" {
+			return false
+		}
+		sessionID, userID, orgID = c.SessionID, c.Subject, c.Org
+		return true
+	}
+	if hint == "access_token" && tryAccess() {
+		return sessionID, userID, orgID, nil
+	}
+	ok, err := tryRefresh()
+	if err != nil || ok {
+		return sessionID, userID, orgID, err
+	}
+	if hint != "access_token" && tryAccess() {
+		return sessionID, userID, orgID, nil
+	}
+	return "", "", "", nil
+}
+
+// Introspection is an RFC 7662 answer; Active false hides every other
+// field.
+type Introspection map[string]any
+
+// inactive is the answer for anything not active.
+var inactive = Introspection{"active": false}
+
+// Introspect is RFC 7662 for client c: whether a user's token is active,
+// checked as a gateway checks it (signature, times, the session, the
+// user's not-before, a revoked jti, the org's rules), and its claims. A
+// client of one org sees only that org's tokens as active.
+func (s *Service) Introspect(ctx context.Context, c Client, token, hint string) (Introspection, error) {
+	if hint != "refresh_token" {
+		if p, err := s.Authenticate(ctx, token); err == nil {
+			cl, err := s.verify(ctx, token, s.now())
+			if err != nil || (c.OrgID != nil && *c.OrgID != p.OrgID) {
+				return inactive, nil
+			}
+			out := Introspection{"active": true, "token_type": "access_token", "iss": cl.Issuer, "sub": cl.Subject, "aud": cl.Audience,
+				"exp": cl.ExpiresAt.Unix(), "iat": numericDate(cl.IssuedAt), "jti": cl.ID, "sid": cl.SessionID, "org": cl.Org, "role": cl.Role}
+			if !cl.NotBefore.IsZero() {
+				out["nbf"] = cl.NotBefore.Unix()
+			}
+			if !cl.AuthTime.IsZero() {
+				out["auth_time"] = numericDate(cl.AuthTime)
+			}
+			return out, nil
+		} else if !errors.Is(err, ErrUnauthorized) {
+			return nil, err
+		}
+	}
+	if !plausibleRefreshToken(token) {
+		return inactive, nil
+	}
+	now := s.now()
+	var (
+		sub, sid, org string
+		exp           time.Time
+	)
+	err := s.pool.QueryRow(ctx, `SELECT s.user_id::text, s.id::text, s.org_id::text, rt.expires_at
+		FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
+		WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL AND rt.expires_at > $2
+		  AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT `+ruleCovers("s.", "$2")+`
+		  AND u.disabled_at IS NULL AND u.erased_at IS NULL`, hashToken(token), now).Scan(&sub, &sid, &org, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inactive, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: introspect: %w", ErrUnavailable, err)
+	}
+	if c.OrgID != nil && *c.OrgID != org {
+		return inactive, nil
+	}
+	return Introspection{"active": true, "token_type": "refresh_token", "sub": sub, "sid": sid, "org": org, "exp": exp.Unix()}, nil
+}
+
+// numericDate is t as a NumericDate to the microsecond, as the tokens
+// carry it.
+func numericDate(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
