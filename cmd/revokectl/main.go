@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			}
 		}
 	}()
-	argv := dashes(args[1:])
+	argv := dashes(args[1:], flagNames(parser.Model.Node))
 	if len(argv) == 0 {
 		_, _ = parser.Parse([]string{"--help"})
 		return nil
@@ -169,15 +169,39 @@ func known(p *kong.Kong, name string) bool {
 }
 
 // dashes lets a flag take one dash as well as two (-org for --org), as
-// revokectl's flags did before kong: a single dash followed by more than
-// one letter is a long flag.
-func dashes(args []string) []string {
+// revokectl's flags did before kong: a word with one dash whose name is one
+// of the flags. Values (a password starting with a dash) and everything
+// after "--" are left as they are.
+func dashes(args []string, flags map[string]bool) []string {
 	out := make([]string, len(args))
+	done := false
 	for i, a := range args {
-		if len(a) > 2 && a[0] == '-' && ('a' <= a[1] && a[1] <= 'z') {
-			a = "-" + a
+		if a == "--" {
+			done = true
+		}
+		if !done && len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if flags[name] {
+				a = "-" + a
+			}
 		}
 		out[i] = a
 	}
 	return out
+}
+
+// flagNames are the long names of every flag of n and its commands.
+func flagNames(n *kong.Node) map[string]bool {
+	names := map[string]bool{}
+	var walk func(*kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			names[f.Name] = true
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(n)
+	return names
 }

@@ -110,6 +110,10 @@ func TestCommands(t *testing.T) {
 	if out, err := ctl("user", "unlock", user); err != nil || out != "cleared 2 failed sign-in(s); the user can sign in again now" {
 		t.Fatalf("user unlock: %q %v", out, err)
 	}
+	// A value that starts with a dash is a value, not a flag.
+	if id, err := ctl("user", "create", "-org", org, "-email", "dash@acme.test", "-password=-starts-with-a-dash"); err != nil || len(id) != 36 {
+		t.Fatalf("a password starting with a dash: %q %v", id, err)
+	}
 	// A password from stdin, never on the command line.
 	var out bytes.Buffer
 	err = run(context.Background(), []string{"revokectl", "user", "create", "--org", org, "--email", "piped@acme.test", "--password-stdin"},

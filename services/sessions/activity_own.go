@@ -48,9 +48,14 @@ func (s *Service) ListOwnActivity(ctx context.Context, p Principal, limit int, c
 		}
 		c.add("(a.at, a.id) < (?, ?::bigint)", at, id)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT a.id, a.at, a.action, a.session_id::text, COALESCE(s.device_type, a.detail->>'device_type'), s.user_agent, host(a.ip), a.reason
+	// The address is shown of what came from the user's side (a sign-in,
+	// their own revocations, a failed attempt, a reused token), never an
+	// administrator's.
+	sql := `SELECT a.id, a.at, a.action, a.session_id::text, COALESCE(s.device_type, a.detail->>'device_type'), s.user_agent,
+			CASE WHEN a.actor_id IS NULL OR a.actor_id = a.target_user_id THEN host(a.ip) END, a.reason
 		FROM audit_log a LEFT JOIN sessions s ON s.id = a.session_id
-		WHERE `+c.sql()+` ORDER BY a.at DESC, a.id DESC LIMIT `+c.limitArg(limit), c.args...)
+		WHERE ` + c.sql() + ` ORDER BY a.at DESC, a.id DESC LIMIT ` + c.limitArg(limit)
+	rows, err := s.pool.Query(ctx, sql, c.args...)
 	if err != nil {
 		return ActivityPage{}, fmt.Errorf("%w: activity: %w", ErrUnavailable, err)
 	}

@@ -62,6 +62,8 @@ func (s *Service) bulkFilter(ctx context.Context, p Principal, f BulkFilter, now
 		return sessionFilter{}, Invalid("reason_text must be text of at most %d bytes", maxReasonText)
 	case scope != "" && f.OrgID != scope:
 		return sessionFilter{}, fmt.Errorf("%w: no org with this id in your scope", ErrNotFound)
+	case scope != "" && f.Role == tokens.RoleGlobalAdmin:
+		return sessionFilter{}, Forbidden("an org_admin cannot revoke a global admin's sessions")
 	}
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)`, f.OrgID).Scan(&exists); err != nil {
@@ -70,7 +72,8 @@ func (s *Service) bulkFilter(ctx context.Context, p Principal, f BulkFilter, now
 	if !exists {
 		return sessionFilter{}, fmt.Errorf("%w: no org with this id in your scope", ErrNotFound)
 	}
-	sf := sessionFilter{orgID: f.OrgID, userID: f.UserID, role: f.Role, deviceType: f.DeviceType}
+	// A global admin is never in an org admin's scope, even in its own org.
+	sf := sessionFilter{orgID: f.OrgID, userID: f.UserID, role: f.Role, deviceType: f.DeviceType, noGlobalAdmins: scope != ""}
 	if f.SignedInBefore != nil {
 		sf.signedInBefore = *f.SignedInBefore
 	}
@@ -105,7 +108,20 @@ func (s *Service) RevokeByFilter(ctx context.Context, p Principal, f BulkFilter,
 		return res, nil
 	}
 	if f.ruleOnly() {
-		return s.revokeByRule(ctx, p, f, now, meta)
+		// A rule covers every role of the org, or one: an org admin's rule
+		// for every role would reach the org's global admins, so it is
+		// made only when the org has none.
+		rule := !sf.noGlobalAdmins || f.Role != ""
+		if !rule {
+			var admins bool
+			if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE org_id = $1 AND role = 'global_admin' AND erased_at IS NULL)`, f.OrgID).Scan(&admins); err != nil {
+				return BulkResult{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			rule = !admins
+		}
+		if rule {
+			return s.revokeByRule(ctx, p, f, now, meta)
+		}
 	}
 	return s.revokeInBatches(ctx, p, f, sf, now, meta)
 }
@@ -148,7 +164,8 @@ func (s *Service) revokeInBatches(ctx context.Context, p Principal, f BulkFilter
 			// more tells whether another batch follows, so that the last
 			// batch is never an empty one and its events name the total.
 			q := sf.where("", now)
-			rows, err := tx.Query(ctx, `SELECT id, user_id FROM sessions WHERE `+q.sql()+` LIMIT `+q.bind(bulkBatch+1)+` FOR UPDATE`, q.args...)
+			sql := `SELECT id, user_id FROM sessions WHERE ` + q.sql() + ` LIMIT ` + q.bind(bulkBatch+1) + ` FOR UPDATE`
+			rows, err := tx.Query(ctx, sql, q.args...)
 			if err != nil {
 				return err
 			}
@@ -178,6 +195,7 @@ func (s *Service) revokeInBatches(ctx context.Context, p Principal, f BulkFilter
 		})
 		if err != nil {
 			if r.earlier > 0 {
+				s.abandonBatches(ctx, p, f, r, len(users), meta)
 				return BulkResult{}, fmt.Errorf("%w: bulk revocation stopped after %d sessions (receipt %s); the same call revokes the rest: %w",
 					ErrUnavailable, r.earlier, r.receipt, err)
 			}
@@ -217,4 +235,22 @@ func bulkDetail(f BulkFilter, receipt string) map[string]any {
 func withCounts(d map[string]any, sessions, users int) map[string]any {
 	d["revoked_sessions"], d["revoked_users"] = sessions, users
 	return d
+}
+
+// abandonBatches closes the receipt of a bulk revocation stopped after
+// some batches, so that it reports what those became (published, then
+// enforced), and records the action with what it revoked. Best effort: the
+// database may be what failed.
+func (s *Service) abandonBatches(ctx context.Context, p Principal, f BulkFilter, r revocation, users int, meta ClientMeta) {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE revocation_receipts SET complete = true, events = $2 WHERE id = $1`, r.receipt, r.earlier); err != nil {
+			return err
+		}
+		d := withCounts(bulkDetail(f, r.receipt), r.earlier, users)
+		d["stopped"] = true
+		return writeAudit(ctx, tx, auditEntry{Action: ActionBulkRevoke, ActorID: p.UserID, OrgID: f.OrgID, IP: meta.IP, Reason: string(r.reason), Detail: d})
+	})
+	if err != nil {
+		s.log.WarnContext(ctx, "a stopped bulk revocation's receipt was not closed; it stays committed", "revocation_id", r.receipt, "error", err.Error())
+	}
 }

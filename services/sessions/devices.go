@@ -170,7 +170,8 @@ func (s *Service) RenameOwnSession(ctx context.Context, p Principal, id, name st
 		return Session{}, err
 	}
 	q := sessionFilter{sessionID: id, userID: p.UserID}.where("", s.now())
-	rows, err := s.pool.Query(ctx, `UPDATE sessions SET device_name = `+q.bind(nullable(name))+` WHERE `+q.sql()+` RETURNING `+sessionColumns, q.args...)
+	sql := `UPDATE sessions SET device_name = ` + q.bind(nullable(name)) + ` WHERE ` + q.sql() + ` RETURNING ` + sessionColumns
+	rows, err := s.pool.Query(ctx, sql, q.args...)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: rename session: %w", ErrUnavailable, err)
 	}

@@ -108,13 +108,15 @@ func (s *Service) ListUsers(ctx context.Context, p Principal, f UserQuery) (User
 		}
 	}
 	var ids []string
-	switch e := strings.ToLower(strings.TrimSpace(f.Email)); {
+	// The search text is lowered by PostgreSQL, as the emails are: Go's
+	// lowering need not agree past ASCII.
+	switch e := strings.TrimSpace(f.Email); {
 	case e == "":
 		ids, err = s.userPage(ctx, filter, limit, "", nil)
 	case utf8.RuneCountInString(e) < 3:
 		ids, err = s.shortSearchPage(ctx, filter, e, limit)
 	default: // the trigram index, or the walk in email order
-		ids, err = s.userPage(ctx, filter, limit, `lower(u.email) LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(e)+"%")
+		ids, err = s.userPage(ctx, filter, limit, `lower(u.email) LIKE lower(?) ESCAPE '\'`, "%"+likeEscaper.Replace(e)+"%")
 	}
 	if err != nil {
 		return UserPage{}, fmt.Errorf("%w: list users: %w", ErrUnavailable, err)
@@ -123,15 +125,31 @@ func (s *Service) ListUsers(ctx context.Context, p Principal, f UserQuery) (User
 	// then worked out for its rows only, not for every match looked at.
 	q := &query{}
 	cols := userColumns(q, s.now())
-	rows, err := s.pool.Query(ctx, `SELECT `+cols+` FROM users u WHERE u.id = ANY(`+q.bind(ids)+`::uuid[]) ORDER BY `+emailOrder, q.args...)
+	// The cursor is the order's own key, as PostgreSQL lowers it (which
+	// need not be as Go would, past ASCII).
+	sql := `SELECT ` + cols + `, ` + emailOrder + ` FROM users u WHERE u.id = ANY(` + q.bind(ids) + `::uuid[]) ORDER BY ` + emailOrder
+	rows, err := s.pool.Query(ctx, sql, q.args...)
 	if err != nil {
 		return UserPage{}, fmt.Errorf("%w: list users: %w", ErrUnavailable, err)
 	}
-	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (User, error) { return scanUser(row) })
+	type keyed struct {
+		User
+		key string
+	}
+	page, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keyed, error) {
+		var k keyed
+		var err error
+		k.User, err = scanUser(row, &k.key)
+		return k, err
+	})
 	if err != nil {
 		return UserPage{}, fmt.Errorf("%w: list users: %w", ErrUnavailable, err)
 	}
-	users, next := trimPage(users, limit, func(u User) string { return base64.RawURLEncoding.EncodeToString([]byte(strings.ToLower(u.Email))) })
+	page, next := trimPage(page, limit, func(k keyed) string { return base64.RawURLEncoding.EncodeToString([]byte(k.key)) })
+	users := make([]User, len(page))
+	for i, k := range page {
+		users[i] = k.User
+	}
 	return UserPage{Users: users, NextCursor: next}, nil
 }
 
@@ -143,7 +161,8 @@ func (s *Service) userPage(ctx context.Context, filter func(*query), limit int, 
 	if cond != "" {
 		q.add(cond, arg)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT u.id::text FROM users u WHERE `+q.sql()+` ORDER BY `+emailOrder+` LIMIT `+q.limitArg(limit), q.args...)
+	sql := `SELECT u.id::text FROM users u WHERE ` + q.sql() + ` ORDER BY ` + emailOrder + ` LIMIT ` + q.limitArg(limit)
+	rows, err := s.pool.Query(ctx, sql, q.args...)
 	if err != nil {
 		return nil, err
 	}
@@ -164,19 +183,19 @@ const shortProbe = 2000
 func (s *Service) shortSearchPage(ctx context.Context, filter func(*query), e string, limit int) ([]string, error) {
 	q := &query{}
 	filter(q)
-	q.add("email_grams(lower(u.email)) @> ARRAY[?]::text[]", e)
+	q.add("email_grams(lower(u.email)) @> ARRAY[lower(?)]::text[]", e)
 	needle := q.bind(e)
 	var (
 		found int
 		ids   []string
 	)
-	err := s.pool.QueryRow(ctx, `WITH m AS MATERIALIZED (SELECT u.id, `+emailOrder+` AS k FROM users u WHERE `+q.sql()+` LIMIT `+q.bind(shortProbe+1)+`)
-		SELECT (SELECT count(*) FROM m), ARRAY(SELECT id::text FROM m WHERE strpos(k, `+needle+`) > 0 ORDER BY k LIMIT `+q.limitArg(limit)+`)`, q.args...).
-		Scan(&found, &ids)
+	sql := `WITH m AS MATERIALIZED (SELECT u.id, ` + emailOrder + ` AS k FROM users u WHERE ` + q.sql() + ` LIMIT ` + q.bind(shortProbe+1) + `)
+		SELECT (SELECT count(*) FROM m), ARRAY(SELECT id::text FROM m WHERE strpos(k, lower(` + needle + `)) > 0 ORDER BY k LIMIT ` + q.limitArg(limit) + `)`
+	err := s.pool.QueryRow(ctx, sql, q.args...).Scan(&found, &ids)
 	if err != nil || found <= shortProbe {
 		return ids, err
 	}
-	return s.userPage(ctx, filter, limit, "strpos(lower(u.email), ?) > 0", e)
+	return s.userPage(ctx, filter, limit, "strpos(lower(u.email), lower(?)) > 0", e)
 }
 
 // emailOrder is the directory's order: the lowercase email's bytes, as
@@ -190,7 +209,8 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
 	q := &query{}
 	cols := userColumns(q, s.now())
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM users u WHERE u.erased_at IS NULL AND u.id = `+q.bind(p.UserID), q.args...))
+	sql := `SELECT ` + cols + ` FROM users u WHERE u.erased_at IS NULL AND u.id = ` + q.bind(p.UserID)
+	u, err := scanUser(s.pool.QueryRow(ctx, sql, q.args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, fmt.Errorf("%w: your account no longer exists", ErrUnauthorized)
 	}
@@ -225,10 +245,11 @@ func (s *Service) OrgDirectory(ctx context.Context, p Principal) ([]OrgSummary, 
 	} else {
 		q.add("true")
 	}
-	rows, err := s.pool.Query(ctx, `SELECT o.id, o.name, o.created_at,
+	sql := `SELECT o.id, o.name, o.created_at,
 			(SELECT count(*) FROM users u WHERE u.org_id = o.id AND u.erased_at IS NULL),
-			(SELECT count(*) FROM sessions s WHERE s.org_id = o.id AND s.revoked_at IS NULL AND s.expires_at > `+at+` AND NOT `+ruleCovers("s.", at)+`)
-		FROM orgs o WHERE `+q.sql()+` ORDER BY lower(o.name) LIMIT `+q.bind(maxOrgs), q.args...)
+			(SELECT count(*) FROM sessions s WHERE s.org_id = o.id AND s.revoked_at IS NULL AND s.expires_at > ` + at + ` AND NOT ` + ruleCovers("s.", at) + `)
+		FROM orgs o WHERE ` + q.sql() + ` ORDER BY lower(o.name) LIMIT ` + q.bind(maxOrgs)
+	rows, err := s.pool.Query(ctx, sql, q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list orgs: %w", ErrUnavailable, err)
 	}

@@ -193,7 +193,7 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 	c := sessionFilter{orgID: q.OrgID, userID: q.UserID}.where("s.", now)
 	c.add("s.last_active_at > ?", s.oldestLive(now))
 	if q.Email != "" {
-		c.add("strpos(lower(u.email), ?) > 0", strings.ToLower(q.Email))
+		c.add("strpos(lower(u.email), lower(?)) > 0", q.Email) // lowered as the emails are
 	}
 	if q.DeviceType != "" {
 		c.add("s.device_type = ?", q.DeviceType)

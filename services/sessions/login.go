@@ -54,8 +54,10 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	case in.DeviceType != "" && !validDeviceType(in.DeviceType):
 		return TokenPair{}, Invalid("device.type must be one of %s", deviceTypeNames())
 	}
-	if err := validDeviceName("device.name", in.DeviceName); err != nil {
-		return TokenPair{}, err
+	// Version 1's bound at login, unchanged (the contract's additions are
+	// additive); a rename (PATCH /v1/me/sessions/{id}) takes 100 characters.
+	if len(in.DeviceName) > 200 || !storable(in.DeviceName) {
+		return TokenPair{}, Invalid("device.name must be UTF-8 text of at most 200 bytes without NUL characters")
 	}
 	if in.DeviceID != "" && (len(in.DeviceID) > maxDeviceID || !printable(in.DeviceID)) {
 		return TokenPair{}, Invalid("device.id must be printable text of at most %d bytes", maxDeviceID)
@@ -182,6 +184,12 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if errors.Is(err, ErrSessionLimit) {
+		// The password was right: the attempt is no failure, and does not
+		// count towards a lockout.
+		s.releaseLoginAttempt(ctx, attempt)
+		if err := writeAudit(ctx, s.pool, auditEntry{Action: ActionLoginFailed, TargetUserID: userID, OrgID: orgID, IP: in.Meta.IP, Reason: "session_limit"}); err != nil {
+			s.log.WarnContext(ctx, "a login refused by the session limit was not audited", "error", err.Error())
+		}
 		s.metrics.logins.WithLabelValues("session_limit").Inc()
 		return TokenPair{}, err
 	}

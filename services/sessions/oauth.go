@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
@@ -20,14 +19,29 @@ import (
 // unknown, expired or of a session already ended changes nothing and is
 // no error (section 2.2). hint ("refresh_token", "access_token" or "")
 // says which kind to try first.
-func (s *Service) RevokeToken(ctx context.Context, token, hint string, meta ClientMeta) error {
+//
+// It returns the action's receipt and, when the token was a user's, that
+// user as the principal who may read the receipt. A token that revoked
+// nothing gets a receipt too (enforced at once, as the contract says of
+// every revoking call), with no principal.
+func (s *Service) RevokeToken(ctx context.Context, token, hint string, meta ClientMeta) (string, Principal, error) {
 	sessionID, userID, orgID, err := s.tokenSession(ctx, token, hint)
-	if err != nil || sessionID == "" {
-		return err
+	if err != nil {
+		return "", Principal{}, err
 	}
-	r := revocation{reason: events.ReasonTokenRevoke, actorID: userID, orgID: orgID, ip: meta.IP, receipt: uuid.NewString()}
-	_, err = s.revokeInTx(ctx, sessionFilter{sessionID: sessionID}, r)
-	return err
+	r := newRevocation(ctx, events.ReasonTokenRevoke, userID, orgID, meta.IP)
+	if sessionID == "" {
+		b := &pgx.Batch{}
+		queueReceipt(b, r, "", 0)
+		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+			return "", Principal{}, fmt.Errorf("%w: revoke token: %w", ErrUnavailable, err)
+		}
+		return r.receipt, Principal{}, nil
+	}
+	if _, err := s.revokeInTx(ctx, sessionFilter{sessionID: sessionID}, r); err != nil {
+		return "", Principal{}, err
+	}
+	return r.receipt, Principal{UserID: userID, OrgID: orgID}, nil
 }
 
 // tokenSession finds the session of a user's token: a refresh token by its
@@ -82,7 +96,14 @@ var inactive = Introspection{"active": false}
 // user's not-before, a revoked jti, the org's rules), and its claims. A
 // client of one org sees only that org's tokens as active.
 func (s *Service) Introspect(ctx context.Context, c Client, token, hint string) (Introspection, error) {
-	if hint != "refresh_token" {
+	// The hint says which kind to try first; the other is tried too (RFC
+	// 7662 section 2.1).
+	if hint == "refresh_token" {
+		if out, err := s.introspectRefresh(ctx, c, token); err != nil || out["active"] == true {
+			return out, err
+		}
+	}
+	{
 		if p, err := s.Authenticate(ctx, token); err == nil {
 			cl, err := s.verify(ctx, token, s.now())
 			if err != nil || (c.OrgID != nil && *c.OrgID != p.OrgID) {
@@ -101,6 +122,12 @@ func (s *Service) Introspect(ctx context.Context, c Client, token, hint string) 
 			return nil, err
 		}
 	}
+	return s.introspectRefresh(ctx, c, token)
+}
+
+// introspectRefresh is Introspect for a refresh token: active while it is
+// the live head of its session's rotation.
+func (s *Service) introspectRefresh(ctx context.Context, c Client, token string) (Introspection, error) {
 	if !plausibleRefreshToken(token) {
 		return inactive, nil
 	}

@@ -169,8 +169,9 @@ func (s *Service) enforceCap(ctx context.Context, tx pgx.Tx, pol Policy, userID,
 	// sessions, so that it is the one read, however many sessions the user
 	// had before (the index by sign-in time holds them all).
 	q := sessionFilter{userID: userID}.where("", now)
-	rows, err := tx.Query(ctx, `SELECT id::text, created_at FROM sessions WHERE `+q.sql()+`
-		ORDER BY last_active_at DESC, id DESC LIMIT `+q.bind(maxSessionCap+1), q.args...)
+	sql := `SELECT id::text, created_at FROM sessions WHERE ` + q.sql() + `
+		ORDER BY last_active_at DESC, id DESC LIMIT ` + q.bind(maxSessionCap+1)
+	rows, err := tx.Query(ctx, sql, q.args...)
 	if err != nil {
 		return err
 	}
@@ -268,7 +269,8 @@ func (s *Service) sweepBatch(ctx context.Context, filter func(time.Time) session
 		// The bound is inclusive (a session idle for exactly the timeout
 		// ends), as at refresh.
 		q := filter(now.Add(-d).Add(time.Microsecond)).where("", now)
-		rows, err := tx.Query(ctx, `SELECT id::text FROM sessions WHERE `+q.sql()+` LIMIT `+q.bind(policySweepRows)+` FOR UPDATE SKIP LOCKED`, q.args...)
+		sql := `SELECT id::text FROM sessions WHERE ` + q.sql() + ` LIMIT ` + q.bind(policySweepRows) + ` FOR UPDATE SKIP LOCKED`
+		rows, err := tx.Query(ctx, sql, q.args...)
 		if err != nil {
 			return err
 		}

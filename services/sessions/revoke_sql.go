@@ -35,6 +35,9 @@ type sessionFilter struct {
 	// ofRule selects the sessions a rule covers: they count as live, where
 	// every other filter leaves them out (ruleCovers).
 	ofRule bool
+	// noGlobalAdmins leaves global admins' sessions out: an org admin's
+	// bulk revocation never reaches them.
+	noGlobalAdmins bool
 }
 
 // ruleTargets selects the live sessions of org (of role; every role when
@@ -71,6 +74,9 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 	}
 	if f.role != "" {
 		q.add(prefix+"user_id IN (SELECT id FROM users WHERE role = ?)", f.role)
+	}
+	if f.noGlobalAdmins {
+		q.add(prefix + "user_id NOT IN (SELECT id FROM users WHERE role = 'global_admin')")
 	}
 	if f.deviceType != "" {
 		q.add(prefix+"device_type = ?", f.deviceType)

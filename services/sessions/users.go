@@ -202,7 +202,8 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 		}
 		q := &query{}
 		cols := userColumns(q, s.now())
-		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+cols+` FROM users u WHERE u.id = `+q.bind(userID), q.args...))
+		sql := `SELECT ` + cols + ` FROM users u WHERE u.id = ` + q.bind(userID)
+		u, err = scanUser(tx.QueryRow(ctx, sql, q.args...))
 		return err
 	})
 	if err != nil {

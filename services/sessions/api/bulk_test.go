@@ -151,3 +151,34 @@ func TestBulkRevocationScopeAndBadInput(t *testing.T) {
 		t.Fatal("refused input wrote an audit entry")
 	}
 }
+
+// TestOrgAdminBulkRevocationSparesGlobalAdmins: a global admin is never in
+// an org admin's scope, even in its own org: the org admin's bulk
+// revocation of the org ends everyone else's sessions and none of the
+// global admin's, and naming the global_admin role is refused.
+func TestOrgAdminBulkRevocationSparesGlobalAdmins(t *testing.T) {
+	t.Parallel()
+	e := sessionstest.New(t)
+	org := e.Org("Mixed")
+	_, admin := e.NewUser(org, "org_admin")
+	_, root := e.NewUser(org, "global_admin")
+	_, user := e.NewUser(org, "user")
+	var dry struct {
+		MatchedSessions int `json:"matched_sessions"`
+	}
+	if code := e.Call("POST", "/v1/revocations", admin.AccessToken, map[string]any{"org_id": org, "dry_run": true}, &dry); code != 200 || dry.MatchedSessions != 2 {
+		t.Fatalf("dry run: %d %+v, want the org admin's and the user's sessions", code, dry)
+	}
+	if code := e.Call("POST", "/v1/revocations", admin.AccessToken, map[string]any{"org_id": org, "role": "global_admin"}, nil); code != 403 {
+		t.Fatalf("an org admin naming global_admin: %d, want 403", code)
+	}
+	if code := e.Call("POST", "/v1/revocations", admin.AccessToken, map[string]any{"org_id": org, "reason_text": "reset"}, nil); code != 201 {
+		t.Fatalf("revoke: %d", code)
+	}
+	if e.Alive(user.AccessToken) || e.Alive(admin.AccessToken) {
+		t.Fatal("a session of the org survived")
+	}
+	if !e.Alive(root.AccessToken) {
+		t.Fatal("an org admin's bulk revocation ended a global admin's session")
+	}
+}

@@ -90,7 +90,7 @@ func TestManageDevices(t *testing.T) {
 		{"PATCH", "/v1/me/sessions/" + laptop.SessionID, `{}`, "device_name"},
 		{"POST", "/v1/auth/login", `{"email":"` + email + `","password":"password-1","device":{"id":"` + strings.Repeat("x", 129) + `"}}`, "device.id"},
 		{"POST", "/v1/auth/login", `{"email":"` + email + `","password":"password-1","device":{"id":"a\u0007b"}}`, "device.id"},
-		{"POST", "/v1/auth/login", `{"email":"` + email + `","password":"password-1","device":{"name":"` + strings.Repeat("n", 101) + `"}}`, "device.name"},
+		{"POST", "/v1/auth/login", `{"email":"` + email + `","password":"password-1","device":{"name":"` + strings.Repeat("n", 201) + `"}}`, "device.name"},
 	} {
 		tok := ""
 		if bad.method == "PATCH" {
@@ -161,11 +161,33 @@ func TestOwnActivity(t *testing.T) {
 	if strings.Join(paged, ",") != strings.Join(actions, ",") {
 		t.Fatalf("pages of one: %v, want %v", paged, actions)
 	}
+	// An administrator's revocation shows no address: it is the admin's.
+	_, admin := e.NewUser(org, "org_admin")
+	if code := e.Call("DELETE", "/v1/sessions/"+laptop.SessionID, admin.AccessToken, nil, nil); code != 204 {
+		t.Fatalf("admin revoke: %d", code)
+	}
+	var mine sessions.ActivityPage
+	fresh := e.Login(email, "password-1")
+	if code := e.Call("GET", "/v1/me/activity", fresh.AccessToken, nil, &mine); code != 200 {
+		t.Fatalf("activity: %d", code)
+	}
+	found := false
+	for _, ev := range mine.Events {
+		if ev.Action == "session_revoked" && ev.Reason != nil && *ev.Reason == "admin_revoke" {
+			found = true
+			if ev.IP != nil {
+				t.Fatalf("the admin's revocation shows the address %s", *ev.IP)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the admin's revocation is not in the user's activity")
+	}
 	var theirs sessions.ActivityPage
 	if code := e.Call("GET", "/v1/me/activity", other.AccessToken, nil, &theirs); code != 200 || len(theirs.Events) != 1 {
 		t.Fatalf("another user sees %d events, want their own sign-in", len(theirs.Events))
 	}
-	sessionstest.AssertProblem(t, e.Raw("GET", "/v1/me/activity?cursor=nope", laptop.AccessToken, "", nil), 400)
+	sessionstest.AssertProblem(t, e.Raw("GET", "/v1/me/activity?cursor=nope", fresh.AccessToken, "", nil), 400)
 }
 
 // TestSessionCreatedEvents: every sign-in announces itself on

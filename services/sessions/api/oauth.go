@@ -150,10 +150,12 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
-	if err := h.svc.RevokeToken(r.Context(), tok, form.Get("token_type_hint"), h.meta(r)); err != nil {
+	id, p, err := h.svc.RevokeToken(r.Context(), tok, form.Get("token_type_hint"), h.meta(r))
+	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
+	h.receiptFor(w, r, id, p)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }

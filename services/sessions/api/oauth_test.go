@@ -150,6 +150,21 @@ func TestRFC7009Revocation(t *testing.T) {
 	if after := e.Snapshot(); after["sessions_revoked"] != before["sessions_revoked"] || after["outbox"] != before["outbox"] {
 		t.Fatalf("an invalid token changed something: %v → %v", before, after)
 	}
+	// Like every revoking call, it names its receipt, and waits on asking.
+	another := e.Login(email, "password-1")
+	for _, tok := range []string{another.RefreshToken, "garbage"} {
+		req, _ := http.NewRequest("POST", e.Srv.URL+"/oauth2/revoke", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Prefer", "wait=2")
+		resp, err := e.Srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(resp.Header.Get("Revocation-Id")) != 36 || resp.Header.Get("Revocation-Status") == "" {
+			t.Fatalf("%s: %d, headers %v", tok, resp.StatusCode, resp.Header)
+		}
+	}
 	if code, out := form(t, e, "/oauth2/revoke", "", "", url.Values{}); code != 400 || out["error"] != "invalid_request" {
 		t.Fatalf("no token: %d %v", code, out)
 	}

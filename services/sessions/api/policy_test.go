@@ -95,6 +95,13 @@ func TestSessionCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.Snapshot()
+	for range 3 { // a refusal for the cap is no failed sign-in: no lockout follows
+		r := e.Raw("POST", "/v1/auth/login", "", "application/json", []byte(`{"email":"`+email+`","password":"password-1"}`))
+		sessionstest.AssertProblem(t, r, 409)
+	}
+	if n := e.Count("login_failures"); n != before["login_failures"] {
+		t.Fatalf("refusals for the cap counted as %d failed sign-ins", n-before["login_failures"])
+	}
 	r := e.Raw("POST", "/v1/auth/login", "", "application/json", []byte(`{"email":"`+email+`","password":"password-1"}`))
 	sessionstest.AssertProblem(t, r, 409)
 	if !strings.Contains(string(r.Body), "urn:sessionguard:problem:session_limit") {

@@ -52,12 +52,23 @@ func awaitable(next http.Handler) http.Handler {
 // receipt sets the headers of a revoking call's answer, waiting first when
 // the caller asked to.
 func (h *Handler) receipt(w http.ResponseWriter, r *http.Request, id string) {
+	h.receiptFor(w, r, id, principal(r))
+}
+
+// receiptFor is receipt for a receipt p may read (a call whose caller is
+// not the signed-in user, as RFC 7009's).
+func (h *Handler) receiptFor(w http.ResponseWriter, r *http.Request, id string, p sessions.Principal) {
 	w.Header().Set("Revocation-Id", id)
 	d, ok := preferWait(r)
 	if !ok {
 		return
 	}
-	rc, err := h.receipts.Wait(r.Context(), principal(r), id, d)
+	if p.UserID == "" { // nothing was revoked: enforced at once
+		w.Header().Set("Revocation-Status", receipts.Enforced)
+		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(d/time.Second)))
+		return
+	}
+	rc, err := h.receipts.Wait(r.Context(), p, id, d)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "receipt wait failed", "error", err.Error(), "revocation_id", id)
 		rc.Status = receipts.Committed

@@ -18,7 +18,7 @@ func (h *Handler) Mount(r chi.Router) {
 	r.Post("/v1/auth/login", h.login)
 	r.Post("/v1/auth/refresh", h.refresh)
 	r.Post("/oauth2/token", h.token)
-	r.Post("/oauth2/revoke", h.revokeToken)
+	r.With(awaitable).Post("/oauth2/revoke", h.revokeToken)
 	r.Post("/oauth2/introspect", h.introspect)
 
 	r.Group(func(r chi.Router) {
