@@ -133,22 +133,26 @@ func (s *Service) introspectRefresh(ctx context.Context, c Client, token string)
 	}
 	now := s.now()
 	var (
-		sub, sid, org string
-		exp           time.Time
+		sub, sid, org         string
+		exp, created, lastUse time.Time
+		pol                   Policy
 	)
-	err := s.pool.QueryRow(ctx, `SELECT s.user_id::text, s.id::text, s.org_id::text, rt.expires_at
+	err := s.pool.QueryRow(ctx, `SELECT s.user_id::text, s.id::text, s.org_id::text, rt.expires_at, s.created_at, s.last_active_at,
+			COALESCE(op.idle_timeout, '0s'), COALESCE(op.max_session_lifetime, '0s')
 		FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
+		LEFT JOIN org_policies op ON op.org_id = s.org_id
 		WHERE rt.token_hash = $1 AND rt.rotated_at IS NULL AND rt.expires_at > $2
 		  AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT `+ruleCovers("s.", "$2")+`
-		  AND u.disabled_at IS NULL AND u.erased_at IS NULL`, hashToken(token), now).Scan(&sub, &sid, &org, &exp)
+		  AND u.disabled_at IS NULL AND u.erased_at IS NULL`, hashToken(token), now).
+		Scan(&sub, &sid, &org, &exp, &created, &lastUse, &pol.IdleTimeout, &pol.MaxSessionLifetime)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return inactive, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: introspect: %w", ErrUnavailable, err)
 	}
-	if c.OrgID != nil && *c.OrgID != org {
-		return inactive, nil
+	if _, ended := pol.ended(created, lastUse, now); ended || (c.OrgID != nil && *c.OrgID != org) {
+		return inactive, nil // a session the org's policy ends refreshes no more
 	}
 	return Introspection{"active": true, "token_type": "refresh_token", "sub": sub, "sid": sid, "org": org, "exp": exp.Unix()}, nil
 }

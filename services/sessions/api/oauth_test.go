@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionguard/revoke/services/sessions/sessionstest"
 )
@@ -205,6 +206,21 @@ func TestRFC7662Introspection(t *testing.T) {
 	}
 	if _, got := ask(outsider, pair.AccessToken); got["active"] != false || len(got) != 1 {
 		t.Fatalf("another org's client: %v", got)
+	}
+	// A refresh token of a session the org's policy has ended (idle) is not
+	// active, as its refresh would be refused.
+	if code := e.Call("PUT", "/v1/orgs/"+org+"/policy", e.Admin.AccessToken, map[string]any{"idle_timeout": "10m"}, nil); code != 200 {
+		t.Fatalf("policy: %d", code)
+	}
+	if _, err := e.Pool.Exec(t.Context(), `UPDATE sessions SET last_active_at = now() - interval '11 minutes' WHERE id = $1`, pair.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Set(time.Now())
+	if _, got := ask(rs, pair.RefreshToken); got["active"] != false {
+		t.Fatalf("an idle session's refresh token: %v", got)
+	}
+	if code := e.Call("PUT", "/v1/orgs/"+org+"/policy", e.Admin.AccessToken, map[string]any{}, nil); code != 200 {
+		t.Fatalf("policy: %d", code)
 	}
 	if code := e.Call("DELETE", "/v1/me/sessions/"+pair.SessionID, pair.AccessToken, nil, nil); code != 204 {
 		t.Fatalf("revoke: %d", code)
