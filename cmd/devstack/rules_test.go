@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -33,22 +34,9 @@ func TestOrgRuleAtEveryVerifier(t *testing.T) {
 	covered := []pair{s.login("ana@ruled.example", "password-1"), s.login("bo@ruled.example", "password-1"), s.login("ana@ruled.example", "password-1")}
 	boss := s.login("boss@ruled.example", "password-1")
 
-	b, _ := json.Marshal(map[string]any{"org_id": org, "role": "user", "reason_text": "SSO compromised"})
-	req, _ := http.NewRequest(http.MethodPost, s.api+"/v1/revocations", bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+s.admin)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Prefer", "wait=5")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res struct {
-		RevokedSessions int `json:"revoked_sessions"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&res)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || res.RevokedSessions != 3 || resp.Header.Get("Revocation-Status") != "enforced" {
-		t.Fatalf("bulk revoke: %d %+v %v", resp.StatusCode, res, resp.Header)
+	code, res, status := s.bulkRevoke(map[string]any{"org_id": org, "role": "user", "reason_text": "SSO compromised"}, 5)
+	if code != http.StatusCreated || res.RevokedSessions != 3 || status != "enforced" {
+		t.Fatalf("bulk revoke: %d %+v %s", code, res, status)
 	}
 	after := s.login("bo@ruled.example", "password-1")
 	authBefore := cv.authBefore(org)
@@ -167,24 +155,9 @@ func TestBulkRevocationInBatchesAtEveryGateway(t *testing.T) {
 		}
 	}
 
-	b, _ := json.Marshal(map[string]any{"org_id": org, "device_type": "android", "reason_text": "lost phones"})
-	req, _ := http.NewRequest(http.MethodPost, s.api+"/v1/revocations", bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+s.admin)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Prefer", "wait=10")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res struct {
-		RevocationID    string `json:"revocation_id"`
-		RevokedSessions int    `json:"revoked_sessions"`
-		RevokedUsers    int    `json:"revoked_users"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&res)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || res.RevokedSessions != extra+len(phones) || res.RevokedUsers != 2 || resp.Header.Get("Revocation-Status") != "enforced" {
-		t.Fatalf("bulk revoke: %d %+v %v", resp.StatusCode, res, resp.Header)
+	code, res, status := s.bulkRevoke(map[string]any{"org_id": org, "device_type": "android", "reason_text": "lost phones"}, 10)
+	if code != http.StatusCreated || res.RevokedSessions != extra+len(phones) || res.RevokedUsers != 2 || status != "enforced" {
+		t.Fatalf("bulk revoke: %d %+v %s", code, res, status)
 	}
 	later := s.device("ana@batched.example", "app", "android", "Pixel 3")
 	for _, p := range phones {
@@ -265,4 +238,30 @@ func TestPolicySweepAtTheGateways(t *testing.T) {
 	if err := s.pool().QueryRow(t.Context(), `SELECT revoked_reason FROM sessions WHERE id = $1`, quiet.SessionID).Scan(&reason); err != nil || reason != "idle_timeout" {
 		t.Fatalf("the swept session: %q %v", reason, err)
 	}
+}
+
+// bulkResult is the answer of POST /v1/revocations.
+type bulkResult struct {
+	RevocationID    string `json:"revocation_id"`
+	RevokedSessions int    `json:"revoked_sessions"`
+	RevokedUsers    int    `json:"revoked_users"`
+}
+
+// bulkRevoke sends POST /v1/revocations as the admin with Prefer: wait=N
+// and returns the status, the answer and its Revocation-Status.
+func (s *system) bulkRevoke(body map[string]any, wait int) (int, bulkResult, string) {
+	s.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, s.api+"/v1/revocations", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+s.admin)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", fmt.Sprintf("wait=%d", wait))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res bulkResult
+	_ = json.NewDecoder(resp.Body).Decode(&res)
+	return resp.StatusCode, res, resp.Header.Get("Revocation-Status")
 }

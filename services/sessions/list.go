@@ -57,11 +57,7 @@ func scanSessionInto(row pgx.CollectableRow, s *Session, extra ...any) error {
 		s.IP = &a
 	}
 	s.CreatedAt, s.LastActiveAt, s.ExpiresAt = s.CreatedAt.UTC(), s.LastActiveAt.UTC(), s.ExpiresAt.UTC()
-	ua := ""
-	if s.UserAgent != nil {
-		ua = *s.UserAgent
-	}
-	s.Client = ClientLabel(ua)
+	s.Client = ClientLabel(orEmpty(s.UserAgent))
 	return err
 }
 

@@ -103,26 +103,26 @@ func (s *Service) Introspect(ctx context.Context, c Client, token, hint string) 
 			return out, err
 		}
 	}
-	{
-		if p, err := s.Authenticate(ctx, token); err == nil {
-			cl, err := s.verify(ctx, token, s.now())
-			if err != nil || (c.OrgID != nil && *c.OrgID != p.OrgID) {
-				return inactive, nil
-			}
-			out := Introspection{"active": true, "token_type": "access_token", "iss": cl.Issuer, "sub": cl.Subject, "aud": cl.Audience,
-				"exp": cl.ExpiresAt.Unix(), "iat": numericDate(cl.IssuedAt), "jti": cl.ID, "sid": cl.SessionID, "org": cl.Org, "role": cl.Role}
-			if !cl.NotBefore.IsZero() {
-				out["nbf"] = cl.NotBefore.Unix()
-			}
-			if !cl.AuthTime.IsZero() {
-				out["auth_time"] = numericDate(cl.AuthTime)
-			}
-			return out, nil
-		} else if !errors.Is(err, ErrUnauthorized) {
-			return nil, err
-		}
+	cl, err := s.authenticated(ctx, token)
+	switch {
+	case errors.Is(err, ErrUnauthorized) && hint == "refresh_token":
+		return inactive, nil // tried as a refresh token already
+	case errors.Is(err, ErrUnauthorized):
+		return s.introspectRefresh(ctx, c, token)
+	case err != nil:
+		return nil, err
+	case c.OrgID != nil && *c.OrgID != cl.Org:
+		return inactive, nil
 	}
-	return s.introspectRefresh(ctx, c, token)
+	out := Introspection{"active": true, "token_type": "access_token", "iss": cl.Issuer, "sub": cl.Subject, "aud": cl.Audience,
+		"exp": cl.ExpiresAt.Unix(), "iat": numericDate(cl.IssuedAt), "jti": cl.ID, "sid": cl.SessionID, "org": cl.Org, "role": cl.Role}
+	if !cl.NotBefore.IsZero() {
+		out["nbf"] = cl.NotBefore.Unix()
+	}
+	if !cl.AuthTime.IsZero() {
+		out["auth_time"] = numericDate(cl.AuthTime)
+	}
+	return out, nil
 }
 
 // introspectRefresh is Introspect for a refresh token: active while it is

@@ -250,10 +250,11 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 // ErrNotFound when the user does not exist, is erased or is out of scope.
 func lockUserInScope(ctx context.Context, tx pgx.Tx, userID, scope string) (string, error) {
 	var orgID string
-	// A global admin is never in an org admin's scope, even in its own org.
-	err := tx.QueryRow(ctx, `SELECT org_id FROM users WHERE id = $1 AND erased_at IS NULL
-		AND ($2::uuid IS NULL OR (org_id = $2 AND role <> 'global_admin')) FOR UPDATE`,
-		userID, nullable(scope)).Scan(&orgID)
+	q := &query{}
+	q.add("u.id = ?", userID)
+	inScope(q, scope)
+	sql := `SELECT u.org_id FROM users u WHERE ` + q.sql() + ` FOR UPDATE`
+	err := tx.QueryRow(ctx, sql, q.args...).Scan(&orgID)
 	if err == pgx.ErrNoRows {
 		return "", fmt.Errorf("%w: no user with this id in your scope", ErrNotFound)
 	}

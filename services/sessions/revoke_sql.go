@@ -91,8 +91,8 @@ func (f sessionFilter) conds(q *query, prefix string, now time.Time) {
 
 // ruleCovers is the SQL condition "a live revocation rule covers this
 // session". prefix qualifies the session's columns (a table alias such as
-// "s.", or "" for the sessions table itself) and now is the placeholder of
-// the current time. A rule covers the sessions of its org, of its role (or
+// "s.", or "" for the sessions table itself) and now is the bound query
+// parameter ("$3", say) that holds the current time. A rule covers the sessions of its org, of its role (or
 // every role when it has none), created before its auth_before, until it
 // expires. Such a session counts as revoked from the rule's commit on,
 // before the rule marker has marked its row.

@@ -154,10 +154,19 @@ type TokenPair struct {
 // user's not-before. Errors wrap ErrUnauthorized (with the reason) or
 // ErrUnavailable.
 func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, error) {
+	c, err := s.authenticated(ctx, raw)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{UserID: c.Subject, OrgID: c.Org, SessionID: c.SessionID, Role: c.Role, TokenID: c.ID}, nil
+}
+
+// authenticated is Authenticate's check, answering the token's claims.
+func (s *Service) authenticated(ctx context.Context, raw string) (tokens.Claims, error) {
 	now := s.now()
 	c, err := s.verify(ctx, raw, now)
 	if err != nil {
-		return Principal{}, err
+		return tokens.Claims{}, err
 	}
 	var (
 		sessionDead, userDead, tokenRevoked bool
@@ -173,19 +182,19 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		c.SessionID, c.Subject, now, c.ID).Scan(&sessionDead, &userDead, &notBefore, &tokenRevoked)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return Principal{}, fmt.Errorf("%w: unknown session", ErrUnauthorized)
+		return tokens.Claims{}, fmt.Errorf("%w: unknown session", ErrUnauthorized)
 	case err != nil:
-		return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return tokens.Claims{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case sessionDead:
-		return Principal{}, fmt.Errorf("%w: session revoked", ErrUnauthorized)
+		return tokens.Claims{}, fmt.Errorf("%w: session revoked", ErrUnauthorized)
 	case userDead:
-		return Principal{}, fmt.Errorf("%w: user disabled", ErrUnauthorized)
+		return tokens.Claims{}, fmt.Errorf("%w: user disabled", ErrUnauthorized)
 	case tokenRevoked:
-		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
+		return tokens.Claims{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
 	case notBefore != nil && c.IssuedAt.Before(*notBefore):
-		return Principal{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
+		return tokens.Claims{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
 	}
-	return Principal{UserID: c.Subject, OrgID: c.Org, SessionID: c.SessionID, Role: c.Role, TokenID: c.ID}, nil
+	return c, nil
 }
 
 // verifiedTokensMax bounds each generation of the verified-token cache: 2

@@ -95,7 +95,7 @@ func (h *Handler) client(w http.ResponseWriter, r *http.Request) (sessions.Clien
 		secret, _ = url.QueryUnescape(secret)
 	}
 	c, err := h.svc.AuthenticateClient(r.Context(), id, secret)
-	if errors.Is(err, sessions.ErrUnauthorized) || !ok {
+	if errors.Is(err, sessions.ErrUnauthorized) { // no credentials included
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: HTTP Basic with the client's id and secret")
 		return sessions.Client{}, false
 	}
