@@ -68,6 +68,12 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 		if err := out.queue(b, revocation{}, conf); err != nil {
 			return err
 		}
+		if result == "erased" { // the receivers hear of it once, with no email: this transaction erases it
+			if err := out.queueSignal(b, orgID, events.AccountSignal{EventID: uuid.NewString(), Org: orgID, Sub: req.UserID,
+				Change: events.AccountPurged, At: now.UTC()}); err != nil {
+				return err
+			}
+		}
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {

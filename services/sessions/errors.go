@@ -24,6 +24,9 @@ var (
 	// ErrOverloaded says that the work was shed rather than queued for
 	// long (password hashing past its queue); the client may retry shortly.
 	ErrOverloaded = errors.New("overloaded")
+	// ErrTooSoon refuses a request made sooner than its interval allows (a
+	// Shared Signals verification within min_verification_interval).
+	ErrTooSoon = errors.New("too soon")
 )
 
 // rateLimitedError says that logins are refused until RetryAfter has passed.
@@ -116,6 +119,7 @@ var failures = []failure{
 	{sentinel: ErrNotFound, status: http.StatusNotFound, slug: "not-found"},
 	{sentinel: ErrSessionLimit, status: http.StatusConflict, slug: "session_limit"},
 	{sentinel: ErrConflict, status: http.StatusConflict, slug: "conflict"},
+	{sentinel: ErrTooSoon, status: http.StatusTooManyRequests, slug: "too-soon", retry: time.Second},
 	{sentinel: ErrOverloaded, status: http.StatusServiceUnavailable, slug: "overloaded", retry: time.Second,
 		detail: "too many sign-ins at once; retry in a second", message: "Too many sign-ins at once. Try again in a second."},
 	{match: isDataException, status: http.StatusBadRequest, slug: "invalid-request",

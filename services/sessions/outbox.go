@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
@@ -70,6 +71,31 @@ func (o *outboxRows) queue(b *pgx.Batch, r revocation, evs ...events.Event) erro
 	}
 	b.Queue(`INSERT INTO outbox (event_id, subject, payload, receipt_id) SELECT *, $4::uuid FROM unnest($1::uuid[], $2::text[], $3::bytea[])`,
 		ids, subjects, payloads, nullable(receipt))
+	return nil
+}
+
+// queueSignal adds ev, a signal for the Shared Signals transmitter about
+// org, to b, and remembers it, but only when a live stream takes org's
+// signals (see sessionsSignal).
+func (o *outboxRows) queueSignal(b *pgx.Batch, org string, ev events.Event) error {
+	p, err := events.Encode(ev)
+	if err != nil {
+		return err
+	}
+	m := outbox.Message{EventID: ev.ID(), Subject: ev.Subject(), Payload: p}
+	b.Queue(`INSERT INTO outbox (event_id, subject, payload) SELECT $1, $2, $3
+		WHERE EXISTS (SELECT 1 FROM ssf_streams WHERE org_id IS NULL OR org_id = $4) RETURNING true`, m.EventID, m.Subject, m.Payload, org).
+		QueryRow(func(row pgx.Row) error {
+			var sent bool
+			switch err := row.Scan(&sent); {
+			case errors.Is(err, pgx.ErrNoRows):
+				return nil
+			case err != nil:
+				return err
+			}
+			*o = append(*o, m)
+			return nil
+		})
 	return nil
 }
 

@@ -94,7 +94,10 @@ func (s *Service) revocationExpires(now time.Time) time.Time {
 // (issuedAt), both by at least a microsecond, so a verifier that reads
 // NumericDates as floats or truncates them decides the same.
 func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, userID, orgID string, r revocation, out *outboxRows) (int, error) {
-	var notBefore time.Time
+	var (
+		notBefore time.Time
+		email     *string
+	)
 	b := &pgx.Batch{}
 	// The row lock comes first, in a statement of its own: the UPDATE's
 	// subquery reads the snapshot its statement starts with, which must
@@ -103,7 +106,7 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	b.Queue(`UPDATE users SET updated_at = $2, tokens_not_before = GREATEST($2::timestamptz,
 			tokens_not_before + interval '1 microsecond',
 			(SELECT max(access_issued_at) + interval '1 microsecond' FROM sessions WHERE user_id = $1 AND revoked_at IS NULL))
-		WHERE id = $1 RETURNING tokens_not_before`, userID, now).QueryRow(func(row pgx.Row) error { return row.Scan(&notBefore) })
+		WHERE id = $1 RETURNING tokens_not_before, email`, userID, now).QueryRow(func(row pgx.Row) error { return row.Scan(&notBefore, &email) })
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
 	}
@@ -127,6 +130,17 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	}
 	queueReceipt(b, r, orgID, 1)
 	if len(sids) > 0 {
+		sig := events.SessionsSignal{EventID: uuid.NewString(), Org: orgID, Reason: r.reason, ActorID: r.actorID, Note: r.note, RevokedAt: now.UTC()}
+		for _, sid := range sids {
+			ss := events.SignalSession{SID: sid, Sub: userID}
+			if email != nil && r.reason != events.ReasonErasure { // an erasure erases the email in this transaction
+				ss.Email = *email
+			}
+			sig.Sessions = append(sig.Sessions, ss)
+		}
+		if err := out.queueSignal(b, orgID, sig); err != nil {
+			return 0, err
+		}
 		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at, detail)
 			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7, $8::jsonb FROM unnest($1::uuid[]) AS x(sid)`,
 			sids, nullable(r.actorID), orgID, userID, nullableIP(r.ip), string(r.reason), now, r.detail())

@@ -152,18 +152,29 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 		SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + `, ` + detail + `::jsonb FROM ev),
 	receipt AS (INSERT INTO revocation_receipts (id, actor_id, org_id, reason, events, awaited, complete)
 		SELECT ` + receipt + `::uuid, ` + actor + `::uuid, COALESCE((SELECT org_id FROM revoked LIMIT 1), ` + receiptOrg + `::uuid), ` + reason + `, count(*), ` + awaited + `::boolean, ` + complete + `::boolean FROM revoked
-		ON CONFLICT (id) DO UPDATE SET events = revocation_receipts.events + EXCLUDED.events, complete = EXCLUDED.complete)
+		ON CONFLICT (id) DO UPDATE SET events = revocation_receipts.events + EXCLUDED.events, complete = EXCLUDED.complete),
+	` + sessionsSignal(q, "ev", r, at) + `
 	INSERT INTO outbox (event_id, subject, payload, receipt_id)
 		SELECT event_id, ` + subject + `, convert_to(` + payload.sql(q, "event_id::text", "id::text", "user_id::text", "org_id::text") + `, 'UTF8'), ` + receipt + `::uuid FROM ev
-	RETURNING event_id::text, payload`
+		UNION ALL ` + signalRows + `
+	RETURNING event_id::text, subject, payload, receipt_id IS NOT NULL`
 	rows, err := db.Query(ctx, sql, q.args...)
 	if err != nil {
 		return 0, err
 	}
-	msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Message, error) {
-		m := outbox.Message{Subject: events.SubjectSessionRevoked}
-		err := row.Scan(&m.EventID, &m.Payload)
-		return m, err
+	var (
+		msgs, signals []outbox.Message
+		m             outbox.Message
+		ofReceipt     bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&m.EventID, &m.Subject, &m.Payload, &ofReceipt}, func() error {
+		if ofReceipt {
+			msgs = append(msgs, m)
+		} else {
+			signals = append(signals, m)
+		}
+		m = outbox.Message{}
+		return nil
 	})
 	if err != nil {
 		return 0, err
@@ -176,9 +187,36 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 	for i := range msgs {
 		msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = r.receipt, total, r.awaited
 	}
-	*out = append(*out, msgs...)
+	*out = append(append(*out, msgs...), signals...)
 	s.metrics.revocations.WithLabelValues(string(r.reason)).Add(float64(len(msgs)))
 	return len(msgs), nil
+}
+
+// signalRows is the SELECT of the outbox rows of the signals that
+// sessionsSignal makes, in the columns (event_id, subject, payload,
+// receipt_id) of an INSERT INTO outbox.
+const signalRows = `SELECT event_id, subject, payload, NULL::uuid FROM signal`
+
+// sessionsSignal is a CTE, named signal, that makes the outbox rows of the
+// transmitter's signals (events.SessionsSignal) of the sessions that the
+// CTE src names (columns id, user_id, org_id), revoked for r at the bound
+// parameter at: one row per org, and only for an org whose signals a live
+// Shared Signals stream takes, so that revocations pay nothing for a
+// transmitter nobody listens to. A revocation by erasure leaves the
+// emails out: the same transaction erases them.
+func sessionsSignal(q *query, src string, r revocation, at string) string {
+	email := "u.email"
+	if r.reason == events.ReasonErasure {
+		email = "NULL"
+	}
+	reason, actor, note := q.bind(string(r.reason)), q.bind(nullable(r.actorID)), q.bind(nullable(r.note))
+	return `signal AS MATERIALIZED (SELECT g.event_id, '` + events.SignalsPrefix + `org.' || g.org_id::text || '.sessions' AS subject,
+			convert_to(json_build_object('event_id', g.event_id, 'org', g.org_id, 'reason', ` + reason + `::text, 'actor_id', ` + actor + `::uuid,
+				'note', ` + note + `::text, 'revoked_at', ` + at + `::timestamptz, 'sessions', g.sessions)::text, 'UTF8') AS payload
+		FROM (SELECT gen_random_uuid() AS event_id, org_id, sessions FROM (
+			SELECT src.org_id, json_agg(json_build_object('sid', src.id, 'sub', src.user_id, 'email', ` + email + `) ORDER BY src.id) AS sessions
+			FROM ` + src + ` src JOIN users u ON u.id = src.user_id GROUP BY src.org_id
+			HAVING EXISTS (SELECT 1 FROM ssf_streams st WHERE st.org_id IS NULL OR st.org_id = src.org_id)) per_org OFFSET 0) g)`
 }
 
 // payloadTemplate is an event's JSON with holes where values go that only

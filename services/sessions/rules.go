@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/outbox"
 )
 
 // ruleOnly reports whether f can be enforced as one org rule: nothing but
@@ -110,6 +111,7 @@ type rule struct {
 func (s *Service) MarkRules(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
+	var out outboxRows
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, org_id, COALESCE(role, ''), auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
 			WHERE marked_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED`, rulesAtOnce)
@@ -127,15 +129,30 @@ func (s *Service) MarkRules(ctx context.Context) (int, error) {
 		for _, r := range rules {
 			q := ruleTargets(r.org, r.role, r.authBefore).where("", now)
 			at, reason, actor, ip := q.bind(r.revokedAt), q.bind(string(events.ReasonAdminBulkRevoke)), q.bind(r.actor), q.bind(r.ip)
-			err = tx.QueryRow(ctx, `WITH batch AS (SELECT id FROM sessions WHERE `+q.sql()+` LIMIT `+q.bind(ruleMarkBatch)+` FOR UPDATE SKIP LOCKED),
-				marked AS (UPDATE sessions SET revoked_at = `+at+`, revoked_reason = `+reason+`, revoked_by = `+actor+`::uuid
+			rev := revocation{reason: events.ReasonAdminBulkRevoke}
+			if r.actor != nil {
+				rev.actorID = *r.actor
+			}
+			// The rule's org is one: one signal at most.
+			var sig outbox.Message
+			sql := `WITH batch AS (SELECT id FROM sessions WHERE ` + q.sql() + ` LIMIT ` + q.bind(ruleMarkBatch) + ` FOR UPDATE SKIP LOCKED),
+				marked AS (UPDATE sessions SET revoked_at = ` + at + `, revoked_reason = ` + reason + `, revoked_by = ` + actor + `::uuid
 					FROM batch WHERE sessions.id = batch.id RETURNING sessions.id, sessions.user_id, sessions.org_id),
 				tokens AS (DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM marked)),
 				audit AS (INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at)
-					SELECT 'session_revoked', `+actor+`::uuid, org_id, user_id, id, `+ip+`::inet, `+reason+`, `+at+` FROM marked)
-				SELECT count(*) FROM marked`, q.args...).Scan(&n)
-			if err != nil || n > 0 {
+					SELECT 'session_revoked', ` + actor + `::uuid, org_id, user_id, id, ` + ip + `::inet, ` + reason + `, ` + at + ` FROM marked),
+				` + sessionsSignal(q, "marked", rev, at) + `,
+				sent AS (INSERT INTO outbox (event_id, subject, payload, receipt_id) ` + signalRows + ` RETURNING event_id::text, subject, payload)
+				SELECT (SELECT count(*) FROM marked), COALESCE((SELECT event_id FROM sent), ''), COALESCE((SELECT subject FROM sent), ''), (SELECT payload FROM sent)`
+			err = tx.QueryRow(ctx, sql, q.args...).Scan(&n, &sig.EventID, &sig.Subject, &sig.Payload)
+			if err != nil {
 				return err
+			}
+			if sig.EventID != "" {
+				out = append(out, sig)
+			}
+			if n > 0 {
+				return nil
 			}
 			if now.After(r.authBefore.Add(ruleSettle)) {
 				if _, err := tx.Exec(ctx, `UPDATE revocation_rules SET marked_at = $2 WHERE id = $1`, r.id, now); err != nil {
@@ -148,6 +165,7 @@ func (s *Service) MarkRules(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: rule marking: %w", ErrUnavailable, err)
 	}
+	s.committed(ctx, out)
 	if n == 0 {
 		return 0, ErrNoRuleToMark
 	}

@@ -203,8 +203,19 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 		q := &query{}
 		cols := userColumns(q, s.now())
 		sql := `SELECT ` + cols + ` FROM users u WHERE u.id = ` + q.bind(userID)
-		u, err = scanUser(tx.QueryRow(ctx, sql, q.args...))
-		return err
+		if u, err = scanUser(tx.QueryRow(ctx, sql, q.args...)); err != nil || disabled == was {
+			return err
+		}
+		change := events.AccountEnabled
+		if disabled {
+			change = events.AccountDisabled
+		}
+		b := &pgx.Batch{}
+		if err := out.queueSignal(b, orgID, events.AccountSignal{EventID: uuid.NewString(), Org: orgID, Sub: userID, Email: u.Email,
+			Change: change, ActorID: p.UserID, At: now.UTC()}); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return User{}, "", domainOr(err, "update user")

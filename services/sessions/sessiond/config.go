@@ -16,6 +16,7 @@ import (
 	"github.com/sessionguard/revoke/services/sessions"
 	"github.com/sessionguard/revoke/services/sessions/receipts"
 	"github.com/sessionguard/revoke/services/sessions/retention"
+	"github.com/sessionguard/revoke/services/sessions/ssf"
 )
 
 // Config is everything sessiond reads from its environment.
@@ -53,6 +54,10 @@ type Config struct {
 	// too old sessions (POLICY_SWEEP_INTERVAL, default 30 s; at most 1 m,
 	// as the contract publishes their revocations within a minute).
 	PolicySweep time.Duration
+	// SSF configures the Shared Signals transmitter: SSF_PAUSE_AFTER (how
+	// long a push receiver may fail before its stream is paused, default
+	// 1h) and SSF_ALLOW_HTTP (plain-http push endpoints, for a dev setup).
+	SSF ssf.Config
 }
 
 // ServiceConfigFromEnv reads the settings of the session service itself:
@@ -111,6 +116,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.PolicySweep > time.Minute {
 		r.Fail(errors.New("POLICY_SWEEP_INTERVAL: at most 1m: idle and too old sessions must be revoked within a minute"))
 	}
+	c.SSF = ssf.DefaultConfig(c.Service.Issuer)
+	c.SSF.PauseAfter = r.Duration("SSF_PAUSE_AFTER", c.SSF.PauseAfter, time.Second)
+	c.SSF.AllowHTTP = r.Bool("SSF_ALLOW_HTTP", false)
 	if kek := r.Raw("KEY_ENCRYPTION_KEY"); kek == "" {
 		r.Fail(errors.New("KEY_ENCRYPTION_KEY is required: 32 random bytes in base64 (`openssl rand -base64 32`); it seals the signing keys"))
 	} else {

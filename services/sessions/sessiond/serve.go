@@ -27,6 +27,7 @@ import (
 	"github.com/sessionguard/revoke/services/sessions/portal"
 	"github.com/sessionguard/revoke/services/sessions/receipts"
 	"github.com/sessionguard/revoke/services/sessions/retention"
+	"github.com/sessionguard/revoke/services/sessions/ssf"
 )
 
 // Serve runs sessiond until ctx ends, then shuts down gracefully. When ln is
@@ -76,7 +77,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	relayCfg.Retention = cfg.OutboxRetention
 	relayCfg.Prepare = func(ctx context.Context) error {
 		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
-			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream())
+			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream(), events.SignalsStream())
 	}
 	// Receipts: the fleet from the gateways' reports, and the relay's acks.
 	fleet := receipts.NewFleet(cfg.GatewaySilence, time.Now, reg)
@@ -107,9 +108,22 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 		}
 		return nil
 	}
+	// The Shared Signals transmitter: its own signing keys, its streams.
+	ssfKeys, err := ssf.NewKeys(pool, cfg.KEK)
+	if err != nil {
+		return err
+	}
+	if err := ssfKeys.Init(ctx); err != nil {
+		return err
+	}
+	transmitter, err := ssf.New(pool, js, svc, ssfKeys, relay, cfg.KEK, cfg.SSF, ssf.NewMetrics(reg), log.With("component", "ssf"))
+	if err != nil {
+		return err
+	}
 	handler := Routes(log, reg,
 		api.NewHandler(svc, rc, log, reg, cfg.TrustedProxies, ready),
-		portal.New(svc, rc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies}, log))
+		portal.New(svc, rc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies}, log),
+		transmitter)
 
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -146,7 +160,8 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	erasures := erasure.New(svc, js, reg, log.With("component", "erasure"))
 	purger := retention.New(pool, cfg.Retention, reg, log.With("component", "retention"))
 	var workers sync.WaitGroup
-	workers.Add(5)
+	workers.Add(6)
+	go func() { defer workers.Done(); transmitter.Run(bg) }()
 	go func() { defer workers.Done(); svc.RunRuleMarker(bg, time.Second) }()
 	go func() { defer workers.Done(); svc.RunPolicySweep(bg, cfg.PolicySweep) }()
 	go func() { defer workers.Done(); rc.Run(bg) }()
@@ -184,12 +199,16 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	return nil
 }
 
-// Routes is sessiond's HTTP surface: the API and the portal on one router,
+// Routes is sessiond's HTTP surface: the API, the portal and the Shared
+// Signals transmitter on one router,
 // with the request plumbing and metrics of httpx.NewRouter.
-func Routes(log *slog.Logger, reg prometheus.Registerer, a *api.Handler, p *portal.Portal) http.Handler {
+func Routes(log *slog.Logger, reg prometheus.Registerer, a *api.Handler, p *portal.Portal, t *ssf.Transmitter) http.Handler {
 	r := httpx.NewRouter(log, httpx.NewMetrics(reg, "sessiond"))
 	a.Mount(r)
 	p.Mount(r)
+	if t != nil { // a test of the API alone runs no transmitter
+		t.Mount(r)
+	}
 	return r
 }
 

@@ -166,7 +166,7 @@ func NewOn(t testing.TB, pool *pgxpool.Pool, cfg sessions.Config) *Env {
 func (e *Env) Handler(pc portal.Config) http.Handler {
 	reg := prometheus.NewRegistry()
 	ready := func(ctx context.Context) error { return e.Pool.Ping(ctx) }
-	return sessiond.Routes(e.Log, reg, api.NewHandler(e.Svc, e.Receipts, e.Log, reg, nil, ready), portal.New(e.Svc, e.Receipts, pc, e.Log))
+	return sessiond.Routes(e.Log, reg, api.NewHandler(e.Svc, e.Receipts, e.Log, reg, nil, ready), portal.New(e.Svc, e.Receipts, pc, e.Log), nil)
 }
 
 var emailSeq struct {

@@ -1,0 +1,602 @@
+package ssf
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionguard/revoke/events"
+)
+
+// Delivery. One replica at a time delivers: the one that holds the
+// transmitter's advisory lock, on a connection of its own. Its supervisor
+// looks at the streams every second (at once after a change made here),
+// starts the lanes of each live stream, restarts them when the stream
+// changes, and removes what a deleted stream or client leaves behind.
+
+// lockKey names the transmitter's advisory lock.
+const lockKey = "ssf_transmitter"
+
+// ackWait is how long JetStream waits for a lane's ack before it hands the
+// signal out again; a lane that retries a push says it is still at work
+// every ackWait/3. A lane that dies is redelivered its signal after this.
+const ackWait = 30 * time.Second
+
+// Lanes of a stream.
+const (
+	laneData    = "data"
+	laneControl = "control"
+)
+
+// consumerName is the durable consumer of one lane of stream id.
+func consumerName(id, lane string) string {
+	if lane == laneControl {
+		return "ssf-" + id + "-ctl"
+	}
+	return "ssf-" + id
+}
+
+// Run delivers the streams until ctx ends, while this replica holds the
+// transmitter's lock; the other replicas wait for it.
+func (t *Transmitter) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := t.lead(ctx); err != nil && ctx.Err() == nil {
+			t.log.WarnContext(ctx, "shared signals delivery interrupted; trying again", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// lead takes the lock, if it is free, and supervises until ctx ends or the
+// lock's connection fails.
+func (t *Transmitter) lead(ctx context.Context) error {
+	conn, err := t.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, lockKey).Scan(&got); err != nil || !got {
+		return err
+	}
+	defer func() {
+		// The lock goes with the session; a connection back in the pool
+		// must not keep it.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, lockKey)
+	}()
+	t.metrics.leader.Set(1)
+	defer t.metrics.leader.Set(0)
+	t.log.InfoContext(ctx, "delivering shared signals")
+	s := &supervisor{t: t, running: map[string]*runningStream{}}
+	defer s.stopAll()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		if _, err := conn.Exec(ctx, `SELECT 1`); err != nil {
+			return fmt.Errorf("the lock's connection: %w", err)
+		}
+		if err := s.sync(ctx); err != nil && ctx.Err() == nil {
+			t.log.WarnContext(ctx, "shared signals streams not synchronised", "error", err.Error())
+		}
+		if n%5 == 0 {
+			s.measure(ctx)
+		}
+		if n%30 == 0 {
+			s.dropOrphans(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-t.wake:
+		}
+	}
+}
+
+// supervisor runs the lanes of the live streams.
+type supervisor struct {
+	t       *Transmitter
+	running map[string]*runningStream
+}
+
+// runningStream is a stream whose lanes run, as of its updated_at.
+type runningStream struct {
+	st     *Stream
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func (r *runningStream) stop() {
+	r.cancel()
+	r.done.Wait()
+}
+
+func (s *supervisor) stopAll() {
+	for id, r := range s.running {
+		r.stop()
+		delete(s.running, id)
+	}
+}
+
+// sync makes the running lanes those of the streams as they are now.
+func (s *supervisor) sync(ctx context.Context) error {
+	t := s.t
+	// The streams of deleted clients go with them.
+	rows, err := t.pool.Query(ctx, `DELETE FROM ssf_streams s USING api_clients c WHERE c.id = s.client_id AND c.deleted_at IS NOT NULL RETURNING s.id::text`)
+	if err != nil {
+		return err
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, id := range gone {
+		t.dropConsumers(ctx, id)
+	}
+	rows, err = t.pool.Query(ctx, `SELECT `+streamColumns+` FROM ssf_streams s`)
+	if err != nil {
+		return err
+	}
+	live := map[string]*Stream{}
+	for rows.Next() {
+		st, err := t.scanStream(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		live[st.ID] = st
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for id, r := range s.running {
+		if st, ok := live[id]; !ok || !st.UpdatedAt.Equal(r.st.UpdatedAt) {
+			r.stop()
+			delete(s.running, id)
+			if !ok {
+				t.metrics.forget(id)
+				t.dropConsumers(ctx, id)
+			}
+		}
+	}
+	for id, st := range live {
+		if _, ok := s.running[id]; ok {
+			continue
+		}
+		if err := t.ensureConsumers(ctx, st); err != nil {
+			t.log.WarnContext(ctx, "shared signals stream not started", "stream_id", id, "error", err.Error())
+			continue
+		}
+		subs, err := t.choices(ctx, id)
+		if err != nil {
+			return err
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		r := &runningStream{st: st, cancel: cancel}
+		lanes := []string{laneControl}
+		if st.Status != StatusPaused {
+			lanes = append(lanes, laneData)
+		}
+		for _, lane := range lanes {
+			l := &worker{t: t, st: st, lane: lane, b: &builder{issuer: t.cfg.Issuer, keys: t.keys, st: st, subs: subs}}
+			r.done.Add(1)
+			go func() { defer r.done.Done(); l.run(lctx) }()
+		}
+		s.running[id] = r
+	}
+	return nil
+}
+
+// ensureConsumers creates the durable consumers of a stream's lanes, from
+// the stream's creation on.
+func (t *Transmitter) ensureConsumers(ctx context.Context, st *Stream) error {
+	start := st.CreatedAt
+	org := ""
+	if st.OrgID != nil {
+		org = *st.OrgID
+	}
+	for lane, filter := range map[string]string{laneData: events.OrgSignals(org), laneControl: events.StreamSignalsSubject(st.ID)} {
+		_, err := t.js.CreateOrUpdateConsumer(ctx, events.StreamSignals, jetstream.ConsumerConfig{
+			Durable: consumerName(st.ID, lane), Description: "shared signals stream " + st.ID + " (" + lane + ")",
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start, FilterSubject: filter,
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxDeliver: -1, MaxAckPending: 1000,
+		})
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", consumerName(st.ID, lane), err)
+		}
+	}
+	return nil
+}
+
+// dropConsumers deletes the consumers of a deleted stream (best effort:
+// the supervisor's sweep of orphans finds what this misses).
+func (t *Transmitter) dropConsumers(ctx context.Context, id string) {
+	for _, lane := range []string{laneData, laneControl} {
+		err := t.js.DeleteConsumer(ctx, events.StreamSignals, consumerName(id, lane))
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+			t.log.WarnContext(ctx, "shared signals consumer not deleted; the sweep will", "consumer", consumerName(id, lane), "error", err.Error())
+		}
+	}
+}
+
+// dropOrphans deletes consumers of streams that no longer exist.
+func (s *supervisor) dropOrphans(ctx context.Context) {
+	str, err := s.t.js.Stream(ctx, events.StreamSignals)
+	if err != nil {
+		return
+	}
+	names := str.ConsumerNames(ctx)
+	var orphans []string
+	for name := range names.Name() {
+		id, ok := strings.CutPrefix(name, "ssf-")
+		if !ok {
+			continue
+		}
+		id = strings.TrimSuffix(id, "-ctl")
+		if _, running := s.running[id]; !running && validID(id) {
+			orphans = append(orphans, id)
+		}
+	}
+	for _, id := range orphans {
+		var exists bool
+		if err := s.t.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ssf_streams WHERE id = $1)`, id).Scan(&exists); err == nil && !exists {
+			s.t.dropConsumers(ctx, id)
+		}
+	}
+}
+
+// measure sets each stream's queue depth and oldest undelivered age.
+func (s *supervisor) measure(ctx context.Context) {
+	t := s.t
+	str, err := t.js.Stream(ctx, events.StreamSignals)
+	if err != nil {
+		return
+	}
+	for id, r := range s.running {
+		depth, oldest := 0.0, time.Time{}
+		for _, lane := range []string{laneData, laneControl} {
+			c, err := str.Consumer(ctx, consumerName(id, lane))
+			if err != nil {
+				continue
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				continue
+			}
+			n := info.NumPending + uint64(info.NumAckPending)
+			depth += float64(n)
+			if n == 0 {
+				continue
+			}
+			filter := info.Config.FilterSubject
+			if m, err := str.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(filter)); err == nil && (oldest.IsZero() || m.Time.Before(oldest)) {
+				oldest = m.Time
+			}
+		}
+		if r.st.Delivery.Method == MethodPoll {
+			var (
+				n     int
+				first *time.Time
+			)
+			if err := t.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM ssf_poll_sets WHERE stream_id = $1`, id).Scan(&n, &first); err == nil {
+				depth += float64(n)
+				if first != nil && (oldest.IsZero() || first.Before(oldest)) {
+					oldest = *first
+				}
+			}
+		}
+		t.metrics.depth.WithLabelValues(id).Set(depth)
+		age := 0.0
+		if !oldest.IsZero() {
+			age = time.Since(oldest).Seconds()
+		}
+		t.metrics.oldest.WithLabelValues(id).Set(age)
+	}
+}
+
+// worker delivers one lane of one stream, one signal at a time, in order.
+type worker struct {
+	t    *Transmitter
+	st   *Stream
+	lane string
+	b    *builder
+	// lastSeq is the last stream sequence done: a signal JetStream hands
+	// out again after it was done (an ack lost) is only acknowledged.
+	lastSeq uint64
+	// paused: this lane paused its stream (its receiver failing too long).
+	paused bool
+	// Delivery's record, written to the stream's row at most every second.
+	rec       record
+	recDirty  bool
+	recLastAt time.Time
+}
+
+// record is what the stream's row keeps of its delivery.
+type record struct {
+	lastDelivery, lastErrorAt, failingSince *time.Time
+	lastError                               string
+}
+
+func (l *worker) run(ctx context.Context) {
+	t := l.t
+	defer l.flush(context.WithoutCancel(ctx), true)
+	backoff := newBackoff(t.cfg.MaxBackoff)
+	var cons jetstream.Consumer
+	for ctx.Err() == nil {
+		if cons == nil {
+			c, err := t.js.Consumer(ctx, events.StreamSignals, consumerName(l.st.ID, l.lane))
+			if err != nil {
+				if ctx.Err() == nil {
+					t.log.WarnContext(ctx, "shared signals lane waits for its consumer", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+				}
+				backoff.wait(ctx)
+				continue
+			}
+			cons = c
+		}
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		switch {
+		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
+			l.flush(ctx, false)
+			continue
+		case err != nil:
+			if ctx.Err() == nil {
+				t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+				backoff.wait(ctx)
+			}
+			cons = nil
+			continue
+		}
+		backoff.reset()
+		if !l.handle(ctx, msg) {
+			// Stopped in the middle (a change of the stream, shutdown, a
+			// pause, a failure): the signal goes back at once, to be done
+			// again.
+			_ = msg.Nak()
+			if ctx.Err() != nil || l.paused {
+				return
+			}
+			backoff.wait(ctx)
+			continue
+		}
+		l.flush(ctx, false)
+	}
+}
+
+// handle delivers one signal; false when it stopped before it was done.
+func (l *worker) handle(ctx context.Context, msg jetstream.Msg) bool {
+	t := l.t
+	meta, err := msg.Metadata()
+	if err != nil {
+		t.log.ErrorContext(ctx, "shared signals message without metadata, skipped", "stream_id", l.st.ID, "error", err.Error())
+		_ = msg.Term()
+		return true
+	}
+	if meta.Sequence.Stream <= l.lastSeq {
+		_ = msg.Ack()
+		return true
+	}
+	ev, err := events.DecodeSignal(msg.Subject(), msg.Data())
+	if err != nil {
+		t.log.ErrorContext(ctx, "shared signal not understood, skipped", "stream_id", l.st.ID, "subject", msg.Subject(), "error", err.Error())
+		_ = msg.Term()
+		return true
+	}
+	if l.lane == laneData && l.st.Status == StatusDisabled {
+		// A disabled stream holds nothing (SSF 1.0 section 8.1.2.1).
+		if sets, err := l.b.build(ev); err == nil && len(sets) > 0 {
+			t.metrics.failed.WithLabelValues(l.st.ID, "dropped").Add(float64(len(sets)))
+		}
+		return l.done(msg, meta)
+	}
+	sets, err := l.b.build(ev)
+	if err == nil && l.b.excluded {
+		// The receiver may have added the subject back since this lane
+		// started: a subject it added is never left out of what comes
+		// after, so the choices are read again before anything is.
+		var subs subjectChoices
+		if subs, err = t.choices(ctx, l.st.ID); err == nil {
+			l.b.subs = subs
+			sets, err = l.b.build(ev)
+		}
+	}
+	if err != nil {
+		t.log.ErrorContext(ctx, "shared signals SETs not made", "stream_id", l.st.ID, "error", err.Error())
+		return false
+	}
+	if len(sets) == 0 {
+		return l.done(msg, meta)
+	}
+	if l.st.Delivery.Method == MethodPoll {
+		if !l.enqueue(ctx, sets) {
+			return false
+		}
+		return l.done(msg, meta)
+	}
+	for _, s := range sets {
+		if !l.push(ctx, msg, s, meta.Timestamp) {
+			return false
+		}
+	}
+	return l.done(msg, meta)
+}
+
+// done acknowledges a signal whose SETs are delivered or queued.
+func (l *worker) done(msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+	_ = msg.Ack()
+	l.lastSeq = meta.Sequence.Stream
+	return true
+}
+
+// enqueue keeps a poll stream's SETs until its receiver acknowledges them.
+func (l *worker) enqueue(ctx context.Context, sets []set) bool {
+	jtis, jwts := make([]string, len(sets)), make([]string, len(sets))
+	for i, s := range sets {
+		jtis[i], jwts[i] = s.jti, s.jwt
+	}
+	backoff := newBackoff(l.t.cfg.MaxBackoff)
+	for ctx.Err() == nil {
+		_, err := l.t.pool.Exec(ctx, `INSERT INTO ssf_poll_sets (stream_id, jti, set_jwt)
+			SELECT $1, jti, jwt FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(jti, jwt, n) ORDER BY n
+			ON CONFLICT (stream_id, jti) DO NOTHING`, l.st.ID, jtis, jwts)
+		if err == nil {
+			l.t.queued(l.st.ID)
+			return true
+		}
+		if !errors.Is(err, context.Canceled) {
+			l.t.log.WarnContext(ctx, "shared signals SETs not queued for polling; trying again", "stream_id", l.st.ID, "error", err.Error())
+		}
+		backoff.wait(ctx)
+	}
+	return false
+}
+
+// pushError is a receiver's RFC 8935 error answer.
+type pushError struct {
+	Err         string `json:"err"`
+	Description string `json:"description"`
+}
+
+// push delivers one SET to a push stream's receiver, trying again with
+// backoff until it answers 202 or rejects the SET (400 with an RFC 8935
+// error: trying again would get the same answer). A receiver failing for
+// longer than Config.PauseAfter pauses the stream; false then, and when
+// ctx ends.
+func (l *worker) push(ctx context.Context, msg jetstream.Msg, s set, published time.Time) bool {
+	t := l.t
+	backoff := newBackoff(t.cfg.MaxBackoff)
+	lastProgress := time.Now()
+	for ctx.Err() == nil {
+		status, perr, err := l.post(ctx, s)
+		now := time.Now().UTC()
+		switch {
+		case err == nil && status/100 == 2:
+			t.metrics.delivered.WithLabelValues(l.st.ID).Inc()
+			t.metrics.latency.Observe(now.Sub(published).Seconds())
+			l.rec.lastDelivery, l.rec.failingSince, l.recDirty = &now, nil, true
+			return true
+		case err == nil && status == http.StatusBadRequest && perr.Err != "":
+			t.metrics.failed.WithLabelValues(l.st.ID, "rejected").Inc()
+			l.note(now, fmt.Sprintf("the receiver rejected SET %s: %s: %s", s.jti, perr.Err, perr.Description))
+			l.rec.failingSince = nil
+			t.log.WarnContext(ctx, "shared signals SET rejected by its receiver", "stream_id", l.st.ID, "jti", s.jti, "err", perr.Err, "description", perr.Description)
+			return true
+		}
+		what := fmt.Sprintf("push to %s: HTTP %d", l.st.Delivery.EndpointURL, status)
+		if err != nil {
+			what = "push to " + l.st.Delivery.EndpointURL + ": " + err.Error()
+		}
+		t.metrics.failed.WithLabelValues(l.st.ID, "retry").Inc()
+		l.note(now, what)
+		if l.rec.failingSince == nil {
+			l.rec.failingSince = &now
+		}
+		if l.lane == laneData && now.Sub(*l.rec.failingSince) > t.cfg.PauseAfter {
+			reason := fmt.Sprintf("paused by the transmitter: push delivery has failed since %s (%s)", l.rec.failingSince.Format(time.RFC3339), what)
+			l.flush(ctx, true)
+			if err := t.TransmitterStatus(ctx, Status{StreamID: l.st.ID, Status: StatusPaused, Reason: reason}); err != nil {
+				t.log.WarnContext(ctx, "shared signals stream not paused", "stream_id", l.st.ID, "error", err.Error())
+			} else {
+				t.log.WarnContext(ctx, "shared signals stream paused", "stream_id", l.st.ID, "reason", reason)
+				l.paused = true
+				return false
+			}
+		}
+		if time.Since(lastProgress) > ackWait/3 {
+			_ = msg.InProgress()
+			lastProgress = time.Now()
+		}
+		l.flush(ctx, false)
+		backoff.wait(ctx)
+	}
+	return false
+}
+
+// note records a delivery error.
+func (l *worker) note(at time.Time, what string) {
+	if len(what) > 500 {
+		what = what[:500]
+	}
+	l.rec.lastError, l.rec.lastErrorAt, l.recDirty = what, &at, true
+}
+
+// post sends one SET (RFC 8935 section 2.1).
+func (l *worker) post(ctx context.Context, s set) (int, pushError, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.t.cfg.PushTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.st.Delivery.EndpointURL, strings.NewReader(s.jwt))
+	if err != nil {
+		return 0, pushError{}, err
+	}
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Accept", "application/json")
+	if h := l.st.Delivery.AuthorizationHeader; h != "" {
+		req.Header.Set("Authorization", h)
+	}
+	resp, err := l.t.http.Do(req)
+	if err != nil {
+		return 0, pushError{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	var perr pushError
+	if resp.StatusCode == http.StatusBadRequest {
+		_ = json.NewDecoder(bytes.NewReader(body)).Decode(&perr)
+	}
+	return resp.StatusCode, perr, nil
+}
+
+// flush writes the lane's delivery record to the stream's row, at most
+// once a second unless now.
+func (l *worker) flush(ctx context.Context, now bool) {
+	if !l.recDirty || (!now && time.Since(l.recLastAt) < time.Second) {
+		return
+	}
+	r := l.rec
+	_, err := l.t.pool.Exec(ctx, `UPDATE ssf_streams SET last_delivery_at = GREATEST(last_delivery_at, $2), last_error = COALESCE($3, last_error),
+			last_error_at = GREATEST(last_error_at, $4), failing_since = $5 WHERE id = $1`,
+		l.st.ID, r.lastDelivery, nullable(r.lastError), r.lastErrorAt, r.failingSince)
+	if err == nil {
+		l.recDirty, l.recLastAt = false, time.Now()
+	}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// backoff waits between tries: 100 ms, doubling, up to max.
+type backoff struct {
+	next, max time.Duration
+}
+
+func newBackoff(max time.Duration) *backoff { return &backoff{next: 100 * time.Millisecond, max: max} }
+
+func (b *backoff) reset() { b.next = 100 * time.Millisecond }
+
+func (b *backoff) wait(ctx context.Context) {
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	b.next = min(2*b.next, b.max)
+}
