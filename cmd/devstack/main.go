@@ -131,6 +131,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// would not send Secure cookies back.
 		env["PORTAL_COOKIE_SECURE"] = "false"
 	}
+	if getenv("SSF_ALLOW_HTTP") == "" {
+		// A Shared Signals receiver tried out beside the dev stack listens on
+		// plain http too.
+		env["SSF_ALLOW_HTTP"] = "true"
+	}
 	cfg, err := sessiond.ConfigFromEnv(lookup)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
