@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/revoke/services/sessions/api"
+	"github.com/sessionguard/revoke/services/sessions/ssf"
 )
 
 // TestOpenAPIDescribesEveryRoute keeps /openapi.json and routes.go in step.
@@ -26,8 +27,15 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	}
 	r := chi.NewRouter()
 	api.NewHandler(nil, nil, nil, prometheus.NewRegistry(), nil, nil).Mount(r)
+	// The Shared Signals transmitter is served beside the API, and described
+	// with it.
+	tr, err := ssf.New(nil, nil, nil, nil, nil, make([]byte, 32), ssf.DefaultConfig("http://sessiond.test"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Mount(r)
 	routes := map[string]bool{}
-	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		if strings.HasPrefix(route, "/admin") || strings.HasPrefix(route, "/account") {
 			return nil // the HTML portal, not part of the JSON API
 		}
