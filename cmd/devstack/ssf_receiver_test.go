@@ -113,14 +113,6 @@ func newReceiver(t testing.TB, s *system, org string, scopes ...string) *receive
 	if len(scopes) == 0 {
 		scopes = []string{"ssf.manage", "ssf.read"}
 	}
-	rc := &receiver{t: t, s: s, seen: map[string]bool{}, pushToken: "Bearer push-" + base64.RawURLEncoding.EncodeToString([]byte(t.Name()))}
-	// The transmitter's issuer is http://sessiond.test: its endpoints are
-	// reached at sessiond's address, as a DNS name would resolve them.
-	rc.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, s.apiLn)
-		},
-	}}
 	body := map[string]any{"name": "receiver " + t.Name(), "scopes": scopes}
 	if org != "" {
 		body["org_id"] = org
@@ -132,7 +124,21 @@ func newReceiver(t testing.TB, s *system, org string, scopes ...string) *receive
 	if code := s.do("POST", "/v1/clients", s.admin, body, &c); code != 201 {
 		t.Fatalf("create client: %d", code)
 	}
-	rc.clientID, rc.secret = c.ClientID, c.ClientSecret
+	return newReceiverFor(t, s, c.ClientID, c.ClientSecret)
+}
+
+// newReceiverFor is a receiver with an API client's credentials.
+func newReceiverFor(t testing.TB, s *system, clientID, secret string) *receiver {
+	t.Helper()
+	rc := &receiver{t: t, s: s, seen: map[string]bool{}, pushToken: "Bearer push-" + base64.RawURLEncoding.EncodeToString([]byte(t.Name())),
+		clientID: clientID, secret: secret}
+	// The transmitter's issuer is http://sessiond.test: its endpoints are
+	// reached at sessiond's address, as a DNS name would resolve them.
+	rc.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, s.apiLn)
+		},
+	}}
 	rc.token = rc.clientToken()
 	if code := rc.call("GET", "http://sessiond.test/.well-known/ssf-configuration", "", nil, &rc.cfg); code != 200 {
 		t.Fatalf("ssf configuration: %d", code)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/sessionguard/revoke/internal/testenv"
 )
 
@@ -542,5 +544,71 @@ func TestSharedSignalsPauseAReceiverThatFailsTooLong(t *testing.T) {
 	if !slices.Equal(order, sids) {
 		t.Fatalf("held SETs came as %v, want %v", order, sids)
 	}
+	rc.noProblems()
+}
+
+func TestPortalClientsAndStreams(t *testing.T) {
+	s := ssfSystem(t)
+	acme, globex := s.org("Acme SSF"), s.org("Globex SSF")
+	s.member(acme, "org_admin", "olga@acme-ssf.test")
+	var other struct{ ClientID string }
+	if code := s.do("POST", "/v1/clients", s.admin, map[string]any{"name": "Globex SIEM", "org_id": globex, "scopes": []string{"ssf.read"}}, &other); code != 201 {
+		t.Fatalf("globex client: %d", code)
+	}
+
+	b := newBrowser(t, s.api)
+	if code := b.signIn("admin", "olga@acme-ssf.test", "password-1"); code != 200 {
+		t.Fatalf("sign in: %d", code)
+	}
+	if code := b.open("/admin/clients"); code != 200 {
+		t.Fatalf("clients page: %d", code)
+	}
+	assertLacks(t, b.text(), "Globex SIEM")
+	b.do(chromedp.SendKeys(chromedp.CSS("#c-name"), "Okta ITP"))
+	if code := b.navigate(chromedp.Click(chromedp.CSS(`form[action="/admin/clients"] button[type="submit"]`))); code != 201 {
+		t.Fatalf("create client: %d", code)
+	}
+	assertContains(t, b.text(), "Client Okta ITP is created", "shown only this once", "ssf.manage", "ssf.read")
+	id := result(b, chromedp.Text(chromedp.CSS("#new-client-id")))
+	secret := result(b, chromedp.Text(chromedp.CSS("#new-client-secret")))
+
+	// The receiver that holds those credentials creates its stream.
+	rc := newReceiverFor(t, s, id, secret)
+	st := rc.createPush(caepSessionRevoked)
+	b.open("/admin/clients")
+	assertContains(t, b.text(), "Okta ITP", "push to", rc.push.URL, "enabled", "none yet")
+
+	// Send a verification: the receiver gets one, without state (the
+	// transmitter's own).
+	if code := b.navigate(chromedp.Click(chromedp.CSS(`form[action="/admin/streams/` + st.StreamID + `"] button[value="verify"]`))); code != 200 {
+		t.Fatalf("verify: %d", code)
+	}
+	assertContains(t, b.text(), "A verification event is on its way")
+	v := rc.waitFor(ssfVerification, nil, "the portal's verification")
+	if _, ok := v.event["state"]; ok {
+		t.Errorf("the transmitter's own verification carries state %v", v.event["state"])
+	}
+	// Pause, then enable: each is announced to the receiver.
+	b.navigate(chromedp.Click(chromedp.CSS(`form[action="/admin/streams/` + st.StreamID + `"] button[value="paused"]`)))
+	rc.waitFor(ssfStreamUpdated, func(x receivedSET) bool { return x.event["status"] == "paused" }, "stream-updated paused")
+	assertContains(t, b.text(), "paused by an administrator")
+	b.screenshot("admin-clients.png")
+	b.navigate(chromedp.Click(chromedp.CSS(`form[action="/admin/streams/` + st.StreamID + `"] button[value="enabled"]`)))
+	rc.waitFor(ssfStreamUpdated, func(x receivedSET) bool { return x.event["status"] == "enabled" }, "stream-updated enabled")
+
+	// An org admin cannot act on another org's stream; deleting the client
+	// ends its tokens and its stream.
+	if code := b.confirm("/admin/clients/" + id + "/delete"); code != 200 {
+		t.Fatalf("delete client: %d", code)
+	}
+	assertContains(t, b.text(), "The client is deleted")
+	if code := rc.call("GET", rc.cfg.ConfigurationEndpoint, rc.token, nil, nil); code != 401 {
+		t.Errorf("a deleted client's token: %d, want 401", code)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		var n int
+		err := s.pool().QueryRow(t.Context(), `SELECT count(*) FROM ssf_streams WHERE id = $1`, st.StreamID).Scan(&n)
+		return err == nil && n == 0
+	}, "a deleted client's stream was left behind")
 	rc.noProblems()
 }

@@ -224,6 +224,8 @@ func (e *benchEnv) startSessiond(ctx context.Context) error {
 		"KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(e.kek), "ISSUER="+issuer,
 		"BOOTSTRAP_ADMIN_EMAIL=bench@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench-password",
 		"LOGIN_RATE_LIMIT=100000/1m", "LOG_LEVEL=warn",
+		// The ssf scenario's receivers listen on plain http on loopback.
+		"SSF_ALLOW_HTTP=true",
 		// The fleet scenario's simulated gateways leave between its rounds.
 		"GATEWAY_SILENCE_TIMEOUT=3s",
 	))

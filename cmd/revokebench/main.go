@@ -17,7 +17,10 @@
 //     -profile, its CPU profile), and an org-wide revoke of 100k sessions;
 //   - fleet: what 1,000 simulated gateways cost sessiond, idle and under
 //     revocations, in alternating rounds;
-//   - a gateway's cold start replaying 1M live revocations: time and RSS.
+//   - a gateway's cold start replaying 1M live revocations: time and RSS;
+//   - Shared Signals: CAEP SETs pushed to receivers on loopback, timed from
+//     each revocation's scheduled instant, beside the RS256 signing floor;
+//     RFC 7662 introspection throughput beside a bare 200 handler.
 //
 // The bare servers, NATS and the fleet simulator are this binary in other
 // modes ("bare", "nats", "fleet"), each a process of its own, so the tool's
@@ -67,6 +70,7 @@ type options struct {
 	fleetEvery  time.Duration
 	ruleRuns    int
 	ruleFilters map[string]bool
+	ssfStreams  int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -83,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, or all")
+	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, or all")
 	fs.IntVar(&o.gateways, "gateways", 8, "gatewayd processes")
 	rates := fs.String("rates", "100,500", "comma-separated revocations per second of the propagation scenario")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the floor and sessiond per rate (propagation)")
@@ -99,6 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ruleFilters := fs.String("rule-filters", "org,device_type", "the orgrule scenario's filters: org (one rule), device_type (session by session; a fifth of the runs)")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated gateways in the fleet scenario")
 	fs.DurationVar(&o.fleetEvery, "fleet-interval", 100*time.Millisecond, "the simulated gateways' GATEWAY_REPORT_INTERVAL")
+	fs.IntVar(&o.ssfStreams, "ssf-streams", 10, "Shared Signals push streams of the ssf scenario (it runs at each of -rates)")
 	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -145,6 +150,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"orgrule", orgRule},
 		{"fleet", fleetScenario},
 		{"coldstart", coldStart},
+		{"ssf", ssfScenario},
+		{"introspect", introspectScenario},
 	} {
 		if !want[sc.name] {
 			continue
@@ -173,7 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func parseScenarios(s string) (map[string]bool, error) {
-	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart"}
+	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart", "ssf", "introspect"}
 	out := map[string]bool{}
 	for _, f := range splitComma(s) {
 		if f == "all" {

@@ -25,6 +25,8 @@ type results struct {
 	ColdStart   coldStartResult   `json:"cold_start"`
 	Fleet       fleetResult       `json:"fleet"`
 	OrgRule     []orgRuleResult   `json:"org_rule"`
+	SSF         ssfResult         `json:"ssf"`
+	Introspect  introspectResult  `json:"introspect"`
 }
 
 type propagationResult struct {
@@ -130,6 +132,17 @@ func printTable(w io.Writer, r *results) {
 	}
 	if r.ColdStart.Entries > 0 {
 		fmt.Fprintf(tw, "cold start\t%d live revocations\tready in %.2f s\tRSS %.0f MB (peak %.0f MB)\t\t\n", r.ColdStart.Entries, r.ColdStart.ReadySeconds, r.ColdStart.RSSMB, r.ColdStart.PeakRSSMB)
+	}
+	for _, run := range r.SSF.Runs {
+		fmt.Fprintf(tw, "SETs @ %d revocations/s × %d streams\tscheduled → receiver\tp50 %.2f ms\tp99 %.2f ms\t(max %.1f ms, %d missing, %.0f SETs/s, sessiond %.2f cores)\n",
+			run.Rate, run.Streams, run.Delivered.P50, run.Delivered.P99, run.Delivered.Max, run.Missing, run.SetsPerSecMax, run.SessiondCores)
+		fmt.Fprintf(tw, "\tfloor: the revoke call's answer\tp50 %.2f ms\tp99 %.2f ms\t(RS256 sign %.0f µs: %.0f/s per core)\n", run.Answer.P50, run.Answer.P99, r.SSF.SignUs, r.SSF.SignsPerCore)
+	}
+	for _, run := range r.Introspect.Runs {
+		fmt.Fprintf(tw, "introspection\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
+	}
+	if r.Introspect.Ratio > 0 {
+		fmt.Fprintf(tw, "\tratio\tintrospect/bare %.2f\tsessiond %.2f cores\t\t\n", r.Introspect.Ratio, r.Introspect.SessiondCPU)
 	}
 	_ = tw.Flush()
 }

@@ -58,6 +58,9 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed for the client's address.
 	TrustedProxies []netip.Prefix
+	// Signals is the Shared Signals transmitter the Clients and streams
+	// page shows; nil where none runs.
+	Signals Signals
 }
 
 // Portal serves the portal's pages.
@@ -70,16 +73,18 @@ type Portal struct {
 	csrfKey  []byte
 	pages    map[string]*template.Template
 	static   http.Handler
+	signals  Signals
 }
 
 // The portal's pages, each a template file under web/templates rendered
 // inside layout.html.
-var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "admin_revoke", "admin_users", "admin_policy", "account_sessions", "error"}
+var portalPages = []string{"signin", "admin_sessions", "admin_user", "admin_gateways", "admin_revoke", "admin_users", "admin_policy", "admin_clients", "account_sessions", "error"}
 
 // New returns the portal of svc, telling each action's outcome at the
 // gateways from rc.
 func New(svc *sessions.Service, rc *receipts.Store, cfg Config, log *slog.Logger) *Portal {
-	p := &Portal{svc: svc, receipts: rc, log: log, trusted: cfg.TrustedProxies, secure: !cfg.InsecureCookies, pages: map[string]*template.Template{}}
+	p := &Portal{svc: svc, receipts: rc, log: log, trusted: cfg.TrustedProxies, secure: !cfg.InsecureCookies, pages: map[string]*template.Template{},
+		signals: cfg.Signals}
 	if len(cfg.KEK) > 0 {
 		p.csrfKey = sessions.DeriveKey(cfg.KEK, "portal-csrf")
 	} else {
@@ -136,6 +141,10 @@ func (h *Portal) Mount(r chi.Router) {
 		r.Get("/users/{id}", h.signedIn(areaAdmin, true, h.adminUser))
 		r.Post("/users/{id}/unlock", h.signedIn(areaAdmin, true, h.adminUnlock))
 		r.Get("/gateways", h.signedIn(areaAdmin, true, h.adminGateways))
+		r.Get("/clients", h.signedIn(areaAdmin, true, h.adminClients))
+		r.Post("/clients", h.signedIn(areaAdmin, true, h.adminClients))
+		r.Post("/clients/{id}/delete", h.signedIn(areaAdmin, true, h.adminDeleteClient))
+		r.Post("/streams/{id}", h.signedIn(areaAdmin, true, h.adminStreamAction))
 		r.Get("/policy", h.signedIn(areaAdmin, true, h.adminPolicy))
 		r.Post("/policy", h.signedIn(areaAdmin, true, h.adminPolicy))
 		r.Get("/revoke", h.signedIn(areaAdmin, true, h.adminRevokeByRule))

@@ -122,7 +122,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	}
 	handler := Routes(log, reg,
 		api.NewHandler(svc, rc, log, reg, cfg.TrustedProxies, ready),
-		portal.New(svc, rc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies}, log),
+		portal.New(svc, rc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies, Signals: transmitter}, log),
 		transmitter)
 
 	if ln == nil {
