@@ -119,9 +119,9 @@ func (t *Transmitter) AdminSetStatus(ctx context.Context, p sessions.Principal, 
 	if err := t.adminStream(ctx, p, id); err != nil {
 		return err
 	}
-	who := "an administrator"
+	reason := status + " by an administrator of the transmitter"
 	if p.UserID != "" {
-		who += " (user " + p.UserID + ")"
+		reason += " (user " + p.UserID + ")"
 	}
-	return t.TransmitterStatus(ctx, Status{StreamID: id, Status: status, Reason: status + " by " + who + " of the transmitter"})
+	return t.TransmitterStatus(ctx, Status{StreamID: id, Status: status, Reason: reason})
 }
