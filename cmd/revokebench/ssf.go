@@ -368,6 +368,10 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 	cpu := 0.0
 	for round := 0; round < 3; round++ {
 		for _, r := range runs {
+			if o.profile != "" && round == 0 && r.name != "bare 200 handler" {
+				wait := e.profile(ctx, per, o.profile+".introspect")
+				defer func() { _ = wait() }()
+			}
 			cpu0 := cpuByCommand()
 			start := time.Now()
 			rps, bad := hammer(ctx, client, o.concurrency, per, mk(r.url), func(_, s int) bool { return s == 200 })

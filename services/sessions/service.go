@@ -168,33 +168,51 @@ func (s *Service) authenticated(ctx context.Context, raw string) (tokens.Claims,
 	if err != nil {
 		return tokens.Claims{}, err
 	}
-	var (
-		sessionDead, userDead, tokenRevoked bool
-		notBefore                           *time.Time
-	)
-	err = s.pool.QueryRow(ctx, `
-		SELECT s.revoked_at IS NOT NULL OR s.expires_at <= $3 OR `+ruleCovers("s.", "$3")+`,
-		       u.disabled_at IS NOT NULL OR u.erased_at IS NOT NULL,
-		       u.tokens_not_before,
-		       EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'token' AND r.value = $4)
-		FROM sessions s JOIN users u ON u.id = s.user_id
-		WHERE s.id = $1 AND s.user_id = $2`,
-		c.SessionID, c.Subject, now, c.ID).Scan(&sessionDead, &userDead, &notBefore, &tokenRevoked)
+	var st tokenState
+	err = s.pool.QueryRow(ctx, `SELECT `+tokenStateColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2`,
+		c.SessionID, c.Subject, now, c.ID).Scan(st.dest()...)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return tokens.Claims{}, fmt.Errorf("%w: unknown session", ErrUnauthorized)
 	case err != nil:
 		return tokens.Claims{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	case sessionDead:
-		return tokens.Claims{}, fmt.Errorf("%w: session revoked", ErrUnauthorized)
-	case userDead:
-		return tokens.Claims{}, fmt.Errorf("%w: user disabled", ErrUnauthorized)
-	case tokenRevoked:
-		return tokens.Claims{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
-	case notBefore != nil && c.IssuedAt.Before(*notBefore):
-		return tokens.Claims{}, fmt.Errorf("%w: token revoked", ErrUnauthorized)
 	}
-	return c, nil
+	return c, st.check(c)
+}
+
+// tokenStateColumns are the columns of a tokenState, read from sessions s
+// joined with users u, with the session's id as $1, the user's as $2, now
+// as $3 and the token's jti as $4.
+var tokenStateColumns = `s.revoked_at IS NOT NULL OR s.expires_at <= $3 OR ` + ruleCovers("s.", "$3") + `,
+	u.disabled_at IS NOT NULL OR u.erased_at IS NOT NULL, u.tokens_not_before,
+	EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'token' AND r.value = $4)`
+
+// tokenState is what the database says of a verified access token: nil
+// fields when its session is unknown.
+type tokenState struct {
+	sessionDead, userDead, tokenRevoked *bool
+	notBefore                           *time.Time
+}
+
+func (st *tokenState) dest() []any {
+	return []any{&st.sessionDead, &st.userDead, &st.notBefore, &st.tokenRevoked}
+}
+
+// check is nil for a live token, else ErrUnauthorized with the reason.
+func (st tokenState) check(c tokens.Claims) error {
+	switch {
+	case st.sessionDead == nil || st.userDead == nil || st.tokenRevoked == nil:
+		return fmt.Errorf("%w: unknown session", ErrUnauthorized)
+	case *st.sessionDead:
+		return fmt.Errorf("%w: session revoked", ErrUnauthorized)
+	case *st.userDead:
+		return fmt.Errorf("%w: user disabled", ErrUnauthorized)
+	case *st.tokenRevoked:
+		return fmt.Errorf("%w: token revoked", ErrUnauthorized)
+	case st.notBefore != nil && c.IssuedAt.Before(*st.notBefore):
+		return fmt.Errorf("%w: token revoked", ErrUnauthorized)
+	}
+	return nil
 }
 
 // verifiedTokensMax bounds each generation of the verified-token cache: 2
