@@ -113,8 +113,8 @@ type AccountSignal struct {
 	EventID string `json:"event_id"`
 	Org     string `json:"org"`
 	Sub     string `json:"sub"`
-	// Email is the account's address; "" for a purge, whose transaction
-	// erases it.
+	// Email is the account's address ("" for one without); a purge's is
+	// the one its transaction erases.
 	Email   string    `json:"email,omitempty"`
 	Change  string    `json:"change"`
 	ActorID string    `json:"actor_id,omitempty"`

@@ -19,9 +19,10 @@ CREATE TABLE ssf_streams (
     min_verification_interval integer NOT NULL DEFAULT 0 CHECK (min_verification_interval >= 0),
     status                    text NOT NULL DEFAULT 'enabled' CHECK (status IN ('enabled', 'paused', 'disabled')),
     status_reason             text,
-    -- Who set the status last: a paused stream the transmitter paused
-    -- (its push failing) is told apart from one the receiver paused.
-    status_by                 text NOT NULL DEFAULT 'receiver' CHECK (status_by IN ('receiver', 'transmitter')),
+    -- Who set the status last: the receiver, the transmitter (its push
+    -- failing too long: the receiver may enable it again) or an
+    -- administrator of the transmitter (the receiver may not).
+    status_by                 text NOT NULL DEFAULT 'receiver' CHECK (status_by IN ('receiver', 'transmitter', 'admin')),
     last_verification_at      timestamptz,
     last_delivery_at          timestamptz,
     last_error                text,

@@ -131,10 +131,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// would not send Secure cookies back.
 		env["PORTAL_COOKIE_SECURE"] = "false"
 	}
-	if getenv("SSF_ALLOW_HTTP") == "" {
-		// A Shared Signals receiver tried out beside the dev stack listens on
-		// plain http too.
-		env["SSF_ALLOW_HTTP"] = "true"
+	for _, k := range []string{"SSF_ALLOW_HTTP", "SSF_ALLOW_PRIVATE_NETWORKS"} {
+		if getenv(k) == "" {
+			// A Shared Signals receiver tried out beside the dev stack
+			// listens on localhost, on plain http too.
+			env[k] = "true"
+		}
 	}
 	cfg, err := sessiond.ConfigFromEnv(lookup)
 	if err != nil {

@@ -397,6 +397,43 @@ func (rc *receiver) poll(st streamConfig, req map[string]any) (map[string]string
 	return out.Sets, out.MoreAvailable
 }
 
+// pollInOrder polls stream st and returns its SETs in the order the answer
+// holds them (a JSON object's members have an order on the wire).
+func (rc *receiver) pollInOrder(st streamConfig, req map[string]any) []string {
+	rc.t.Helper()
+	b, _ := json.Marshal(req)
+	r, _ := http.NewRequest("POST", st.Delivery.EndpointURL, bytes.NewReader(b))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Authorization", "Bearer "+rc.token)
+	resp, err := rc.http.Do(r)
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Sets json.RawMessage `json:"sets"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		rc.t.Fatalf("poll: %d", resp.StatusCode)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body.Sets))
+	var out []string
+	if _, err := dec.Token(); err != nil { // {
+		rc.t.Fatal(err)
+	}
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // the jti
+			rc.t.Fatal(err)
+		}
+		var jwt string
+		if err := dec.Decode(&jwt); err != nil {
+			rc.t.Fatal(err)
+		}
+		out = append(out, jwt)
+	}
+	return out
+}
+
 // subjectUser is the email of a session-revoked SET's user, or its iss_sub
 // sub.
 func subjectUser(s receivedSET) string {

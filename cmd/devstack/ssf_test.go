@@ -21,7 +21,7 @@ import (
 // ssfSystem is a system whose push receivers may be plain http (test
 // servers); production requires https.
 func ssfSystem(t *testing.T) *system {
-	return newSystemWith(t, 0, systemOptions{env: map[string]string{"SSF_ALLOW_HTTP": "true"}})
+	return newSystemWith(t, 0, systemOptions{env: map[string]string{"SSF_ALLOW_HTTP": "true", "SSF_ALLOW_PRIVATE_NETWORKS": "true"}})
 }
 
 // signedIn creates a member of org and signs it in.
@@ -276,6 +276,42 @@ func TestSharedSignalsPollAsAReceiverWould(t *testing.T) {
 	case <-time.After(25 * time.Second):
 		t.Fatal("the long poll never returned")
 	}
+	// A poll's answer holds the SETs in the order they were made.
+	var ordered []string
+	for range 4 {
+		_, _, p := s.signedIn(org)
+		s.revokeSession(p.SessionID)
+		ordered = append(ordered, p.SessionID)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		left, _ := rc.poll(st, map[string]any{"returnImmediately": true})
+		return len(left) == 5 // the long poll's, unacknowledged, and four
+	}, "the four SETs never waited to be polled")
+	var order []string
+	for _, raw := range rc.pollInOrder(st, map[string]any{"returnImmediately": true}) {
+		x, bad := rc.check(raw, st.StreamID)
+		if bad != "" {
+			t.Fatal(bad)
+		}
+		order = append(order, subjectSession(x))
+	}
+	if want := append([]string{p.SessionID}, ordered...); !slices.Equal(order, want) {
+		t.Fatalf("polled in the order %v, want %v", order, want)
+	}
+	// Turned into a push stream, it pushes what waits to be polled first,
+	// in order: nothing queued is lost.
+	if code := rc.call("PATCH", rc.cfg.ConfigurationEndpoint, rc.token, map[string]any{"stream_id": st.StreamID,
+		"delivery": map[string]string{"method": methodPush, "endpoint_url": rc.push.URL + "/events", "authorization_header": rc.pushToken}}, nil); code != 200 {
+		t.Fatalf("poll to push: %d", code)
+	}
+	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == ordered[3] }, "the queued SETs, pushed")
+	var pushed []string
+	for _, x := range rc.received() {
+		pushed = append(pushed, subjectSession(x))
+	}
+	if want := append([]string{p.SessionID}, ordered...); !slices.Equal(pushed, want) {
+		t.Fatalf("pushed %v, want %v", pushed, want)
+	}
 	rc.noProblems()
 }
 
@@ -318,18 +354,30 @@ func TestSharedSignalsSubjectsAndErasure(t *testing.T) {
 	p := newPipeline(t, s.natsURL)
 	req := p.request(quietID, org)
 	p.confirmation(req, 20*time.Second)
+	// The receiver knows the account by its email: the purge names it so
+	// (telling each recipient of an erasure is part of it), and no SET
+	// names it after the purge.
 	purged := rc.waitFor(riscAccountPurged, nil, "account-purged")
-	if purged.subID["format"] != "iss_sub" || purged.subID["sub"] != quietID || purged.subID["iss"] != rc.cfg.Issuer {
+	if purged.subID["format"] != "email" || purged.subID["email"] != quietEmail {
 		t.Errorf("account-purged names %v", purged.subID)
 	}
 	gone := rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == last.SessionID }, "the erased user's session")
-	if u, _ := gone.subID["user"].(map[string]any); u["format"] != "iss_sub" || u["sub"] != quietID {
-		t.Errorf("an erased user's session is named by %v; its email is gone", gone.subID)
+	if r := fmt.Sprint(gone.event["reason_admin"]); !strings.Contains(r, "erased") || gone.event["initiating_entity"] != "system" {
+		t.Errorf("the erasure's revocation reads %v", gone.event)
 	}
+	// A second request for the same erasure purges nothing more.
+	p.confirmation(p.request(quietID, org), 20*time.Second)
+	_, _, other := s.signedIn(org)
+	s.revokeSession(other.SessionID)
+	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == other.SessionID }, "a later revocation")
+	n := 0
 	for _, x := range rc.received() {
-		if strings.Contains(fmt.Sprint(x.claims), quietEmail) && subjectSession(x) == last.SessionID {
-			t.Errorf("a SET of the erasure carries the erased email: %v", x.claims)
+		if x.typ == riscAccountPurged {
+			n++
 		}
+	}
+	if n != 1 {
+		t.Errorf("%d account-purged events for one erasure", n)
 	}
 	rc.noProblems()
 }
@@ -395,9 +443,32 @@ func TestSharedSignalsBadInput(t *testing.T) {
 	if code := reader.call("GET", c.ConfigurationEndpoint, reader.token, nil, nil); code != 200 {
 		t.Errorf("ssf.read reading its streams: %d, want 200", code)
 	}
+	if code := reader.call("POST", c.Issuer+"/ssf/poll/"+good.StreamID, reader.token, map[string]any{}, nil); code != 403 {
+		t.Errorf("ssf.read polling (its acknowledgements release SETs): %d, want 403", code)
+	}
 	introspector := newReceiver(t, s, org, "introspect")
 	if code := introspector.call("GET", c.ConfigurationEndpoint, introspector.token, nil, nil); code != 403 {
 		t.Errorf("a client without an ssf scope: %d, want 403", code)
+	}
+
+	// The push receiver's authorization header is its secret: never shown.
+	var secretStream streamConfig
+	if code := rc.call("POST", c.ConfigurationEndpoint, rc.token, map[string]any{"delivery": map[string]string{"method": methodPush,
+		"endpoint_url": "https://receiver.example.com/caep", "authorization_header": "Bearer s3cr3t"}}, &secretStream); code != 201 {
+		t.Fatalf("a push stream with a header: %d", code)
+	}
+	var listed []streamConfig
+	rc.call("GET", c.ConfigurationEndpoint, rc.token, nil, &listed)
+	if strings.Contains(fmt.Sprint(secretStream, listed), "s3cr3t") {
+		t.Errorf("the authorization header is shown: %+v %+v", secretStream, listed)
+	}
+	if code := rc.call("DELETE", c.ConfigurationEndpoint+"?stream_id="+secretStream.StreamID, rc.token, nil, nil); code != 204 {
+		t.Errorf("delete: %d", code)
+	}
+	for _, u := range []string{c.ConfigurationEndpoint + "?stream_id=", c.StatusEndpoint} {
+		if code := rc.call("GET", u, rc.token, nil, nil); code != 400 {
+			t.Errorf("GET %s without a stream_id: %d, want 400", u, code)
+		}
 	}
 
 	// Streams that are not the client's, or do not exist: 404 everywhere.
@@ -485,7 +556,7 @@ func TestSharedSignalsBadInput(t *testing.T) {
 
 func TestSharedSignalsPauseAReceiverThatFailsTooLong(t *testing.T) {
 	t.Parallel()
-	s := newSystemWith(t, 0, systemOptions{env: map[string]string{"SSF_ALLOW_HTTP": "true", "SSF_PAUSE_AFTER": "2s"}})
+	s := newSystemWith(t, 0, systemOptions{env: map[string]string{"SSF_ALLOW_HTTP": "true", "SSF_ALLOW_PRIVATE_NETWORKS": "true", "SSF_PAUSE_AFTER": "2s"}})
 	org := s.org("ssf pause")
 	rc := newReceiver(t, s, org)
 	var (
@@ -593,6 +664,10 @@ func TestPortalClientsAndStreams(t *testing.T) {
 	rc.waitFor(ssfStreamUpdated, func(x receivedSET) bool { return x.event["status"] == "paused" }, "stream-updated paused")
 	assertContains(t, b.text(), "paused by an administrator")
 	b.screenshot("admin-clients.png")
+	// What an administrator stopped, the receiver cannot start again.
+	if code := rc.call("POST", rc.cfg.StatusEndpoint, rc.token, map[string]string{"stream_id": st.StreamID, "status": "enabled"}, nil); code != 403 {
+		t.Errorf("the receiver enabling a stream an administrator paused: %d, want 403", code)
+	}
 	b.navigate(chromedp.Click(chromedp.CSS(`form[action="/admin/streams/` + st.StreamID + `"] button[value="enabled"]`)))
 	rc.waitFor(ssfStreamUpdated, func(x receivedSET) bool { return x.event["status"] == "enabled" }, "stream-updated enabled")
 

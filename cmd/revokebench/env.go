@@ -225,7 +225,7 @@ func (e *benchEnv) startSessiond(ctx context.Context) error {
 		"BOOTSTRAP_ADMIN_EMAIL=bench@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench-password",
 		"LOGIN_RATE_LIMIT=100000/1m", "LOG_LEVEL=warn",
 		// The ssf scenario's receivers listen on plain http on loopback.
-		"SSF_ALLOW_HTTP=true",
+		"SSF_ALLOW_HTTP=true", "SSF_ALLOW_PRIVATE_NETWORKS=true",
 		// The fleet scenario's simulated gateways leave between its rounds.
 		"GATEWAY_SILENCE_TIMEOUT=3s",
 	))

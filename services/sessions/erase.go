@@ -27,9 +27,12 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 	var out outboxRows
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.now()
-		var orgID string
-		var erased bool
-		err := tx.QueryRow(ctx, `SELECT org_id, erased_at IS NOT NULL FROM users WHERE id = $1 FOR UPDATE`, req.UserID).Scan(&orgID, &erased)
+		var (
+			orgID  string
+			erased bool
+			email  *string
+		)
+		err := tx.QueryRow(ctx, `SELECT org_id, erased_at IS NOT NULL, email FROM users WHERE id = $1 FOR UPDATE`, req.UserID).Scan(&orgID, &erased, &email)
 		n := 0
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
@@ -68,8 +71,12 @@ func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, er
 		if err := out.queue(b, revocation{}, conf); err != nil {
 			return err
 		}
-		if result == "erased" { // the receivers hear of it once, with no email: this transaction erases it
-			if err := out.queueSignal(b, orgID, events.AccountSignal{EventID: uuid.NewString(), Org: orgID, Sub: req.UserID,
+		if result == "erased" {
+			// The Shared Signals receivers of the org hear of it once, naming
+			// the account as they know it, by the email this transaction
+			// erases: telling each recipient of the data of its erasure is
+			// part of the erasure (GDPR article 19).
+			if err := out.queueSignal(b, orgID, events.AccountSignal{EventID: uuid.NewString(), Org: orgID, Sub: req.UserID, Email: orEmpty(email),
 				Change: events.AccountPurged, At: now.UTC()}); err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,16 +131,14 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 	}
 	queueReceipt(b, r, orgID, 1)
 	if len(sids) > 0 {
-		sig := events.SessionsSignal{EventID: uuid.NewString(), Org: orgID, Reason: r.reason, ActorID: r.actorID, Note: r.note, RevokedAt: now.UTC()}
-		for _, sid := range sids {
-			ss := events.SignalSession{SID: sid, Sub: userID}
-			if email != nil && r.reason != events.ReasonErasure { // an erasure erases the email in this transaction
-				ss.Email = *email
+		for chunk := range slices.Chunk(sids, signalSessions) {
+			sig := events.SessionsSignal{EventID: uuid.NewString(), Org: orgID, Reason: r.reason, ActorID: r.actorID, Note: r.note, RevokedAt: now.UTC()}
+			for _, sid := range chunk {
+				sig.Sessions = append(sig.Sessions, events.SignalSession{SID: sid, Sub: userID, Email: orEmpty(email)})
 			}
-			sig.Sessions = append(sig.Sessions, ss)
-		}
-		if err := out.queueSignal(b, orgID, sig); err != nil {
-			return 0, err
+			if err := out.queueSignal(b, orgID, sig); err != nil {
+				return 0, err
+			}
 		}
 		b.Queue(`INSERT INTO audit_log (action, actor_id, org_id, target_user_id, session_id, ip, reason, at, detail)
 			SELECT 'session_revoked', $2, $3, $4, sid, $5, $6, $7, $8::jsonb FROM unnest($1::uuid[]) AS x(sid)`,

@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,26 +198,32 @@ func (s *Service) revokeSessions(ctx context.Context, db interface {
 // receipt_id) of an INSERT INTO outbox.
 const signalRows = `SELECT event_id, subject, payload, NULL::uuid FROM signal`
 
+// signalSessions bounds the sessions of one signal, so that a signal of
+// the largest revocation stays far below NATS's largest message (1 MiB by
+// default): 500 sessions with long emails make about 80 KB.
+const signalSessions = 500
+
 // sessionsSignal is a CTE, named signal, that makes the outbox rows of the
 // transmitter's signals (events.SessionsSignal) of the sessions that the
 // CTE src names (columns id, user_id, org_id), revoked for r at the bound
-// parameter at: one row per org, and only for an org whose signals a live
-// Shared Signals stream takes, so that revocations pay nothing for a
-// transmitter nobody listens to. A revocation by erasure leaves the
-// emails out: the same transaction erases them.
+// parameter at: one row per org and signalSessions sessions, and only for
+// an org whose signals a live Shared Signals stream takes. With no stream
+// at all, the uncorrelated EXISTS is a one-time filter, so the join and
+// the aggregate never run: revocations pay nothing for a transmitter
+// nobody listens to.
 func sessionsSignal(q *query, src string, r revocation, at string) string {
-	email := "u.email"
-	if r.reason == events.ReasonErasure {
-		email = "NULL"
-	}
 	reason, actor, note := q.bind(string(r.reason)), q.bind(nullable(r.actorID)), q.bind(nullable(r.note))
 	return `signal AS MATERIALIZED (SELECT g.event_id, '` + events.SignalsPrefix + `org.' || g.org_id::text || '.sessions' AS subject,
 			convert_to(json_build_object('event_id', g.event_id, 'org', g.org_id, 'reason', ` + reason + `::text, 'actor_id', ` + actor + `::uuid,
 				'note', ` + note + `::text, 'revoked_at', ` + at + `::timestamptz, 'sessions', g.sessions)::text, 'UTF8') AS payload
 		FROM (SELECT gen_random_uuid() AS event_id, org_id, sessions FROM (
-			SELECT src.org_id, json_agg(json_build_object('sid', src.id, 'sub', src.user_id, 'email', ` + email + `) ORDER BY src.id) AS sessions
-			FROM ` + src + ` src JOIN users u ON u.id = src.user_id GROUP BY src.org_id
-			HAVING EXISTS (SELECT 1 FROM ssf_streams st WHERE st.org_id IS NULL OR st.org_id = src.org_id)) per_org OFFSET 0) g)`
+			SELECT n.org_id, json_agg(json_build_object('sid', n.id, 'sub', n.user_id, 'email', n.email) ORDER BY n.id) AS sessions
+			FROM (SELECT src.id, src.user_id, src.org_id, u.email,
+					(row_number() OVER (PARTITION BY src.org_id ORDER BY src.id) - 1) / ` + strconv.Itoa(signalSessions) + ` AS chunk
+				FROM ` + src + ` src JOIN users u ON u.id = src.user_id
+				WHERE EXISTS (SELECT 1 FROM ssf_streams)
+				  AND EXISTS (SELECT 1 FROM ssf_streams st WHERE st.org_id IS NULL OR st.org_id = src.org_id)) n
+			GROUP BY n.org_id, n.chunk) per_chunk OFFSET 0) g)`
 }
 
 // payloadTemplate is an event's JSON with holes where values go that only

@@ -56,7 +56,8 @@ type Config struct {
 	PolicySweep time.Duration
 	// SSF configures the Shared Signals transmitter: SSF_PAUSE_AFTER (how
 	// long a push receiver may fail before its stream is paused, default
-	// 1h) and SSF_ALLOW_HTTP (plain-http push endpoints, for a dev setup).
+	// 1h), SSF_ALLOW_HTTP (plain-http push endpoints, for a dev setup) and
+	// SSF_ALLOW_PRIVATE_NETWORKS (push endpoints on non-public addresses).
 	SSF ssf.Config
 }
 
@@ -119,6 +120,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.SSF = ssf.DefaultConfig(c.Service.Issuer)
 	c.SSF.PauseAfter = r.Duration("SSF_PAUSE_AFTER", c.SSF.PauseAfter, time.Second)
 	c.SSF.AllowHTTP = r.Bool("SSF_ALLOW_HTTP", false)
+	c.SSF.AllowPrivate = r.Bool("SSF_ALLOW_PRIVATE_NETWORKS", false)
 	if kek := r.Raw("KEY_ENCRYPTION_KEY"); kek == "" {
 		r.Fail(errors.New("KEY_ENCRYPTION_KEY is required: 32 random bytes in base64 (`openssl rand -base64 32`); it seals the signing keys"))
 	} else {

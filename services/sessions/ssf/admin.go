@@ -123,5 +123,5 @@ func (t *Transmitter) AdminSetStatus(ctx context.Context, p sessions.Principal, 
 	if p.UserID != "" {
 		reason += " (user " + p.UserID + ")"
 	}
-	return t.TransmitterStatus(ctx, Status{StreamID: id, Status: status, Reason: reason})
+	return t.TransmitterStatus(ctx, Status{StreamID: id, Status: status, Reason: reason}, byAdmin)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -76,7 +77,9 @@ func (t *Transmitter) lead(ctx context.Context) error {
 	defer func() {
 		// The lock goes with the session; a connection back in the pool
 		// must not keep it.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, lockKey)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtext($1))`, lockKey)
 	}()
 	t.metrics.leader.Set(1)
 	defer t.metrics.leader.Set(0)
@@ -86,7 +89,7 @@ func (t *Transmitter) lead(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for n := 0; ; n++ {
-		if _, err := conn.Exec(ctx, `SELECT 1`); err != nil {
+		if err := ping(ctx, conn); err != nil {
 			return fmt.Errorf("the lock's connection: %w", err)
 		}
 		if err := s.sync(ctx); err != nil && ctx.Err() == nil {
@@ -105,6 +108,17 @@ func (t *Transmitter) lead(ctx context.Context) error {
 		case <-t.wake:
 		}
 	}
+}
+
+// ping checks the lock's connection, within a bound: a half-open
+// connection must not keep a replica delivering after it lost the lock.
+func ping(ctx context.Context, conn interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := conn.Exec(ctx, `SELECT 1`)
+	return err
 }
 
 // supervisor runs the lanes of the live streams.
@@ -126,8 +140,21 @@ func (r *runningStream) stop() {
 }
 
 func (s *supervisor) stopAll() {
-	for id, r := range s.running {
-		r.stop()
+	ids := make([]string, 0, len(s.running))
+	for id := range s.running {
+		ids = append(ids, id)
+	}
+	s.stop(ids)
+}
+
+// stop stops the lanes of streams ids, all at once (each may take up to a
+// fetch's wait to notice).
+func (s *supervisor) stop(ids []string) {
+	for _, id := range ids {
+		s.running[id].cancel()
+	}
+	for _, id := range ids {
+		s.running[id].done.Wait()
 		delete(s.running, id)
 	}
 }
@@ -163,15 +190,18 @@ func (s *supervisor) sync(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	var changed, deleted []string
 	for id, r := range s.running {
-		if st, ok := live[id]; !ok || !st.UpdatedAt.Equal(r.st.UpdatedAt) {
-			r.stop()
-			delete(s.running, id)
-			if !ok {
-				t.metrics.forget(id)
-				t.dropConsumers(ctx, id)
-			}
+		if st, ok := live[id]; !ok {
+			deleted = append(deleted, id)
+		} else if !st.UpdatedAt.Equal(r.st.UpdatedAt) {
+			changed = append(changed, id)
 		}
+	}
+	s.stop(append(changed, deleted...))
+	for _, id := range deleted {
+		t.metrics.forget(id)
+		t.dropConsumers(ctx, id)
 	}
 	for id, st := range live {
 		if _, ok := s.running[id]; ok {
@@ -201,10 +231,18 @@ func (s *supervisor) sync(ctx context.Context) error {
 	return nil
 }
 
+// startMargin is how long before its creation a stream's consumers start:
+// the creation's time is sessiond's clock, the messages' NATS's, and a
+// signal a little older than the stream is better delivered than lost.
+const startMargin = 5 * time.Second
+
 // ensureConsumers creates the durable consumers of a stream's lanes, from
-// the stream's creation on.
+// (a little before) the stream's creation on. One signal at a time may be
+// unacknowledged (MaxAckPending 1): a lane that dies holding one (a crash,
+// a lost lock) holds up the next until JetStream hands the first out
+// again, so the stream's order survives any failure.
 func (t *Transmitter) ensureConsumers(ctx context.Context, st *Stream) error {
-	start := st.CreatedAt
+	start := st.CreatedAt.Add(-startMargin)
 	org := ""
 	if st.OrgID != nil {
 		org = *st.OrgID
@@ -213,7 +251,7 @@ func (t *Transmitter) ensureConsumers(ctx context.Context, st *Stream) error {
 		_, err := t.js.CreateOrUpdateConsumer(ctx, events.StreamSignals, jetstream.ConsumerConfig{
 			Durable: consumerName(st.ID, lane), Description: "shared signals stream " + st.ID + " (" + lane + ")",
 			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start, FilterSubject: filter,
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxDeliver: -1, MaxAckPending: 1000,
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxDeliver: -1, MaxAckPending: 1,
 		})
 		if err != nil {
 			return fmt.Errorf("consumer %s: %w", consumerName(st.ID, lane), err)
@@ -319,6 +357,9 @@ type worker struct {
 	lastSeq uint64
 	// paused: this lane paused its stream (its receiver failing too long).
 	paused bool
+	// lastProgress is when the lane last told JetStream it is still at
+	// work on its signal.
+	lastProgress time.Time
 	// Delivery's record, written to the stream's row at most every second.
 	rec       record
 	recDirty  bool
@@ -333,12 +374,26 @@ type record struct {
 
 func (l *worker) run(ctx context.Context) {
 	t := l.t
+	if l.lane == laneData {
+		// The stream's failing clock goes on across restarts of its lane.
+		l.rec.failingSince = l.st.FailingSince
+	}
 	defer l.flush(context.WithoutCancel(ctx), true)
 	backoff := newBackoff(t.cfg.MaxBackoff)
+	if l.lane == laneData && l.st.Delivery.Method == MethodPush && !l.drainPolled(ctx) {
+		return
+	}
 	var cons jetstream.Consumer
 	for ctx.Err() == nil {
 		if cons == nil {
 			c, err := t.js.Consumer(ctx, events.StreamSignals, consumerName(l.st.ID, l.lane))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// The SIGNALS stream was made again (NATS lost its store), or
+				// the consumer deleted by hand: the lane makes it anew.
+				if err = t.ensureConsumers(ctx, l.st); err == nil {
+					c, err = t.js.Consumer(ctx, events.StreamSignals, consumerName(l.st.ID, l.lane))
+				}
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					t.log.WarnContext(ctx, "shared signals lane waits for its consumer", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
@@ -380,6 +435,7 @@ func (l *worker) run(ctx context.Context) {
 // handle delivers one signal; false when it stopped before it was done.
 func (l *worker) handle(ctx context.Context, msg jetstream.Msg) bool {
 	t := l.t
+	l.lastProgress = time.Now()
 	meta, err := msg.Metadata()
 	if err != nil {
 		t.log.ErrorContext(ctx, "shared signals message without metadata, skipped", "stream_id", l.st.ID, "error", err.Error())
@@ -397,11 +453,19 @@ func (l *worker) handle(ctx context.Context, msg jetstream.Msg) bool {
 		return true
 	}
 	if l.lane == laneData && l.st.Status == StatusDisabled {
-		// A disabled stream holds nothing (SSF 1.0 section 8.1.2.1).
-		if sets, err := l.b.build(ev); err == nil && len(sets) > 0 {
-			t.metrics.failed.WithLabelValues(l.st.ID, "dropped").Add(float64(len(sets)))
+		// A disabled stream holds nothing (SSF 1.0 section 8.1.2.1), unless
+		// its receiver has enabled it since this lane started: the status
+		// is read again before anything is dropped.
+		var status string
+		if err := t.pool.QueryRow(ctx, `SELECT status FROM ssf_streams WHERE id = $1`, l.st.ID).Scan(&status); err != nil {
+			return false
 		}
-		return l.done(msg, meta)
+		if status == StatusDisabled {
+			t.metrics.failed.WithLabelValues(l.st.ID, "dropped").Inc()
+			return l.done(msg, meta)
+		}
+		t.changed()
+		return false // the supervisor restarts the lane with the new status
 	}
 	sets, err := l.b.build(ev)
 	if err == nil && l.b.excluded {
@@ -435,6 +499,43 @@ func (l *worker) handle(ctx context.Context, msg jetstream.Msg) bool {
 	return l.done(msg, meta)
 }
 
+// drainPolled pushes, in order, the SETs a stream queued while it was a
+// poll stream and its receiver has not acknowledged: they were taken from
+// JetStream already, and switching to push must not lose them. False when
+// it stopped before the queue was empty.
+func (l *worker) drainPolled(ctx context.Context) bool {
+	for ctx.Err() == nil {
+		rows, err := l.t.pool.Query(ctx, `SELECT seq, jti, set_jwt, created_at FROM ssf_poll_sets WHERE stream_id = $1 ORDER BY seq LIMIT 100`, l.st.ID)
+		if err != nil {
+			l.t.log.WarnContext(ctx, "shared signals queue not read", "stream_id", l.st.ID, "error", err.Error())
+			newBackoff(l.t.cfg.MaxBackoff).wait(ctx)
+			continue
+		}
+		type queued struct {
+			seq int64
+			s   set
+			at  time.Time
+		}
+		batch, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (queued, error) {
+			var q queued
+			err := r.Scan(&q.seq, &q.s.jti, &q.s.jwt, &q.at)
+			return q, err
+		})
+		if err != nil || len(batch) == 0 {
+			return err == nil
+		}
+		for _, q := range batch {
+			if !l.push(ctx, nil, q.s, q.at) {
+				return false
+			}
+			if _, err := l.t.pool.Exec(ctx, `DELETE FROM ssf_poll_sets WHERE stream_id = $1 AND seq = $2`, l.st.ID, q.seq); err != nil {
+				return false
+			}
+		}
+	}
+	return false
+}
+
 // done acknowledges a signal whose SETs are delivered or queued.
 func (l *worker) done(msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	_ = msg.Ack()
@@ -442,8 +543,20 @@ func (l *worker) done(msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	return true
 }
 
+// maxQueued bounds the SETs a poll stream keeps for its receiver; past it,
+// its lane stops taking signals, and JetStream holds them (for
+// events.SignalsMaxAge) until the receiver acknowledges some.
+const maxQueued = 100_000
+
 // enqueue keeps a poll stream's SETs until its receiver acknowledges them.
 func (l *worker) enqueue(ctx context.Context, sets []set) bool {
+	for ctx.Err() == nil {
+		var n int
+		if err := l.t.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM ssf_poll_sets WHERE stream_id = $1 LIMIT $2) q`, l.st.ID, maxQueued).Scan(&n); err == nil && n < maxQueued {
+			break
+		}
+		newBackoff(l.t.cfg.MaxBackoff).wait(ctx)
+	}
 	jtis, jwts := make([]string, len(sets)), make([]string, len(sets))
 	for i, s := range sets {
 		jtis[i], jwts[i] = s.jti, s.jwt
@@ -479,8 +592,8 @@ type pushError struct {
 func (l *worker) push(ctx context.Context, msg jetstream.Msg, s set, published time.Time) bool {
 	t := l.t
 	backoff := newBackoff(t.cfg.MaxBackoff)
-	lastProgress := time.Now()
 	for ctx.Err() == nil {
+		l.progress(msg)
 		status, perr, err := l.post(ctx, s)
 		now := time.Now().UTC()
 		switch {
@@ -489,7 +602,11 @@ func (l *worker) push(ctx context.Context, msg jetstream.Msg, s set, published t
 			t.metrics.latency.Observe(now.Sub(published).Seconds())
 			l.rec.lastDelivery, l.rec.failingSince, l.recDirty = &now, nil, true
 			return true
-		case err == nil && status == http.StatusBadRequest && perr.Err != "":
+		case err == nil && status == http.StatusBadRequest && perr.Err != "" && perr.Err != "authentication_failed" && perr.Err != "access_denied":
+			// The SET itself is refused: trying again would get the same
+			// answer. A receiver that does not accept the transmitter (its
+			// credentials changing) is tried again like one that is down,
+			// and its stream held by a pause if it lasts.
 			t.metrics.failed.WithLabelValues(l.st.ID, "rejected").Inc()
 			l.note(now, fmt.Sprintf("the receiver rejected SET %s: %s: %s", s.jti, perr.Err, perr.Description))
 			l.rec.failingSince = nil
@@ -508,7 +625,7 @@ func (l *worker) push(ctx context.Context, msg jetstream.Msg, s set, published t
 		if l.lane == laneData && now.Sub(*l.rec.failingSince) > t.cfg.PauseAfter {
 			reason := fmt.Sprintf("paused by the transmitter: push delivery has failed since %s (%s)", l.rec.failingSince.Format(time.RFC3339), what)
 			l.flush(ctx, true)
-			if err := t.TransmitterStatus(ctx, Status{StreamID: l.st.ID, Status: StatusPaused, Reason: reason}); err != nil {
+			if err := t.TransmitterStatus(ctx, Status{StreamID: l.st.ID, Status: StatusPaused, Reason: reason}, byTransmitter); err != nil {
 				t.log.WarnContext(ctx, "shared signals stream not paused", "stream_id", l.st.ID, "error", err.Error())
 			} else {
 				t.log.WarnContext(ctx, "shared signals stream paused", "stream_id", l.st.ID, "reason", reason)
@@ -516,14 +633,20 @@ func (l *worker) push(ctx context.Context, msg jetstream.Msg, s set, published t
 				return false
 			}
 		}
-		if time.Since(lastProgress) > ackWait/3 {
-			_ = msg.InProgress()
-			lastProgress = time.Now()
-		}
 		l.flush(ctx, false)
 		backoff.wait(ctx)
 	}
 	return false
+}
+
+// progress tells JetStream, every ackWait/3, that the signal in hand is
+// still being worked on (a receiver being retried, a large signal's SETs),
+// so that it is not handed out again meanwhile.
+func (l *worker) progress(msg jetstream.Msg) {
+	if msg != nil && time.Since(l.lastProgress) > ackWait/3 {
+		_ = msg.InProgress()
+		l.lastProgress = time.Now()
+	}
 }
 
 // note records a delivery error.
@@ -568,8 +691,8 @@ func (l *worker) flush(ctx context.Context, now bool) {
 	}
 	r := l.rec
 	_, err := l.t.pool.Exec(ctx, `UPDATE ssf_streams SET last_delivery_at = GREATEST(last_delivery_at, $2), last_error = COALESCE($3, last_error),
-			last_error_at = GREATEST(last_error_at, $4), failing_since = $5 WHERE id = $1`,
-		l.st.ID, r.lastDelivery, nullable(r.lastError), r.lastErrorAt, r.failingSince)
+			last_error_at = GREATEST(last_error_at, $4), failing_since = CASE WHEN $6 THEN $5 ELSE failing_since END WHERE id = $1`,
+		l.st.ID, r.lastDelivery, nullable(r.lastError), r.lastErrorAt, r.failingSince, l.lane == laneData)
 	if err == nil {
 		l.recDirty, l.recLastAt = false, time.Now()
 	}

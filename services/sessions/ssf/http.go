@@ -33,8 +33,8 @@ const (
 
 // Mount adds the transmitter's endpoints to r.
 func (t *Transmitter) Mount(r chi.Router) {
-	u, _ := url.Parse(t.cfg.Issuer)
-	base := strings.TrimSuffix(u.Path, "/")
+	u, _ := url.Parse(t.base)
+	base := u.Path
 	r.Get(PathConfiguration+base, t.configuration)
 	r.Get(base+PathJWKS, t.jwks)
 	r.Group(func(r chi.Router) {
@@ -49,7 +49,8 @@ func (t *Transmitter) Mount(r chi.Router) {
 		r.With(scope(sessions.ScopeSSFManage)).Post(base+PathAddSubject, t.addSubject)
 		r.With(scope(sessions.ScopeSSFManage)).Post(base+PathRemoveSubject, t.removeSubject)
 		r.With(scope(sessions.ScopeSSFManage)).Post(base+PathVerify, t.verify)
-		r.With(scope(sessions.ScopeSSFManage, sessions.ScopeSSFRead)).Post(base+PathPoll+"{stream_id}", t.poll)
+		// A poll acknowledges, which releases SETs: a change.
+		r.With(scope(sessions.ScopeSSFManage)).Post(base+PathPoll+"{stream_id}", t.poll)
 	})
 }
 
@@ -64,7 +65,7 @@ type Configuration struct {
 	AddSubjectEndpoint       string              `json:"add_subject_endpoint"`
 	RemoveSubjectEndpoint    string              `json:"remove_subject_endpoint"`
 	VerificationEndpoint     string              `json:"verification_endpoint"`
-	CriticalSubjectMembers   []string            `json:"critical_subject_members"`
+
 	AuthorizationSchemes     []map[string]string `json:"authorization_schemes"`
 	DefaultSubjects          string              `json:"default_subjects"`
 }
@@ -77,11 +78,11 @@ func (t *Transmitter) Configuration() Configuration {
 		ConfigurationEndpoint:    t.endpoint(PathStreams), StatusEndpoint: t.endpoint(PathStatus),
 		AddSubjectEndpoint: t.endpoint(PathAddSubject), RemoveSubjectEndpoint: t.endpoint(PathRemoveSubject),
 		VerificationEndpoint: t.endpoint(PathVerify),
-		// A receiver that cannot tell which session or org an event is
-		// about must not act on it as if it were about the whole user.
-		CriticalSubjectMembers: []string{"session", "tenant"},
-		AuthorizationSchemes:   []map[string]string{{"spec_urn": "urn:ietf:rfc:6749"}},
-		DefaultSubjects:        "ALL",
+		// No critical_subject_members: a receiver that acts on a
+		// session-revoked event's user alone (ending every session of the
+		// user) errs on the safe side, and must not be made to drop it.
+		AuthorizationSchemes: []map[string]string{{"spec_urn": "urn:ietf:rfc:6749"}},
+		DefaultSubjects:      "ALL",
 	}
 }
 
@@ -201,6 +202,15 @@ func (t *Transmitter) createStream(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, st)
 }
 
+// streamID is the stream_id query parameter, required.
+func streamID(r *http.Request) (string, error) {
+	id := r.URL.Query().Get("stream_id")
+	if id == "" {
+		return "", sessions.Invalid("the stream_id query parameter is required")
+	}
+	return id, nil
+}
+
 func (t *Transmitter) readStreams(w http.ResponseWriter, r *http.Request) {
 	if !r.URL.Query().Has("stream_id") {
 		sts, err := t.Streams(r.Context(), client(r))
@@ -211,7 +221,12 @@ func (t *Transmitter) readStreams(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, sts)
 		return
 	}
-	st, err := t.Stream(r.Context(), client(r), r.URL.Query().Get("stream_id"))
+	id, err := streamID(r)
+	if err != nil {
+		t.writeError(w, r, err)
+		return
+	}
+	st, err := t.Stream(r.Context(), client(r), id)
 	if err != nil {
 		t.writeError(w, r, err)
 		return
@@ -241,7 +256,11 @@ func (t *Transmitter) changeStream(w http.ResponseWriter, r *http.Request, repla
 }
 
 func (t *Transmitter) deleteStream(w http.ResponseWriter, r *http.Request) {
-	if err := t.DeleteStream(r.Context(), client(r), r.URL.Query().Get("stream_id")); err != nil {
+	id, err := streamID(r)
+	if err == nil {
+		err = t.DeleteStream(r.Context(), client(r), id)
+	}
+	if err != nil {
 		t.writeError(w, r, err)
 		return
 	}
@@ -249,7 +268,12 @@ func (t *Transmitter) deleteStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (t *Transmitter) readStatus(w http.ResponseWriter, r *http.Request) {
-	s, err := t.StreamStatus(r.Context(), client(r), r.URL.Query().Get("stream_id"))
+	id, err := streamID(r)
+	if err != nil {
+		t.writeError(w, r, err)
+		return
+	}
+	s, err := t.StreamStatus(r.Context(), client(r), id)
 	if err != nil {
 		t.writeError(w, r, err)
 		return

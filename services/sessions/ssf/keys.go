@@ -104,6 +104,7 @@ func (k *Keys) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ssf: load signing keys: %w", err)
 	}
+	defer rows.Close()
 	var keys []signingKey
 	for rows.Next() {
 		var (

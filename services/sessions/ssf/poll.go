@@ -2,6 +2,7 @@ package ssf
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -22,8 +23,36 @@ type PollRequest struct {
 
 // PollResponse is an RFC 8936 section 2.3 answer.
 type PollResponse struct {
-	Sets          map[string]string `json:"sets"`
-	MoreAvailable bool              `json:"moreAvailable"`
+	Sets          OrderedSets `json:"sets"`
+	MoreAvailable bool        `json:"moreAvailable"`
+}
+
+// OrderedSets is the sets member of a poll's answer: jti to SET, written
+// in the order the SETs were made (a JSON object's members have an order
+// on the wire, and a receiver that reads them in it applies them in it).
+type OrderedSets []PolledSET
+
+// PolledSET is one SET of a poll's answer.
+type PolledSET struct{ JTI, JWT string }
+
+// MarshalJSON writes the sets as one object, in order.
+func (o OrderedSets) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, s := range o {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, err := json.Marshal(s.JTI)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(s.JWT)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return append(b, '}'), nil
 }
 
 // maxPoll bounds what one poll returns when it names no maxEvents.
@@ -59,8 +88,19 @@ func (t *Transmitter) Poll(ctx context.Context, c sessions.Client, id string, re
 	if err := t.acknowledge(ctx, st, req); err != nil {
 		return PollResponse{}, err
 	}
-	out := PollResponse{Sets: map[string]string{}}
-	if limit == 0 || st.Status != StatusEnabled {
+	out := PollResponse{Sets: OrderedSets{}}
+	if limit == 0 {
+		return out, nil
+	}
+	if st.Status != StatusEnabled {
+		// Nothing is transmitted while paused or disabled; a long poll
+		// still waits, so that a receiver's loop does not spin.
+		if !req.ReturnImmediately {
+			select {
+			case <-ctx.Done():
+			case <-time.After(t.cfg.PollWait):
+			}
+		}
 		return out, nil
 	}
 	deadline := time.Now().Add(t.cfg.PollWait)
@@ -81,7 +121,7 @@ func (t *Transmitter) Poll(ctx context.Context, c sessions.Client, id string, re
 				out.MoreAvailable = true
 				break
 			}
-			out.Sets[jti] = jwt
+			out.Sets = append(out.Sets, PolledSET{JTI: jti, JWT: jwt})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

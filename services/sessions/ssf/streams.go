@@ -32,11 +32,22 @@ const (
 	StatusDisabled = "disabled"
 )
 
-// Delivery is a stream's delivery method and its parameters.
+// Delivery is a stream's delivery method and its parameters. The push
+// receiver's authorization header is its secret: it is kept sealed and
+// never shown again, to the receiver or anyone.
 type Delivery struct {
 	Method              string `json:"method"`
 	EndpointURL         string `json:"endpoint_url,omitempty"`
-	AuthorizationHeader string `json:"authorization_header,omitempty"`
+	AuthorizationHeader string `json:"-"`
+}
+
+// DeliveryInput is the delivery of a request. An update that names the
+// same method and endpoint without authorization_header keeps the one the
+// stream has (it is never shown, so it cannot be sent back); "" removes it.
+type DeliveryInput struct {
+	Method              string  `json:"method"`
+	EndpointURL         string  `json:"endpoint_url"`
+	AuthorizationHeader *string `json:"authorization_header"`
 }
 
 // Stream is a stream's configuration as SSF 1.0 section 8.1.1 shows it to
@@ -80,7 +91,7 @@ type Status struct {
 type StreamInput struct {
 	StreamID        *string          `json:"stream_id"`
 	EventsRequested *[]string        `json:"events_requested"`
-	Delivery        *Delivery        `json:"delivery"`
+	Delivery        *DeliveryInput   `json:"delivery"`
 	Description     *string          `json:"description"`
 	Iss             *string          `json:"iss"`
 	Aud             *json.RawMessage `json:"aud"`
@@ -174,7 +185,7 @@ func (t *Transmitter) CreateStream(ctx context.Context, c sessions.Client, in St
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	st := &Stream{ID: uuid.NewString(), ClientID: c.ID, OrgID: c.OrgID, Aud: c.ID, Status: StatusEnabled, StatusBy: "receiver",
 		MinVerificationInterval: int(t.cfg.VerificationInterval / time.Second), CreatedAt: now, UpdatedAt: now}
-	d := Delivery{Method: MethodPoll}
+	d := DeliveryInput{Method: MethodPoll}
 	if in.Delivery != nil {
 		d = *in.Delivery
 	}
@@ -207,9 +218,37 @@ func (t *Transmitter) CreateStream(ctx context.Context, c sessions.Client, in St
 	if err != nil {
 		return nil, orUnavailable(err, "create stream")
 	}
+	t.settle(ctx)
 	t.complete(st)
 	t.changed()
 	return st, nil
+}
+
+// settle waits, up to 5 s, until every transaction that began before now
+// has ended. A revocation writes its signal only when a stream takes it,
+// and decides that from a snapshot: one that took its snapshot before a
+// stream was committed, and commits after, writes none. Once the
+// transactions older than the stream are done, everything that commits
+// after the answer of the stream's creation reaches it.
+func (t *Transmitter) settle(ctx context.Context) {
+	deadline := time.Now().Add(5 * time.Second)
+	var cutoff time.Time
+	if err := t.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&cutoff); err != nil {
+		return
+	}
+	for time.Now().Before(deadline) {
+		var n int
+		err := t.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+			AND backend_type = 'client backend' AND state <> 'idle' AND xact_start < $1`, cutoff).Scan(&n)
+		if err != nil || n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // pushURL is the endpoint to keep: a push stream's; a poll stream's is
@@ -224,7 +263,7 @@ func pushURL(st *Stream) string {
 // receiverFields checks and sets the receiver-supplied fields on st. On
 // create (and replace) every absent field takes its default; events nil
 // keeps st's on update.
-func (t *Transmitter) receiverFields(st *Stream, requested *[]string, d *Delivery, description *string, all bool) error {
+func (t *Transmitter) receiverFields(st *Stream, requested *[]string, d *DeliveryInput, description *string, all bool) error {
 	if requested != nil {
 		if len(*requested) == 0 {
 			return sessions.Invalid("events_requested must not be empty (SSF 1.0 section 8.1.1)")
@@ -254,13 +293,20 @@ func (t *Transmitter) receiverFields(st *Stream, requested *[]string, d *Deliver
 		default:
 			return sessions.Invalid("delivery.method %q is not supported: %s (push) or %s (poll)", d.Method, MethodPush, MethodPoll)
 		}
-		if h := d.AuthorizationHeader; len(h) > 4096 || strings.ContainsAny(h, "\r\n\x00") || !utf8.ValidString(h) {
+		header := ""
+		switch {
+		case d.AuthorizationHeader != nil:
+			header = *d.AuthorizationHeader
+		case d.Method == st.Delivery.Method && d.EndpointURL == st.Delivery.EndpointURL:
+			header = st.Delivery.AuthorizationHeader // kept: see DeliveryInput
+		}
+		if len(header) > 4096 || strings.ContainsAny(header, "\r\n\x00") || !utf8.ValidString(header) {
 			return sessions.Invalid("delivery.authorization_header must be one header value of at most 4096 bytes")
 		}
-		if d.Method == MethodPoll && d.AuthorizationHeader != "" {
+		if d.Method == MethodPoll && header != "" {
 			return sessions.Invalid("delivery.authorization_header is for push streams only")
 		}
-		st.Delivery = Delivery{Method: d.Method, EndpointURL: d.EndpointURL, AuthorizationHeader: d.AuthorizationHeader}
+		st.Delivery = Delivery{Method: d.Method, EndpointURL: d.EndpointURL, AuthorizationHeader: header}
 	}
 	if description != nil {
 		if len(*description) > 1000 || !utf8.ValidString(*description) || strings.ContainsRune(*description, 0) {
@@ -280,7 +326,7 @@ func (t *Transmitter) checkPushURL(raw string) error {
 	switch {
 	case raw == "":
 		return sessions.Invalid("delivery.endpoint_url is required for push delivery")
-	case err != nil || u.Host == "" || u.User != nil || u.Fragment != "" || len(raw) > 2048:
+	case err != nil || u.Hostname() == "" || u.User != nil || u.Fragment != "" || len(raw) > 2048:
 		return sessions.Invalid("delivery.endpoint_url must be an absolute URL without credentials or fragment, at most 2048 bytes")
 	case u.Scheme == "https":
 		return nil
@@ -341,15 +387,9 @@ func (t *Transmitter) UpdateStream(ctx context.Context, c sessions.Client, in St
 		if d == nil && replace {
 			return sessions.Invalid("delivery is required in a replacement: a stream always has one")
 		}
-		if d != nil && d.Method != st.Delivery.Method && d.Method != "" {
-			// Switching between push and poll keeps the stream's place: its
-			// lanes start again from what is not yet delivered.
-			if st.Delivery.Method == MethodPoll {
-				if _, err := tx.Exec(ctx, `DELETE FROM ssf_poll_sets WHERE stream_id = $1`, st.ID); err != nil {
-					return err
-				}
-			}
-		}
+		// Switching between push and poll keeps the stream's place: its
+		// lanes go on from what JetStream has not handed out, and a stream
+		// that turns to push first pushes what waits to be polled.
 		if err := t.receiverFields(st, in.EventsRequested, d, in.Description, replace); err != nil {
 			return err
 		}
@@ -439,10 +479,16 @@ func (t *Transmitter) SetStreamStatus(ctx context.Context, c sessions.Client, in
 		return Status{}, err
 	}
 	err := pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
-		if _, err := t.stream(ctx, tx, c, in.StreamID, true); err != nil {
+		st, err := t.stream(ctx, tx, c, in.StreamID, true)
+		if err != nil {
 			return err
 		}
-		return t.writeStatus(ctx, tx, in, "receiver")
+		if st.StatusBy == byAdmin && st.Status != StatusEnabled {
+			// A receiver may enable a stream the transmitter paused for its
+			// failures, not one an administrator stopped.
+			return sessions.Forbidden("an administrator of the transmitter set this stream %s; ask them to enable it", st.Status)
+		}
+		return t.writeStatus(ctx, tx, in, byReceiver)
 	})
 	if err != nil {
 		return Status{}, orUnavailable(err, "stream status")
@@ -479,11 +525,18 @@ func (t *Transmitter) writeStatus(ctx context.Context, tx pgx.Tx, in Status, by 
 	return tx.SendBatch(ctx, b).Close()
 }
 
-// TransmitterStatus is a status change the transmitter makes (its push
-// failing too long, an administrator's action): it is set and announced to
-// the receiver with a stream-updated event in one transaction (SSF 1.0
-// section 8.1.5), on the control lane, which goes on whatever the status.
-func (t *Transmitter) TransmitterStatus(ctx context.Context, in Status) error {
+// Who set a stream's status.
+const (
+	byReceiver    = "receiver"
+	byTransmitter = "transmitter" // its push failing too long
+	byAdmin       = "admin"       // an administrator of the transmitter
+)
+
+// TransmitterStatus is a status change the transmitter makes (by
+// byTransmitter or byAdmin): it is set and announced to the receiver with
+// a stream-updated event in one transaction (SSF 1.0 section 8.1.5), on the
+// control lane, which goes on whatever the status.
+func (t *Transmitter) TransmitterStatus(ctx context.Context, in Status, by string) error {
 	if err := checkStatus(in); err != nil {
 		return err
 	}
@@ -494,7 +547,7 @@ func (t *Transmitter) TransmitterStatus(ctx context.Context, in Status) error {
 		return err
 	}
 	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
-		if err := t.writeStatus(ctx, tx, in, "transmitter"); err != nil {
+		if err := t.writeStatus(ctx, tx, in, by); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, msg.EventID, msg.Subject, msg.Payload)
@@ -606,6 +659,7 @@ func (t *Transmitter) choices(ctx context.Context, id string) (subjectChoices, e
 	if err != nil {
 		return subjectChoices{}, err
 	}
+	defer rows.Close()
 	var c subjectChoices
 	for rows.Next() {
 		var (

@@ -123,3 +123,18 @@ func TestDeliveredIsTheSupportedTypesRequested(t *testing.T) {
 		t.Errorf("only unknown types delivers %v", got)
 	}
 }
+
+// A push endpoint cannot make sessiond reach what only it can reach: the
+// address dialled, after resolution, must be public.
+func TestPushesGoToPublicAddressesOnly(t *testing.T) {
+	for addr, public := range map[string]bool{
+		"93.184.215.14:443": true, "[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443": true,
+		"127.0.0.1:443": false, "10.1.2.3:443": false, "172.16.0.1:443": false, "192.168.1.1:443": false,
+		"169.254.169.254:80": false, "100.64.0.1:443": false, "0.0.0.0:443": false, "[::1]:443": false,
+		"[fd00::1]:443": false, "[fe80::1]:443": false, "[::ffff:127.0.0.1]:443": false,
+	} {
+		if err := publicOnly("tcp", addr, nil); (err == nil) != public {
+			t.Errorf("%s: %v, want public %v", addr, err, public)
+		}
+	}
+}

@@ -29,12 +29,16 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,6 +55,11 @@ type Config struct {
 	// AllowHTTP lets push endpoints be plain http (the dev stack, tests);
 	// everywhere else they must be https.
 	AllowHTTP bool
+	// AllowPrivate lets pushes go to loopback, private, link-local and
+	// unique-local addresses (SSF_ALLOW_PRIVATE_NETWORKS; the dev stack, or
+	// a receiver inside the network). Otherwise a stream's endpoint cannot
+	// make sessiond reach what only it can reach.
+	AllowPrivate bool
 	// PauseAfter is how long a push stream may fail before the transmitter
 	// pauses it (SSF_PAUSE_AFTER, default 1 h). Its SETs are held until the
 	// receiver enables it again.
@@ -69,7 +78,7 @@ type Config struct {
 
 // DefaultConfig is the production configuration for issuer.
 func DefaultConfig(issuer string) Config {
-	return Config{Issuer: strings.TrimSuffix(issuer, "/"), PauseAfter: time.Hour, PollWait: 20 * time.Second,
+	return Config{Issuer: issuer, PauseAfter: time.Hour, PollWait: 20 * time.Second,
 		VerificationInterval: 5 * time.Second, MaxStreamsPerClient: 25, PushTimeout: 10 * time.Second, MaxBackoff: 10 * time.Second}
 }
 
@@ -87,6 +96,7 @@ type Transmitter struct {
 	keys    *Keys
 	relay   sessions.OutboxRelay
 	cfg     Config
+	base    string // the issuer without a trailing slash: the endpoints hang off it
 	seal    cipher.AEAD // the push receivers' authorization headers
 	http    *http.Client
 	metrics *Metrics
@@ -114,10 +124,15 @@ func New(pool *pgxpool.Pool, js jetstream.JetStream, clients Clients, keys *Keys
 	if _, err := url.Parse(cfg.Issuer); err != nil || cfg.Issuer == "" {
 		return nil, fmt.Errorf("ssf: issuer %q is not a URL", cfg.Issuer)
 	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if !cfg.AllowPrivate {
+		dialer.Control = publicOnly
+	}
 	client := &http.Client{
 		Timeout: cfg.PushTimeout,
 		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         dialer.DialContext,
+			TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     90 * time.Second,
 			TLSHandshakeTimeout: 10 * time.Second,
@@ -127,7 +142,7 @@ func New(pool *pgxpool.Pool, js jetstream.JetStream, clients Clients, keys *Keys
 		// never sent to where the redirect points.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Transmitter{pool: pool, js: js, clients: clients, keys: keys, relay: relay, cfg: cfg, seal: seal, http: client,
+	return &Transmitter{pool: pool, js: js, clients: clients, keys: keys, relay: relay, cfg: cfg, base: strings.TrimSuffix(cfg.Issuer, "/"), seal: seal, http: client,
 		metrics: m, log: log, wake: make(chan struct{}, 1), polled: map[string]chan struct{}{}}, nil
 }
 
@@ -192,7 +207,31 @@ func (t *Transmitter) openHeader(id string, sealed []byte) (string, error) {
 }
 
 // endpoint is the URL of one of the transmitter's endpoints.
-func (t *Transmitter) endpoint(path string) string { return t.cfg.Issuer + path }
+func (t *Transmitter) endpoint(path string) string { return t.base + path }
+
+// publicOnly refuses connections to addresses that are not public: a push
+// endpoint that names (or resolves to) loopback, a private network, a
+// link-local or unique-local address. It checks the address dialled, after
+// resolution, so a name cannot point around it.
+func publicOnly(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("push endpoint address %q: %w", host, err)
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() ||
+		sharedAddressSpace.Contains(ip) {
+		return fmt.Errorf("push endpoint resolves to %s, which is not a public address (SSF_ALLOW_PRIVATE_NETWORKS allows it)", ip)
+	}
+	return nil
+}
+
+// sharedAddressSpace is RFC 6598's carrier-grade NAT range, private too.
+var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
 
 // pollURL is the poll endpoint of stream id.
 func (t *Transmitter) pollURL(id string) string { return t.endpoint(PathPoll + id) }
