@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/tokens"
 )
 
 // The OAuth endpoints: RFC 7009 token revocation and RFC 7662 token
@@ -84,12 +86,27 @@ func (s *Service) tokenSession(ctx context.Context, token, hint string) (session
 	return "", "", "", nil
 }
 
-// Introspection is an RFC 7662 answer; Active false hides every other
+// Introspection is an RFC 7662 answer (a struct, not a map: it is written
+// thousands of times a second); Active false hides every other
 // field.
-type Introspection map[string]any
+type Introspection struct {
+	Active    bool     `json:"active"`
+	TokenType string   `json:"token_type,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       []string `json:"aud,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       *float64 `json:"iat,omitempty"`
+	Nbf       int64    `json:"nbf,omitempty"`
+	AuthTime  *float64 `json:"auth_time,omitempty"`
+	JTI       string   `json:"jti,omitempty"`
+	SID       string   `json:"sid,omitempty"`
+	Org       string   `json:"org,omitempty"`
+	Role      string   `json:"role,omitempty"`
+}
 
 // inactive is the answer for anything not active.
-var inactive = Introspection{"active": false}
+var inactive = Introspection{}
 
 // Introspect is RFC 7662 for client c: whether a user's token is active,
 // checked as a gateway checks it (signature, times, the session, the
@@ -99,7 +116,7 @@ func (s *Service) Introspect(ctx context.Context, c Client, token, hint string) 
 	// The hint says which kind to try first; the other is tried too (RFC
 	// 7662 section 2.1).
 	if hint == "refresh_token" {
-		if out, err := s.introspectRefresh(ctx, c, token); err != nil || out["active"] == true {
+		if out, err := s.introspectRefresh(ctx, c, token); err != nil || out.Active {
 			return out, err
 		}
 	}
@@ -110,19 +127,70 @@ func (s *Service) Introspect(ctx context.Context, c Client, token, hint string) 
 	case errors.Is(err, ErrUnauthorized):
 		return s.introspectRefresh(ctx, c, token)
 	case err != nil:
-		return nil, err
+		return Introspection{}, err
 	case c.OrgID != nil && *c.OrgID != cl.Org:
 		return inactive, nil
 	}
-	out := Introspection{"active": true, "token_type": "access_token", "iss": cl.Issuer, "sub": cl.Subject, "aud": cl.Audience,
-		"exp": cl.ExpiresAt.Unix(), "iat": numericDate(cl.IssuedAt), "jti": cl.ID, "sid": cl.SessionID, "org": cl.Org, "role": cl.Role}
+	return activeAccess(cl), nil
+}
+
+// activeAccess is the answer for an active access token of claims cl.
+func activeAccess(cl tokens.Claims) Introspection {
+	iat := numericDate(cl.IssuedAt)
+	out := Introspection{Active: true, TokenType: "access_token", Iss: cl.Issuer, Sub: cl.Subject, Aud: cl.Audience,
+		Exp: cl.ExpiresAt.Unix(), Iat: &iat, JTI: cl.ID, SID: cl.SessionID, Org: cl.Org, Role: cl.Role}
 	if !cl.NotBefore.IsZero() {
-		out["nbf"] = cl.NotBefore.Unix()
+		out.Nbf = cl.NotBefore.Unix()
 	}
 	if !cl.AuthTime.IsZero() {
-		out["auth_time"] = numericDate(cl.AuthTime)
+		at := numericDate(cl.AuthTime)
+		out.AuthTime = &at
 	}
-	return out, nil
+	return out
+}
+
+// IntrospectAs is the introspection endpoint's work: it authenticates the
+// client id and secret (HTTP Basic) and introspects token for it, in one
+// database round trip for an access token whose signature was verified
+// before (the common case: a resource server asks about the same token
+// many times). It returns the client, so that the caller can check its
+// scope before it tells anything; errBadClient (ErrUnauthorized) for
+// credentials that are wrong, whatever the token.
+func (s *Service) IntrospectAs(ctx context.Context, id, secret, token, hint string) (Client, Introspection, error) {
+	if !isUUID(id) || secret == "" {
+		return Client{}, Introspection{}, errBadClient
+	}
+	now := s.now()
+	cl, verr := s.verify(ctx, token, now)
+	if verr != nil || hint == "refresh_token" {
+		c, err := s.AuthenticateClient(ctx, id, secret)
+		if err != nil {
+			return Client{}, Introspection{}, err
+		}
+		out, err := s.Introspect(ctx, c, token, hint)
+		return c, out, err
+	}
+	var (
+		c    Client
+		hash []byte
+		st   tokenState
+	)
+	err := s.pool.QueryRow(ctx, `SELECT c.id::text, c.name, c.org_id::text, c.scopes, c.created_at, c.secret_hash, x.*
+		FROM api_clients c LEFT JOIN LATERAL (SELECT `+tokenStateColumns+` FROM sessions s JOIN users u ON u.id = s.user_id
+			WHERE s.id = $1 AND s.user_id = $2) x ON true
+		WHERE c.id = $5 AND c.deleted_at IS NULL`, cl.SessionID, cl.Subject, now, cl.ID, id).
+		Scan(append([]any{&c.ID, &c.Name, &c.OrgID, &c.Scopes, &c.CreatedAt, &hash}, st.dest()...)...)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Client{}, Introspection{}, errBadClient
+	case err != nil:
+		return Client{}, Introspection{}, fmt.Errorf("%w: introspect: %w", ErrUnavailable, err)
+	case subtle.ConstantTimeCompare(hash, hashToken(secret)) != 1:
+		return Client{}, Introspection{}, errBadClient
+	case st.check(cl) != nil || (c.OrgID != nil && *c.OrgID != cl.Org):
+		return c, inactive, nil
+	}
+	return c, activeAccess(cl), nil
 }
 
 // introspectRefresh is Introspect for a refresh token: active while it is
@@ -149,12 +217,12 @@ func (s *Service) introspectRefresh(ctx context.Context, c Client, token string)
 		return inactive, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: introspect: %w", ErrUnavailable, err)
+		return Introspection{}, fmt.Errorf("%w: introspect: %w", ErrUnavailable, err)
 	}
 	if _, ended := pol.ended(created, lastUse, now); ended || (c.OrgID != nil && *c.OrgID != org) {
 		return inactive, nil // a session the org's policy ends refreshes no more
 	}
-	return Introspection{"active": true, "token_type": "refresh_token", "sub": sub, "sid": sid, "org": org, "exp": exp.Unix()}, nil
+	return Introspection{Active: true, TokenType: "refresh_token", Sub: sub, SID: sid, Org: org, Exp: exp.Unix()}, nil
 }
 
 // numericDate is t as a NumericDate to the microsecond, as the tokens

@@ -89,11 +89,7 @@ func oauthForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 // client authenticates the request's HTTP Basic client credentials (RFC
 // 6749 section 2.3.1: each part form-encoded); false when it answered 401.
 func (h *Handler) client(w http.ResponseWriter, r *http.Request) (sessions.Client, bool) {
-	id, secret, ok := r.BasicAuth()
-	if ok {
-		id, _ = url.QueryUnescape(id)
-		secret, _ = url.QueryUnescape(secret)
-	}
+	id, secret, _ := basicClient(r)
 	c, err := h.svc.AuthenticateClient(r.Context(), id, secret)
 	if errors.Is(err, sessions.ErrUnauthorized) { // no credentials included
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: HTTP Basic with the client's id and secret")
@@ -104,6 +100,17 @@ func (h *Handler) client(w http.ResponseWriter, r *http.Request) (sessions.Clien
 		return sessions.Client{}, false
 	}
 	return c, true
+}
+
+// basicClient is the request's HTTP Basic client id and secret, each
+// form-decoded (RFC 6749 section 2.3.1); "" when absent.
+func basicClient(r *http.Request) (id, secret string, ok bool) {
+	id, secret, ok = r.BasicAuth()
+	if ok {
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	}
+	return id, secret, ok
 }
 
 // token is POST /oauth2/token: the client credentials grant.
@@ -167,22 +174,28 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, ok := h.client(w, r)
-	if !ok {
+	id, secret, _ := basicClient(r)
+	tok := form.Get("token")
+	if tok == "" {
+		// The client is authenticated first: a stranger learns nothing,
+		// not even that the request was malformed.
+		if _, ok := h.client(w, r); !ok {
+			return
+		}
+		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	c, out, err := h.svc.IntrospectAs(r.Context(), id, secret, tok, form.Get("token_type_hint"))
+	if errors.Is(err, sessions.ErrUnauthorized) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: HTTP Basic with the client's id and secret")
+		return
+	}
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	if !c.Has(sessions.ScopeIntrospect) {
 		oauthError(w, http.StatusForbidden, "insufficient_scope", "the client does not hold the introspect scope")
-		return
-	}
-	tok := form.Get("token")
-	if tok == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
-		return
-	}
-	out, err := h.svc.Introspect(r.Context(), c, tok, form.Get("token_type_hint"))
-	if err != nil {
-		h.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
