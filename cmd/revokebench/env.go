@@ -257,12 +257,12 @@ func (e *benchEnv) startGateway(ctx context.Context, name string) (*gateway, err
 
 // startBare runs this binary as a bare server: "ok" answers 200, "proxy"
 // is a bare httputil.ReverseProxy to upstream, "upstream" answers 512 bytes.
-func (e *benchEnv) startBare(ctx context.Context, mode, upstream string) (*proc, string, error) {
+func (e *benchEnv) startBare(ctx context.Context, mode, upstream string, args ...string) (*proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := e.spawn(ctx, "bare-"+mode, nil, "bare", "-mode", mode, "-addr", addr, "-upstream", upstream)
+	p, err := e.spawn(ctx, "bare-"+mode, nil, append([]string{"bare", "-mode", mode, "-addr", addr, "-upstream", upstream}, args...)...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -142,7 +142,7 @@ func printTable(w io.Writer, r *results) {
 		fmt.Fprintf(tw, "introspection\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
 	}
 	if r.Introspect.Ratio > 0 {
-		fmt.Fprintf(tw, "\tratio\tintrospect/bare %.2f\tsessiond %.2f cores\t\t\n", r.Introspect.Ratio, r.Introspect.SessiondCPU)
+		fmt.Fprintf(tw, "\tratios\tintrospect/bare %.2f\tintrospect/bare + query %.2f\tsessiond %.2f cores\t\n", r.Introspect.Ratio, r.Introspect.QueryRatio, r.Introspect.SessiondCPU)
 	}
 	_ = tw.Flush()
 }

@@ -63,6 +63,7 @@ type introspectResult struct {
 	Concurrency int         `json:"concurrency"`
 	Runs        []rpsResult `json:"runs"`
 	Ratio       float64     `json:"introspect_vs_bare_200"`
+	QueryRatio  float64     `json:"introspect_vs_bare_query"`
 	SessiondCPU float64     `json:"sessiond_cores"`
 }
 
@@ -332,6 +333,11 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 		return err
 	}
 	defer bare.kill()
+	query, queryURL, err := e.startBare(ctx, "query", "", "-database", e.pg.URL("revoke"))
+	if err != nil {
+		return err
+	}
+	defer query.kill()
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 	n := len(f.tokens)
 	forms := make([]string, n)
@@ -362,7 +368,8 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 			return fmt.Errorf("introspection of a fresh token: %d, not active", resp.StatusCode)
 		}
 	}
-	runs := []struct{ name, url string }{{"bare 200 handler", bareURL + "/oauth2/introspect"}, {"sessiond /oauth2/introspect", e.api + "/oauth2/introspect"}}
+	runs := []struct{ name, url string }{{"bare 200 handler", bareURL + "/oauth2/introspect"},
+		{"bare handler + one PostgreSQL round trip", queryURL + "/oauth2/introspect"}, {"sessiond /oauth2/introspect", e.api + "/oauth2/introspect"}}
 	got := map[string][]float64{}
 	per := o.duration / 3
 	cpu := 0.0
@@ -378,7 +385,7 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 			if bad > 0 {
 				return fmt.Errorf("%s: %d wrong answers", r.name, bad)
 			}
-			if r.name != "bare 200 handler" {
+			if r.name == "sessiond /oauth2/introspect" {
 				cpu += cpuSince(cpu0)["sessiond"] / time.Since(start).Seconds() / 3
 			}
 			got[r.name] = append(got[r.name], rps)
@@ -394,6 +401,8 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 		res.Introspect.Runs = append(res.Introspect.Runs, rpsResult{Name: r.name, ReqPerSec: med(r.name), Rounds: got[r.name]})
 	}
 	res.Introspect.Ratio = round(med("sessiond /oauth2/introspect") / med("bare 200 handler"))
-	fmt.Fprintf(e.log, "  introspect %.0f/s, bare %.0f/s (%.2f ×), sessiond %.2f cores\n", med("sessiond /oauth2/introspect"), med("bare 200 handler"), res.Introspect.Ratio, res.Introspect.SessiondCPU)
+	res.Introspect.QueryRatio = round(med("sessiond /oauth2/introspect") / med("bare handler + one PostgreSQL round trip"))
+	fmt.Fprintf(e.log, "  introspect %.0f/s, bare %.0f/s (%.2f ×), bare + query %.0f/s (%.2f ×), sessiond %.2f cores\n", med("sessiond /oauth2/introspect"),
+		med("bare 200 handler"), res.Introspect.Ratio, med("bare handler + one PostgreSQL round trip"), res.Introspect.QueryRatio, res.Introspect.SessiondCPU)
 	return nil
 }
