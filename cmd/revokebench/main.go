@@ -71,6 +71,8 @@ type options struct {
 	ruleRuns    int
 	ruleFilters map[string]bool
 	ssfStreams  int
+	outage      time.Duration
+	outageRate  int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -87,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, or all")
+	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, or all (ssfoutage, ten minutes, only by name)")
 	fs.IntVar(&o.gateways, "gateways", 8, "gatewayd processes")
 	rates := fs.String("rates", "100,500", "comma-separated revocations per second of the propagation scenario")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the floor and sessiond per rate (propagation)")
@@ -104,6 +106,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated gateways in the fleet scenario")
 	fs.DurationVar(&o.fleetEvery, "fleet-interval", 100*time.Millisecond, "the simulated gateways' GATEWAY_REPORT_INTERVAL")
 	fs.IntVar(&o.ssfStreams, "ssf-streams", 10, "Shared Signals push streams of the ssf scenario (it runs at each of -rates)")
+	fs.DurationVar(&o.outage, "outage", 10*time.Minute, "how long the ssfoutage scenario's push receiver is down")
+	fs.IntVar(&o.outageRate, "outage-rate", 20, "revocations per second while the ssfoutage scenario's receiver is down")
 	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -152,6 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"coldstart", coldStart},
 		{"ssf", ssfScenario},
 		{"introspect", introspectScenario},
+		{"ssfoutage", outageScenario},
 	} {
 		if !want[sc.name] {
 			continue
@@ -181,6 +186,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func parseScenarios(s string) (map[string]bool, error) {
 	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart", "ssf", "introspect"}
+	named := append(all, "ssfoutage") // ten minutes long: by name only
 	out := map[string]bool{}
 	for _, f := range splitComma(s) {
 		if f == "all" {
@@ -190,7 +196,7 @@ func parseScenarios(s string) (map[string]bool, error) {
 			continue
 		}
 		ok := false
-		for _, a := range all {
+		for _, a := range named {
 			ok = ok || a == f
 		}
 		if !ok {

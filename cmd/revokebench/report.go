@@ -27,6 +27,7 @@ type results struct {
 	OrgRule     []orgRuleResult   `json:"org_rule"`
 	SSF         ssfResult         `json:"ssf"`
 	Introspect  introspectResult  `json:"introspect"`
+	Outage      outageResult      `json:"ssf_outage"`
 }
 
 type propagationResult struct {
@@ -140,6 +141,10 @@ func printTable(w io.Writer, r *results) {
 	}
 	for _, run := range r.Introspect.Runs {
 		fmt.Fprintf(tw, "introspection\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
+	}
+	if o := r.Outage; o.Revocations > 0 {
+		fmt.Fprintf(tw, "SSF receiver down %.0f s\t%d SETs (%d/s)\tfirst %.2f s after its return\tall %.2f s after\t(%d missing, %d out of order or twice)\n",
+			o.DownSec, o.Revocations, o.Rate, o.FirstSec, o.CatchUpSec, o.Missing, o.OutOfOrder)
 	}
 	if r.Introspect.Ratio > 0 {
 		fmt.Fprintf(tw, "\tratios\tintrospect/bare %.2f\tintrospect/bare + query %.2f\tsessiond %.2f cores\t\n", r.Introspect.Ratio, r.Introspect.QueryRatio, r.Introspect.SessiondCPU)

@@ -202,6 +202,27 @@ type setReceiver struct {
 	index   map[string]int // session id → revocation number
 	arrived [][]time.Time  // per stream, per revocation
 	n       int
+	down    bool // answer 503 to everything (an outage)
+	refusal int  // requests answered 503
+	dups    int  // SETs that came again after a 202 (not counted in n)
+}
+
+func (r *setReceiver) setDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
+}
+
+func (r *setReceiver) refused() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refusal
+}
+
+func (r *setReceiver) duplicates() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dups
 }
 
 func startSETReceiver(streams int) (*setReceiver, error) {
@@ -236,6 +257,16 @@ func (r *setReceiver) count() int {
 // it belongs to (its payload's sub_id.session.id; the path's stream).
 func (r *setReceiver) receive(w http.ResponseWriter, req *http.Request) {
 	at := time.Now()
+	r.mu.Lock()
+	down := r.down
+	if down {
+		r.refusal++
+	}
+	r.mu.Unlock()
+	if down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	body, _ := io.ReadAll(req.Body)
 	var stream int
 	if _, err := fmt.Sscanf(req.URL.Path, "/s/%d", &stream); err != nil {
@@ -258,9 +289,13 @@ func (r *setReceiver) receive(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if i, ok := r.index[claims.SubID.Session.ID]; ok && stream < len(r.arrived) && r.arrived[stream][i].IsZero() {
-		r.arrived[stream][i] = at
-		r.n++
+	if i, ok := r.index[claims.SubID.Session.ID]; ok && stream < len(r.arrived) {
+		if r.arrived[stream][i].IsZero() {
+			r.arrived[stream][i] = at
+			r.n++
+		} else {
+			r.dups++
+		}
 	}
 }
 
@@ -404,5 +439,123 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 	res.Introspect.QueryRatio = round(med("sessiond /oauth2/introspect") / med("bare handler + one PostgreSQL round trip"))
 	fmt.Fprintf(e.log, "  introspect %.0f/s, bare %.0f/s (%.2f ×), bare + query %.0f/s (%.2f ×), sessiond %.2f cores\n", med("sessiond /oauth2/introspect"),
 		med("bare 200 handler"), res.Introspect.Ratio, med("bare handler + one PostgreSQL round trip"), res.Introspect.QueryRatio, res.Introspect.SessiondCPU)
+	return nil
+}
+
+// outageResult is the ssf-outage scenario's: a push receiver down for a
+// while, revocations going on, then back.
+type outageResult struct {
+	DownSec     float64 `json:"receiver_down_sec"`
+	Rate        int     `json:"revocations_per_sec"`
+	Revocations int     `json:"revocations"`
+	Missing     int     `json:"sets_missing"`
+	OutOfOrder  int     `json:"sets_out_of_order"`
+	// CatchUpSec is from the receiver's return to its last SET; FirstSec
+	// to its first.
+	CatchUpSec   float64 `json:"catch_up_sec"`
+	FirstSec     float64 `json:"first_set_after_return_sec"`
+	PushAttempts int     `json:"push_attempts_while_down"`
+}
+
+// outageScenario takes a push receiver down for -outage while revocations
+// go on at -outage-rate, brings it back, and times how long until it has
+// every SET, checking that each came once and in order.
+func outageScenario(ctx context.Context, e *benchEnv, o options, res *results) error {
+	n := int(float64(o.outageRate) * o.outage.Seconds())
+	f, err := e.makeSessions(ctx, max(1, n/10), 10)
+	if err != nil {
+		return err
+	}
+	id, secret, err := e.createClient(ctx, f.org, "ssf.manage", "ssf.read")
+	if err != nil {
+		return err
+	}
+	token, err := e.clientToken(ctx, id, secret)
+	if err != nil {
+		return err
+	}
+	rcv, err := startSETReceiver(1)
+	if err != nil {
+		return err
+	}
+	defer rcv.close()
+	index := map[string]int{}
+	for i, sid := range f.sessions[:n] {
+		index[sid] = i
+	}
+	rcv.reset(index)
+	body := map[string]any{"delivery": map[string]string{"method": "urn:ietf:rfc:8935", "endpoint_url": rcv.url + "/s/0"},
+		"events_requested": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"}}
+	if code, err := e.call(ctx, "POST", "/ssf/streams", token, body, nil); err != nil || code != 201 {
+		return fmt.Errorf("create stream: %d %v", code, err)
+	}
+	time.Sleep(2 * time.Second)
+	rcv.setDown(true)
+	start := time.Now()
+	lastLogin := start
+	for i, sid := range f.sessions[:n] {
+		at := start.Add(time.Duration(float64(i) * float64(time.Second) / float64(o.outageRate)))
+		time.Sleep(time.Until(at))
+		if time.Since(lastLogin) > 4*time.Minute { // the admin's access token lives 5 minutes
+			if err := e.loginAdmin(ctx); err != nil {
+				return err
+			}
+			lastLogin = time.Now()
+		}
+		if code, err := e.call(ctx, "DELETE", "/v1/sessions/"+sid, e.admin, nil, nil); err != nil || code != 204 {
+			return fmt.Errorf("revoke: %d %v", code, err)
+		}
+		if i%(o.outageRate*60) == 0 {
+			fmt.Fprintf(e.log, "  receiver down %.0f s, %d revocations\n", time.Since(start).Seconds(), i)
+		}
+	}
+	time.Sleep(time.Until(start.Add(o.outage)))
+	attempts := rcv.refused()
+	back := time.Now()
+	rcv.setDown(false)
+	deadline := back.Add(5 * time.Minute)
+	for rcv.count() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := outageResult{DownSec: round(back.Sub(start).Seconds()), Rate: o.outageRate, Revocations: n, PushAttempts: attempts}
+	rcv.mu.Lock()
+	var first, last time.Time
+	prev := time.Time{}
+	for _, at := range rcv.arrived[0] {
+		if at.IsZero() {
+			r.Missing++
+			continue
+		}
+		if at.Before(prev) {
+			r.OutOfOrder++
+		}
+		prev = at
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	rcv.mu.Unlock()
+	r.OutOfOrder += rcv.duplicates()
+	if !last.IsZero() {
+		r.CatchUpSec, r.FirstSec = round(last.Sub(back).Seconds()), round(first.Sub(back).Seconds())
+	}
+	res.Outage = r
+	fmt.Fprintf(e.log, "  back after %.0f s: first SET %.2f s later, all %d in %.2f s (%d missing, %d out of order; %d pushes refused while down)\n",
+		r.DownSec, r.FirstSec, n, r.CatchUpSec, r.Missing, r.OutOfOrder, r.PushAttempts)
+	return nil
+}
+
+// loginAdmin signs the bench's admin in again.
+func (e *benchEnv) loginAdmin(ctx context.Context) error {
+	var p struct {
+		AccessToken string `json:"access_token"`
+	}
+	if code, err := e.call(ctx, "POST", "/v1/auth/login", "", map[string]string{"email": "bench@example.com", "password": "bench-password"}, &p); err != nil || code != 200 {
+		return fmt.Errorf("admin login: %d %v", code, err)
+	}
+	e.admin = p.AccessToken
 	return nil
 }

@@ -383,9 +383,17 @@ func (l *worker) run(ctx context.Context) {
 	if l.lane == laneData && l.st.Delivery.Method == MethodPush && !l.drainPolled(ctx) {
 		return
 	}
-	var cons jetstream.Consumer
+	// A pull that stays open (Messages) rather than one request a signal
+	// (Next): with one signal unacknowledged at a time, the next one is on
+	// its way the moment the last is acknowledged.
+	var msgs jetstream.MessagesContext
+	defer func() {
+		if msgs != nil {
+			msgs.Stop()
+		}
+	}()
 	for ctx.Err() == nil {
-		if cons == nil {
+		if msgs == nil {
 			c, err := t.js.Consumer(ctx, events.StreamSignals, consumerName(l.st.ID, l.lane))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				// The SIGNALS stream was made again (NATS lost its store), or
@@ -401,19 +409,27 @@ func (l *worker) run(ctx context.Context) {
 				backoff.wait(ctx)
 				continue
 			}
-			cons = c
+			if msgs, err = c.Messages(jetstream.PullMaxMessages(1)); err != nil {
+				t.log.WarnContext(ctx, "shared signals lane cannot pull", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+				msgs = nil
+				backoff.wait(ctx)
+				continue
+			}
 		}
-		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		wait, cancel := context.WithTimeout(ctx, 2*time.Second)
+		msg, err := msgs.Next(jetstream.NextContext(wait))
+		cancel()
 		switch {
-		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
-			l.flush(ctx, false)
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			l.flush(ctx, false) // idle: the delivery record goes to the row
 			continue
 		case err != nil:
-			if ctx.Err() == nil {
-				t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
-				backoff.wait(ctx)
-			}
-			cons = nil
+			t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+			msgs.Stop()
+			msgs = nil
+			backoff.wait(ctx)
 			continue
 		}
 		backoff.reset()

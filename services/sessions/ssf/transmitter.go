@@ -79,7 +79,7 @@ type Config struct {
 // DefaultConfig is the production configuration for issuer.
 func DefaultConfig(issuer string) Config {
 	return Config{Issuer: issuer, PauseAfter: time.Hour, PollWait: 20 * time.Second,
-		VerificationInterval: 5 * time.Second, MaxStreamsPerClient: 25, PushTimeout: 10 * time.Second, MaxBackoff: 10 * time.Second}
+		VerificationInterval: 5 * time.Second, MaxStreamsPerClient: 25, PushTimeout: 10 * time.Second, MaxBackoff: 5 * time.Second}
 }
 
 // Clients authenticates the receivers' access tokens (the client
