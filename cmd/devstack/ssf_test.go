@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +130,25 @@ func TestSharedSignalsPushAsAReceiverWould(t *testing.T) {
 		t.Fatalf("enable: %d", code)
 	}
 	rc.waitFor(riscAccountEnabled, func(x receivedSET) bool { return x.subID["email"] == emailA }, "account-enabled")
+
+	// Per stream: delivered, failed, queue depth and the oldest waiting.
+	delivered := regexp.MustCompile(`(?m)^sessiond_ssf_sets_delivered_total\{stream_id="` + st.StreamID + `"\} (\d+)$`)
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		resp, err := http.Get(s.api + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := delivered.FindSubmatch(body)
+		if m == nil {
+			return false
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n >= len(rc.received()) &&
+			bytes.Contains(body, []byte(`sessiond_ssf_queue_depth{stream_id="`+st.StreamID+`"} 0`)) &&
+			bytes.Contains(body, []byte(`sessiond_ssf_oldest_undelivered_seconds{stream_id="`+st.StreamID+`"} 0`))
+	}, "the stream's metrics never told of its %d deliveries and its empty queue", len(rc.received()))
 	rc.noProblems()
 }
 

@@ -134,11 +134,6 @@ type runningStream struct {
 	done   sync.WaitGroup
 }
 
-func (r *runningStream) stop() {
-	r.cancel()
-	r.done.Wait()
-}
-
 func (s *supervisor) stopAll() {
 	ids := make([]string, 0, len(s.running))
 	for id := range s.running {

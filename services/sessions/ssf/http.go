@@ -65,7 +65,6 @@ type Configuration struct {
 	AddSubjectEndpoint       string              `json:"add_subject_endpoint"`
 	RemoveSubjectEndpoint    string              `json:"remove_subject_endpoint"`
 	VerificationEndpoint     string              `json:"verification_endpoint"`
-
 	AuthorizationSchemes     []map[string]string `json:"authorization_schemes"`
 	DefaultSubjects          string              `json:"default_subjects"`
 }

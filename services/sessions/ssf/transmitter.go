@@ -96,7 +96,7 @@ type Transmitter struct {
 	keys    *Keys
 	relay   sessions.OutboxRelay
 	cfg     Config
-	base    string // the issuer without a trailing slash: the endpoints hang off it
+	base    string      // the issuer without a trailing slash: the endpoints hang off it
 	seal    cipher.AEAD // the push receivers' authorization headers
 	http    *http.Client
 	metrics *Metrics
