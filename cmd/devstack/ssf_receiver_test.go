@@ -451,6 +451,18 @@ func subjectUser(s receivedSET) string {
 	return sub
 }
 
+// revokedSessions is the session of each session-revoked SET received, in
+// the order they came.
+func (rc *receiver) revokedSessions() []string {
+	var out []string
+	for _, x := range rc.received() {
+		if x.typ == caepSessionRevoked {
+			out = append(out, subjectSession(x))
+		}
+	}
+	return out
+}
+
 // subjectSession is a session-revoked SET's session id.
 func subjectSession(s receivedSET) string {
 	m, _ := s.subID["session"].(map[string]any)

@@ -107,10 +107,8 @@ func TestSharedSignalsPushAsAReceiverWould(t *testing.T) {
 	_, _, pa2 := s.signedIn(orgA)
 	s.revokeSession(pa2.SessionID)
 	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == pa2.SessionID }, "org A's second revocation")
-	for _, x := range rc.received() {
-		if subjectSession(x) == pb.SessionID {
-			t.Errorf("org A's receiver got org B's session %s", pb.SessionID)
-		}
+	if slices.Contains(rc.revokedSessions(), pb.SessionID) {
+		t.Errorf("org A's receiver got org B's session %s", pb.SessionID)
 	}
 
 	// Disabling an account: RISC account-disabled; enabling it again,
@@ -185,10 +183,7 @@ func TestSharedSignalsPushRetriesRejectionsAndRestarts(t *testing.T) {
 	// rejected (400 with an RFC 8935 error: not tried again); the others
 	// follow it, in order.
 	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == sids[2] }, "the third revocation")
-	var order []string
-	for _, x := range rc.received() {
-		order = append(order, subjectSession(x))
-	}
+	order := rc.revokedSessions()
 	if !slices.Equal(order, sids[1:]) {
 		t.Fatalf("received %v, want %v (the first rejected, the others in order)", order, sids[1:])
 	}
@@ -220,10 +215,7 @@ func TestSharedSignalsPushRetriesRejectionsAndRestarts(t *testing.T) {
 	down = false
 	mu.Unlock()
 	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == later[2] }, "the revocations made while the receiver was down")
-	order = order[:0]
-	for _, x := range rc.received() {
-		order = append(order, subjectSession(x))
-	}
+	order = rc.revokedSessions()
 	if want := append(slices.Clone(sids[1:]), later...); !slices.Equal(order, want) {
 		t.Fatalf("received %v, want %v", order, want)
 	}
@@ -328,10 +320,7 @@ func TestSharedSignalsPollAsAReceiverWould(t *testing.T) {
 		t.Fatalf("poll to push: %d", code)
 	}
 	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == ordered[3] }, "the queued SETs, pushed")
-	var pushed []string
-	for _, x := range rc.received() {
-		pushed = append(pushed, subjectSession(x))
-	}
+	pushed := rc.revokedSessions()
 	if want := append([]string{p.SessionID}, ordered...); !slices.Equal(pushed, want) {
 		t.Fatalf("pushed %v, want %v", pushed, want)
 	}
@@ -357,10 +346,8 @@ func TestSharedSignalsSubjectsAndErasure(t *testing.T) {
 	s.revokeSession(quiet.SessionID)
 	s.revokeSession(loud.SessionID)
 	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == loud.SessionID }, "the other user's revocation")
-	for _, x := range rc.received() {
-		if subjectSession(x) == quiet.SessionID {
-			t.Fatalf("a removed subject's revocation was delivered: %v", x.subID)
-		}
+	if slices.Contains(rc.revokedSessions(), quiet.SessionID) {
+		t.Fatalf("a removed subject's revocation was delivered")
 	}
 	// Added back (by iss_sub): delivered again.
 	if code := rc.call("POST", rc.cfg.AddSubjectEndpoint, rc.token, map[string]any{"stream_id": st.StreamID,
@@ -620,22 +607,14 @@ func TestSharedSignalsPauseAReceiverThatFailsTooLong(t *testing.T) {
 	if upd.event["status"] != "paused" || upd.subID["id"] != st.StreamID {
 		t.Errorf("stream-updated: %v about %v", upd.event, upd.subID)
 	}
-	for _, x := range rc.received() {
-		if x.typ == caepSessionRevoked {
-			t.Fatalf("a paused stream delivered %v", x.subID)
-		}
+	if got := rc.revokedSessions(); len(got) > 0 {
+		t.Fatalf("a paused stream delivered %v", got)
 	}
 	if code := rc.call("POST", rc.cfg.StatusEndpoint, rc.token, map[string]string{"stream_id": st.StreamID, "status": "enabled"}, &status); code != 200 || status.Status != "enabled" {
 		t.Fatalf("enable: %d %+v", code, status)
 	}
 	rc.waitFor(caepSessionRevoked, func(x receivedSET) bool { return subjectSession(x) == sids[1] }, "the held SETs")
-	var order []string
-	for _, x := range rc.received() {
-		if x.typ == caepSessionRevoked {
-			order = append(order, subjectSession(x))
-		}
-	}
-	if !slices.Equal(order, sids) {
+	if order := rc.revokedSessions(); !slices.Equal(order, sids) {
 		t.Fatalf("held SETs came as %v, want %v", order, sids)
 	}
 	rc.noProblems()

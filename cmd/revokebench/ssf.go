@@ -76,32 +76,11 @@ func ssfScenario(ctx context.Context, e *benchEnv, o options, res *results) erro
 	for _, rate := range o.rates {
 		total += int(float64(rate) * o.duration.Seconds())
 	}
-	f, err := e.makeSessions(ctx, max(1, total/10), 10)
-	if err != nil {
-		return err
-	}
-	id, secret, err := e.createClient(ctx, f.org, "ssf.manage", "ssf.read")
-	if err != nil {
-		return err
-	}
-	token, err := e.clientToken(ctx, id, secret)
-	if err != nil {
-		return err
-	}
-	rcv, err := startSETReceiver(o.ssfStreams)
+	f, rcv, err := e.ssfFixture(ctx, total, o.ssfStreams)
 	if err != nil {
 		return err
 	}
 	defer rcv.close()
-	for i := 0; i < o.ssfStreams; i++ {
-		body := map[string]any{"delivery": map[string]string{"method": "urn:ietf:rfc:8935", "endpoint_url": fmt.Sprintf("%s/s/%d", rcv.url, i)},
-			"events_requested": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"}}
-		if code, err := e.call(ctx, "POST", "/ssf/streams", token, body, nil); err != nil || code != 201 {
-			return fmt.Errorf("create stream %d: %d %v", i, code, err)
-		}
-	}
-	// The streams' lanes start within a second of their creation.
-	time.Sleep(2 * time.Second)
 	next := 0
 	for _, rate := range o.rates {
 		n := int(float64(rate) * o.duration.Seconds())
@@ -116,6 +95,38 @@ func ssfScenario(ctx context.Context, e *benchEnv, o options, res *results) erro
 			rate, o.ssfStreams, run.Delivered.P50, run.Delivered.P99, run.Delivered.Max, run.Answer.P50, run.Answer.P99, run.Missing, run.SessiondCores)
 	}
 	return nil
+}
+
+// ssfFixture makes an org of at least n sessions, an API client of it,
+// the receivers and the client's streams to them (push, session-revoked),
+// and waits for their lanes to start.
+func (e *benchEnv) ssfFixture(ctx context.Context, n, streams int) (*fixture, *setReceiver, error) {
+	f, err := e.makeSessions(ctx, max(1, (n+9)/10), 10)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, secret, err := e.createClient(ctx, f.org, "ssf.manage", "ssf.read")
+	if err != nil {
+		return nil, nil, err
+	}
+	token, err := e.clientToken(ctx, id, secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	rcv, err := startSETReceiver(streams)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < streams; i++ {
+		body := map[string]any{"delivery": map[string]string{"method": "urn:ietf:rfc:8935", "endpoint_url": fmt.Sprintf("%s/s/%d", rcv.url, i)},
+			"events_requested": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"}}
+		if code, err := e.call(ctx, "POST", "/ssf/streams", token, body, nil); err != nil || code != 201 {
+			rcv.close()
+			return nil, nil, fmt.Errorf("create stream %d: %d %v", i, code, err)
+		}
+	}
+	time.Sleep(2 * time.Second) // the streams' lanes start within a second of their creation
+	return f, rcv, nil
 }
 
 // ssfOpenLoop revokes sids at rate, open loop, and times every stream's SET.
@@ -462,19 +473,7 @@ type outageResult struct {
 // every SET, checking that each came once and in order.
 func outageScenario(ctx context.Context, e *benchEnv, o options, res *results) error {
 	n := int(float64(o.outageRate) * o.outage.Seconds())
-	f, err := e.makeSessions(ctx, max(1, n/10), 10)
-	if err != nil {
-		return err
-	}
-	id, secret, err := e.createClient(ctx, f.org, "ssf.manage", "ssf.read")
-	if err != nil {
-		return err
-	}
-	token, err := e.clientToken(ctx, id, secret)
-	if err != nil {
-		return err
-	}
-	rcv, err := startSETReceiver(1)
+	f, rcv, err := e.ssfFixture(ctx, n, 1)
 	if err != nil {
 		return err
 	}
@@ -484,12 +483,6 @@ func outageScenario(ctx context.Context, e *benchEnv, o options, res *results) e
 		index[sid] = i
 	}
 	rcv.reset(index)
-	body := map[string]any{"delivery": map[string]string{"method": "urn:ietf:rfc:8935", "endpoint_url": rcv.url + "/s/0"},
-		"events_requested": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"}}
-	if code, err := e.call(ctx, "POST", "/ssf/streams", token, body, nil); err != nil || code != 201 {
-		return fmt.Errorf("create stream: %d %v", code, err)
-	}
-	time.Sleep(2 * time.Second)
 	rcv.setDown(true)
 	start := time.Now()
 	lastLogin := start
