@@ -291,9 +291,11 @@ func (c revokeCmd) Run(e *env) error {
 	return nil
 }
 
-type republishCmd struct{}
+type republishCmd struct {
+	Signals time.Duration `help:"Also queue again the Shared Signals signals sent within this long (e.g. 24h, at most OUTBOX_RETENTION), for a SIGNALS stream that was lost with its cluster."`
+}
 
-func (republishCmd) Run(e *env) error {
+func (c republishCmd) Run(e *env) error {
 	svc, err := e.service()
 	if err != nil {
 		return err
@@ -303,5 +305,12 @@ func (republishCmd) Run(e *env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "queued %d live revocation(s) for publishing\n", n)
+	if c.Signals > 0 {
+		m, err := svc.RequeueSignals(e.ctx, c.Signals)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "queued %d Shared Signals signal(s) of the last %s again\n", m, c.Signals)
+	}
 	return nil
 }

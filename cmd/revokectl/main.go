@@ -31,7 +31,7 @@ type cli struct {
 	Org       orgCmd       `cmd:"" help:"Organisations."`
 	User      userCmd      `cmd:"" help:"Users."`
 	Revoke    revokeCmd    `cmd:"" help:"Revoke every live session of one org that a filter selects."`
-	Republish republishCmd `cmd:"" help:"Queue every live revocation in the outbox again, for a REVOCATIONS stream that was lost or recreated; a running sessiond's relay publishes them."`
+	Republish republishCmd `cmd:"" help:"Queue every live revocation in the outbox again, for a REVOCATIONS stream that was lost or recreated (with --signals, the Shared Signals signals of that long too); a running sessiond's relay publishes them."`
 }
 
 const description = `The operator's CLI of the session revocation service.

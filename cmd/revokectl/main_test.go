@@ -67,6 +67,23 @@ func TestCommands(t *testing.T) {
 	if !strings.Contains(payload, `"sid":"a1b2c3d4-0000-4000-8000-000000000001"`) {
 		t.Fatalf("republished payload %s", payload)
 	}
+	// Shared Signals signals sent in the last hour go back in the queue;
+	// an older one and other subjects stay sent.
+	if _, err := pool.Exec(t.Context(), `INSERT INTO outbox (event_id, subject, payload, sent_at) VALUES
+		(gen_random_uuid(), 'signals.v1.org.' || $1 || '.account', '{}', now() - interval '10 minutes'),
+		(gen_random_uuid(), 'signals.v1.org.' || $1 || '.account', '{}', now() - interval '2 hours'),
+		(gen_random_uuid(), 'sessions.v1.user.erased', '{}', now() - interval '10 minutes')`, org); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ctl("republish", "--signals", "1h"); err != nil || !strings.HasSuffix(out, "queued 1 Shared Signals signal(s) of the last 1h0m0s again") {
+		t.Fatalf("republish --signals: %q %v", out, err)
+	}
+	var unsentSignals, unsentOther int
+	_ = pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE subject LIKE 'signals.%'), count(*) FILTER (WHERE subject = 'sessions.v1.user.erased')
+		FROM outbox WHERE sent_at IS NULL`).Scan(&unsentSignals, &unsentOther)
+	if unsentSignals != 1 || unsentOther != 0 {
+		t.Fatalf("after republish --signals 1h: %d signals and %d others unsent, want 1 and 0", unsentSignals, unsentOther)
+	}
 	// a bulk revocation by filter: two live sessions of the org's admin
 	if _, err := pool.Exec(t.Context(), `INSERT INTO sessions (id, user_id, org_id, device_type, last_active_at, expires_at)
 		SELECT gen_random_uuid(), $1, $2, 'android', now(), now() + interval '1 day' FROM generate_series(1, 2)`, user, org); err != nil {

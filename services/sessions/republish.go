@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/outbox"
 )
 
 // Republish puts every live revocation back in the outbox, as new events with
@@ -126,4 +127,27 @@ func revocationEvent(kind, value string, sid *string, sub, org string, notBefore
 		return events.UserRevoked{EventID: id, Sub: sub, Org: org, NotBefore: notBefore.UTC(), Reason: reason, RevokedAt: revokedAt.UTC(), ExpiresAt: expiresAt.UTC()}, nil
 	}
 	return nil, fmt.Errorf("unknown revocation kind %q", kind)
+}
+
+// RequeueSignals puts the Shared Signals signals sent within the last
+// since back in the outbox's queue, for a SIGNALS stream that was lost or
+// recreated (a whole NATS cluster lost at once): the relay publishes them
+// again, and every SSF stream's lanes, which start before the new stream's
+// first message, deliver them; a receiver that got a SET before gets it
+// again with the same jti. The outbox keeps sent rows for OUTBOX_RETENTION
+// (24 h), so that is as far back as it reaches. It returns how many it
+// queued.
+func (s *Service) RequeueSignals(ctx context.Context, since time.Duration) (int, error) {
+	if since <= 0 {
+		return 0, Invalid("the time to requeue signals of must be positive")
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE outbox SET sent_at = NULL, stream_seq = NULL, attempts = 0, last_error = NULL
+		WHERE subject LIKE $1 AND sent_at > now() - make_interval(secs => $2)`, events.SignalsPrefix+"%", since.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("%w: requeue signals: %w", ErrUnavailable, err)
+	}
+	// Wake the relays of running sessiond processes; their poll finds the
+	// rows within a second anyway.
+	_, _ = s.pool.Exec(ctx, "SELECT pg_notify($1, '')", outbox.Channel)
+	return int(tag.RowsAffected()), nil
 }
