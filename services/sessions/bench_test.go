@@ -288,6 +288,42 @@ func BenchmarkRevokeSession(b *testing.B) {
 	}
 }
 
+// BenchmarkRevokeSessionWithSignals is BenchmarkRevokeSession in an org
+// that a Shared Signals stream listens to: each revocation also writes its
+// signal (events.SessionsSignal) in the same statement.
+func BenchmarkRevokeSessionWithSignals(b *testing.B) {
+	e := benchEnv(b)
+	ctx := context.Background()
+	org := e.Org("bench revoke signals")
+	adminID, _ := e.User(org, "org_admin")
+	admin := sessions.Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+		SELECT gen_random_uuid(), $1, 'bench-signals-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org); err != nil {
+		b.Fatal(err)
+	}
+	client := uuid.NewString()
+	if _, err := e.Pool.Exec(ctx, `WITH c AS (INSERT INTO api_clients (id, name, org_id, scopes, secret_hash) VALUES ($1, 'bench', $2, '{ssf.manage}', '\x00') RETURNING id)
+		INSERT INTO ssf_streams (id, client_id, org_id, aud, events_requested, delivery_method, created_at, updated_at)
+		SELECT gen_random_uuid(), id, $2, id::text, '{}', 'urn:ietf:rfc:8936', now(), now() FROM c`, client, org); err != nil {
+		b.Fatal(err)
+	}
+	for _, conns := range benchPoolSizes {
+		b.Run(poolName(conns), func(b *testing.B) {
+			svc, pool := benchService(b, e, conns)
+			ids := seedLiveSessions(b, pool, org, b.N)
+			var next atomic.Int64
+			runThroughput(b, pool, func(ctx context.Context, _ int) error {
+				_, err := svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], sessions.ClientMeta{})
+				return err
+			})
+		})
+	}
+	var signals int
+	if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE subject LIKE 'signals.v1.org.%'`).Scan(&signals); err != nil || signals == 0 {
+		b.Fatalf("no signal was written (%d, %v)", signals, err)
+	}
+}
+
 // seedLiveSessions creates n live sessions of org's users, each with one
 // refresh token, and returns their ids.
 func seedLiveSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []string {
