@@ -3,8 +3,12 @@ package ssf
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sessionguard/revoke/events"
 )
@@ -104,7 +108,7 @@ func (b *builder) userID(sub, email string) map[string]any {
 // (verification and stream-updated always go: SSF 1.0 sections 8.1.4 and
 // 8.1.5).
 func (b *builder) build(ev events.Event) ([]set, error) {
-	var out []set
+	var todo []toSign
 	b.excluded = false
 	excludes := func(es eventSubject) bool {
 		if b.subs.excludes(es, b.issuer) {
@@ -115,11 +119,7 @@ func (b *builder) build(ev events.Event) ([]set, error) {
 	}
 	add := func(i int, txn string, iat int64, subID map[string]any, typ string, event map[string]any) error {
 		jti := b.jtiOf(txn, i)
-		jwt, err := b.keys.sign(b.claims(jti, txn, iat, subID, typ, event))
-		if err != nil {
-			return err
-		}
-		out = append(out, set{jti: jti, jwt: jwt})
+		todo = append(todo, toSign{jti: jti, claims: b.claims(jti, txn, iat, subID, typ, event)})
 		return nil
 	}
 	switch e := ev.(type) {
@@ -179,6 +179,55 @@ func (b *builder) build(ev events.Event) ([]set, error) {
 		if err := add(0, e.EventID, e.At.Unix(), subID, typ, event); err != nil {
 			return nil, err
 		}
+	}
+	return b.keys.signAll(todo)
+}
+
+// toSign is a SET's claims, to be signed.
+type toSign struct {
+	jti    string
+	claims map[string]any
+}
+
+// signAll signs the SETs of one signal, in order. A signal of many
+// sessions (a bulk revocation, a user's every session) is signed on every
+// core: an RS256 signature is a millisecond of CPU, the rest of a SET's
+// delivery a fraction of one.
+func (k *Keys) signAll(todo []toSign) ([]set, error) {
+	out := make([]set, len(todo))
+	workers := min(len(todo), runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i, s := range todo {
+			jwt, err := k.sign(s.claims)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = set{jti: s.jti, jwt: jwt}
+		}
+		return out, nil
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make([]error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(todo); i = int(next.Add(1) - 1) {
+				jwt, err := k.sign(todo[i].claims)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				out[i] = set{jti: todo[i].jti, jwt: jwt}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
