@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,10 +11,39 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionguard/revoke/internal/tokens"
 )
+
+// fetchKeys reads the public keys of a JWKS.
+func fetchKeys(ctx context.Context, u string) ([]ed25519.PublicKey, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := tokens.ParseJWKS(body)
+	if err != nil {
+		return nil, err
+	}
+	var out []ed25519.PublicKey
+	for _, k := range keys {
+		out = append(out, k.Public)
+	}
+	return out, nil
+}
 
 // runBare is the comparison server, run as a process of its own:
 // "ok" answers 200 (the bare handler next to /v1/check), "proxy" is a bare
@@ -23,7 +54,8 @@ import (
 func runBare(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	mode := fs.String("mode", "ok", "ok, proxy, upstream, query, api or gateway")
+	mode := fs.String("mode", "ok", "ok, proxy, upstream, query, ed25519, api or gateway")
+	jwks := fs.String("jwks", "", "JWKS URL (ed25519 mode)")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	upstream := fs.String("upstream", "", "upstream URL (proxy mode)")
 	database := fs.String("database", "", "PostgreSQL URL (api mode)")
@@ -48,6 +80,30 @@ func runBare(ctx context.Context, args []string, stderr io.Writer) error {
 			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
 			Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
 		}
+	case "ed25519":
+		// One Ed25519 verify of the bearer token's signature per request and
+		// nothing else: the floor of a gateway's decision on a token it has
+		// not seen.
+		keys, err := fetchKeys(ctx, *jwks)
+		if err != nil {
+			return err
+		}
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			dot := strings.LastIndexByte(raw, '.')
+			if dot < 0 {
+				w.WriteHeader(401)
+				return
+			}
+			sig, err := base64.RawURLEncoding.DecodeString(raw[dot+1:])
+			for _, k := range keys {
+				if err == nil && ed25519.Verify(k, []byte(raw[:dot]), sig) {
+					w.WriteHeader(200)
+					return
+				}
+			}
+			w.WriteHeader(401)
+		})
 	case "query":
 		if *database == "" {
 			return errors.New("bare query needs -database")

@@ -59,6 +59,7 @@ type benchEnv struct {
 type gateway struct {
 	proc           *proc
 	proxy, control string
+	debug          string // its DEBUG_ADDR (profiler)
 }
 
 type proc struct {
@@ -244,14 +245,18 @@ func (e *benchEnv) startGateway(ctx context.Context, name string) (*gateway, err
 	if err != nil {
 		return nil, err
 	}
+	debug, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	p, err := e.spawn(ctx, name, []string{
 		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.natsURL, "GATEWAY_UPSTREAM=" + e.upURL,
-		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn",
+		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn", "DEBUG_ADDR=" + debug,
 	})
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{proc: p, proxy: "http://" + proxy, control: "http://" + control}
+	g := &gateway{proc: p, proxy: "http://" + proxy, control: "http://" + control, debug: "http://" + debug}
 	return g, e.waitOK(ctx, g.control+"/readyz", p)
 }
 

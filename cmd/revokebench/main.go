@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, or all (ssfoutage, ten minutes, only by name)")
+	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, fresh, or all (ssfoutage, ten minutes, only by name)")
 	fs.IntVar(&o.gateways, "gateways", 8, "gatewayd processes")
 	rates := fs.String("rates", "100,500", "comma-separated revocations per second of the propagation scenario")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the floor and sessiond per rate (propagation)")
@@ -157,6 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"ssf", ssfScenario},
 		{"introspect", introspectScenario},
 		{"ssfoutage", outageScenario},
+		{"fresh", freshScenario},
 	} {
 		if !want[sc.name] {
 			continue
@@ -185,7 +186,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func parseScenarios(s string) (map[string]bool, error) {
-	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart", "ssf", "introspect"}
+	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart", "ssf", "introspect", "fresh"}
 	named := append(all, "ssfoutage") // ten minutes long: by name only
 	out := map[string]bool{}
 	for _, f := range splitComma(s) {

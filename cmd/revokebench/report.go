@@ -28,6 +28,7 @@ type results struct {
 	SSF         ssfResult         `json:"ssf"`
 	Introspect  introspectResult  `json:"introspect"`
 	Outage      outageResult      `json:"ssf_outage"`
+	Fresh       freshResult       `json:"fresh_tokens"`
 }
 
 type propagationResult struct {
@@ -145,6 +146,12 @@ func printTable(w io.Writer, r *results) {
 	if o := r.Outage; o.Revocations > 0 {
 		fmt.Fprintf(tw, "SSF receiver down %.0f s\t%d SETs (%d/s)\tfirst %.2f s after its return\tall %.2f s after\t(%d missing, %d out of order or twice)\n",
 			o.DownSec, o.Revocations, o.Rate, o.FirstSec, o.CatchUpSec, o.Missing, o.OutOfOrder)
+	}
+	for _, run := range r.Fresh.Runs {
+		fmt.Fprintf(tw, "fresh tokens\t%s\t%.0f req/s\t\t\t\n", run.Name, run.ReqPerSec)
+	}
+	if r.Fresh.VsEd25519 > 0 {
+		fmt.Fprintf(tw, "\tratios\tcheck/bare Ed25519 %.2f\tcheck/bare 200 %.2f\tgatewayd %.1f µs CPU a request\t\n", r.Fresh.VsEd25519, r.Fresh.VsBare, r.Fresh.GatewayCPUUsPR)
 	}
 	if r.Introspect.Ratio > 0 {
 		fmt.Fprintf(tw, "\tratios\tintrospect/bare %.2f\tintrospect/bare + query %.2f\tsessiond %.2f cores\t\n", r.Introspect.Ratio, r.Introspect.QueryRatio, r.Introspect.SessiondCPU)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/envconf"
+	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/natsx"
 )
@@ -56,6 +57,9 @@ type AppConfig struct {
 	Upstream    *url.URL
 	Addr        string
 	ControlAddr string
+	// DebugAddr, when set (DEBUG_ADDR, e.g. 127.0.0.1:6061), serves Go's
+	// profiler on a listener of its own, never on Addr or ControlAddr.
+	DebugAddr string
 }
 
 // ConfigFromEnv reads the configuration; every problem is reported at once.
@@ -79,6 +83,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 		NATSURL:     r.Required("NATS_URL", "nats://localhost:4222"),
 		Addr:        r.String("GATEWAY_ADDR", ":8081"),
 		ControlAddr: r.String("GATEWAY_CONTROL_ADDR", ":9091"),
+		DebugAddr:   r.String("DEBUG_ADDR", ""),
 	}
 	r.Fail(c.Config.checkLeeway())
 	if c.ReportInterval > time.Second {
@@ -213,6 +218,13 @@ func Serve(ctx context.Context, cfg AppConfig, lns Listeners, log *slog.Logger) 
 		return err
 	}
 	defer g.Close()
+	if cfg.DebugAddr != "" {
+		stop, err := httpx.ServeDebug("gatewayd", cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	control := http.NewServeMux()
 	control.HandleFunc("GET /v1/check", g.Check)

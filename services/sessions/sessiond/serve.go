@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -176,7 +175,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	defer func() { stopBG(); <-relayDone }()
 
 	if cfg.DebugAddr != "" {
-		stop, err := serveDebug(cfg.DebugAddr, log)
+		stop, err := httpx.ServeDebug("sessiond", cfg.DebugAddr, log)
 		if err != nil {
 			return err
 		}
@@ -242,23 +241,4 @@ func subscribeApplied(nc *nats.Conn, fleet *receipts.Fleet, log *slog.Logger) (*
 		}
 		fleet.Report(ev.(events.GatewayApplied))
 	})
-}
-
-// serveDebug serves Go's profiler on addr, apart from the API: operators
-// reach it from the host (or a port-forward), clients never.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("sessiond: DEBUG_ADDR: listen on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("sessiond profiler listening", "addr", ln.Addr().String())
-	return func() { _ = srv.Close() }, nil
 }
