@@ -5,6 +5,7 @@ package natsx
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,6 +16,14 @@ type EmbeddedOptions struct {
 	Host     string // default 127.0.0.1
 	Port     int    // -1 picks a free port
 	StoreDir string // JetStream file store
+	// A point of presence: Name names the server (each of a hub and its
+	// leaf nodes needs its own), Domain its JetStream domain, LeafPort
+	// accepts leaf nodes (a hub), LeafRemote is the hub's leaf URL this
+	// server connects to as a leaf node.
+	Name       string
+	Domain     string
+	LeafPort   int
+	LeafRemote string
 }
 
 // StartEmbedded starts an in-process NATS server with JetStream enabled and
@@ -26,15 +35,33 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.StoreDir == "" {
 		return nil, errors.New("natsx: StoreDir is required")
 	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "revoke-embedded",
-		Host:       o.Host,
-		Port:       o.Port,
-		JetStream:  true,
-		StoreDir:   o.StoreDir,
-		NoSigs:     true,
-		NoLog:      true,
-	})
+	opts := &server.Options{
+		ServerName:      "revoke-embedded",
+		Host:            o.Host,
+		Port:            o.Port,
+		JetStream:       true,
+		JetStreamDomain: o.Domain,
+		StoreDir:        o.StoreDir,
+		NoSigs:          true,
+		NoLog:           true,
+	}
+	if o.Name != "" {
+		opts.ServerName = o.Name
+	}
+	if o.LeafPort != 0 {
+		// NoAdvertise: leaf nodes reach the hub at the address they are
+		// given (a load balancer's, a relay's), never at one the hub tells.
+		opts.LeafNode = server.LeafNodeOpts{Host: o.Host, Port: o.LeafPort, NoAdvertise: true}
+	}
+	if o.LeafRemote != "" {
+		u, err := url.Parse(o.LeafRemote)
+		if err != nil {
+			return nil, fmt.Errorf("natsx: leaf remote: %w", err)
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
+		opts.LeafNode.ReconnectInterval = 200 * time.Millisecond
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: %w", err)
 	}

@@ -48,6 +48,13 @@ type Config struct {
 	ReportInterval time.Duration
 	// Now is the gateway's clock (nil: time.Now); tests skew it.
 	Now func() time.Time
+	// A gateway in a point of presence follows a mirror of REVOCATIONS in
+	// its leaf node's JetStream domain: Domain names the domain (""
+	// for the NATS the gateway connects to), Stream the mirror (""
+	// for REVOCATIONS). Its staleness is measured against the hub the
+	// mirror copies, not only against the mirror (see Feed).
+	Domain string
+	Stream string
 }
 
 // AppConfig is everything gatewayd reads from its environment.
@@ -79,6 +86,8 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 			// 1,000 gateways then sends sessiond at most 10,000 reports a
 			// second, whatever the rate of revocations.
 			ReportInterval: r.Duration("GATEWAY_REPORT_INTERVAL", 100*time.Millisecond, 0),
+			Domain:         r.String("GATEWAY_JS_DOMAIN", ""),
+			Stream:         r.String("GATEWAY_STREAM", events.StreamRevocations),
 		},
 		NATSURL:     r.Required("NATS_URL", "nats://localhost:4222"),
 		Addr:        r.String("GATEWAY_ADDR", ":8081"),
@@ -158,6 +167,9 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 		cfg.CacheSize = 1 << 20
 	}
 	js, err := jetstream.New(nc)
+	if cfg.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, cfg.Domain)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
@@ -172,6 +184,9 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	}
 	bl := NewBlocklist()
 	feed := NewFeed(js, bl, cfg.MaxStaleness, metrics, log.With("component", "feed"))
+	if cfg.Stream != "" {
+		feed.stream = cfg.Stream
+	}
 	var activity *Activity
 	if cfg.ActivityEvery > 0 {
 		activity = NewActivity(nc, cfg.ActivityEvery, time.Second, metrics, log)

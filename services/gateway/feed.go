@@ -29,6 +29,7 @@ import (
 // timestamp, plus the max age), the same way in the replay and live.
 type Feed struct {
 	js           jetstream.JetStream
+	stream       string // REVOCATIONS, or a mirror of it
 	bl           *Blocklist
 	maxStaleness time.Duration
 	log          *slog.Logger
@@ -54,7 +55,8 @@ type check struct {
 
 // NewFeed returns a feed into bl.
 func NewFeed(js jetstream.JetStream, bl *Blocklist, maxStaleness time.Duration, metrics *Metrics, log *slog.Logger) *Feed {
-	return &Feed{js: js, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now, progress: make(chan struct{}, 1), awaited: make(chan struct{}, 1)}
+	return &Feed{js: js, stream: events.StreamRevocations, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now,
+		progress: make(chan struct{}, 1), awaited: make(chan struct{}, 1)}
 }
 
 // Applied is the highest stream sequence applied (the watermark) and the
@@ -100,7 +102,7 @@ func (f *Feed) Run(ctx context.Context) error {
 var errStreamRecreated = errors.New("the REVOCATIONS stream was recreated")
 
 func (f *Feed) runOnce(ctx context.Context) error {
-	stream, err := f.js.Stream(ctx, events.StreamRevocations)
+	stream, err := f.js.Stream(ctx, f.stream)
 	if err != nil {
 		return err
 	}
@@ -117,7 +119,10 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		// A new stream behind our back: start again from its beginning.
 		f.applied.Store(0)
 	}
-	if info.State.Msgs == 0 || f.applied.Load() >= startSeq {
+	if m := info.Mirror; m != nil && hubHeard(m) {
+		startSeq += m.Lag // what the hub holds is what the replay must reach
+	}
+	if hubHeard(info.Mirror) && (info.State.Msgs == 0 && startSeq == info.State.LastSeq || f.applied.Load() >= startSeq) {
 		f.markReplayed(start)
 	}
 
@@ -182,7 +187,21 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		if info.State.Msgs == 0 {
 			need = 0
 		}
-		if !f.replayed.Load() && (info.State.Msgs == 0 || info.State.FirstSeq > startSeq) {
+		if m := info.Mirror; m != nil {
+			// A mirror in a point of presence: current is what the hub holds.
+			// The mirror keeps the hub's sequences, is Lag messages behind
+			// it, and last heard from it (a message, or its heartbeat every
+			// second) Active ago: that is when the mirror was the hub. A
+			// mirror that never heard from the hub, or has lost it, confirms
+			// nothing, and the gateway fails closed past its bound, as one
+			// cut off from NATS does.
+			if m.Error != nil || m.Active < 0 {
+				continue
+			}
+			asked = asked.Add(-m.Active)
+			need = max(need, info.State.LastSeq+m.Lag)
+		}
+		if !f.replayed.Load() && hubHeard(info.Mirror) && (info.State.Msgs == 0 && (info.Mirror == nil || info.Mirror.Lag == 0) || info.State.FirstSeq > startSeq) {
 			f.markReplayed(start)
 		}
 		f.mu.Lock()
@@ -194,6 +213,14 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		f.confirm()
 		f.metrics.staleness.Set(min(f.Staleness(f.now()), 1<<40).Seconds())
 	}
+}
+
+// hubHeard reports whether a mirror (nil: none, the gateway follows the
+// hub's stream itself) is in touch with the hub it copies: a mirror that
+// never heard from it, or has lost it, holds nothing a gateway may call
+// current.
+func hubHeard(m *jetstream.StreamSourceInfo) bool {
+	return m == nil || (m.Error == nil && m.Active >= 0)
 }
 
 func (f *Feed) markReplayed(start time.Time) {

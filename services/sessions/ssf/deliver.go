@@ -32,7 +32,7 @@ const lockKey = "ssf_transmitter"
 // ackWait is how long JetStream waits for a lane's ack before it hands the
 // signal out again; a lane that retries a push says it is still at work
 // every ackWait/3. A lane that dies is redelivered its signal after this.
-const ackWait = 30 * time.Second
+const ackWait = 10 * time.Second
 
 // Lanes of a stream.
 const (
@@ -384,7 +384,7 @@ func (l *worker) run(ctx context.Context) {
 	var msgs jetstream.MessagesContext
 	defer func() {
 		if msgs != nil {
-			msgs.Stop()
+			giveBack(msgs)
 		}
 	}()
 	for ctx.Err() == nil {
@@ -422,7 +422,7 @@ func (l *worker) run(ctx context.Context) {
 			continue
 		case err != nil:
 			t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
-			msgs.Stop()
+			giveBack(msgs)
 			msgs = nil
 			backoff.wait(ctx)
 			continue
@@ -440,6 +440,22 @@ func (l *worker) run(ctx context.Context) {
 			continue
 		}
 		l.flush(ctx, false)
+	}
+}
+
+// giveBack stops a lane's pull and hands back, at once, what it had
+// fetched and not handled: a signal left in its buffer would otherwise
+// hold the consumer (one unacknowledged at a time) until ackWait.
+func giveBack(msgs jetstream.MessagesContext) {
+	msgs.Drain()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		m, err := msgs.Next(jetstream.NextContext(ctx))
+		cancel()
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
 	}
 }
 

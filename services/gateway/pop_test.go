@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/testenv"
+)
+
+// A point of presence: a hub NATS server (JetStream domain "hub") that
+// holds REVOCATIONS, and a leaf node (domain "pop1") connected to it that
+// holds a mirror of it; the gateway talks to the leaf only.
+
+// popServer is an embedded NATS server that can be stopped and started
+// again on the same ports and store.
+type popServer struct {
+	t    testing.TB
+	opts natsx.EmbeddedOptions
+	mu   sync.Mutex
+	ns   *server.Server
+}
+
+func startPopServer(t testing.TB, o natsx.EmbeddedOptions) *popServer {
+	t.Helper()
+	s := &popServer{t: t, opts: o}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *popServer) start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns, err := natsx.StartEmbedded(s.opts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.ns = ns
+}
+
+func (s *popServer) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.ns = nil
+	}
+}
+
+func (s *popServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
+
+// link is the WAN between a leaf node and its hub: a TCP relay that can be
+// cut (every connection closed, none accepted) and healed.
+type link struct {
+	t      testing.TB
+	port   int
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newLink(t testing.TB, target string) *link {
+	t.Helper()
+	l := &link{t: t, port: freePort(t), target: target}
+	l.heal()
+	t.Cleanup(l.cut)
+	return l
+}
+
+func (l *link) heal() {
+	l.t.Helper()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", l.port))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.ln = ln
+	l.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", l.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			l.mu.Lock()
+			l.conns = append(l.conns, c, up)
+			l.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+func (l *link) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		l.ln.Close()
+		l.ln = nil
+	}
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
+}
+
+// TestAGatewayInAPointOfPresence: a gateway that follows the mirror in its
+// leaf node refuses what the hub revokes; cut off from the hub, it fails
+// closed after its staleness bound although its leaf and the mirror are
+// up; when the link returns, it is current again within a second or so.
+func TestAGatewayInAPointOfPresence(t *testing.T) {
+	const staleness = 2 * time.Second
+	leafPort := freePort(t)
+	hub := startPopServer(t, natsx.EmbeddedOptions{Port: freePort(t), StoreDir: t.TempDir(), Name: "hub", Domain: "hub", LeafPort: leafPort})
+	wan := newLink(t, fmt.Sprintf("127.0.0.1:%d", leafPort))
+	leaf := startPopServer(t, natsx.EmbeddedOptions{Port: freePort(t), StoreDir: t.TempDir(), Name: "pop1", Domain: "pop1",
+		LeafRemote: fmt.Sprintf("nats-leaf://127.0.0.1:%d", wan.port)})
+	ctx := context.Background()
+
+	hubNC, err := natsx.Connect(hub.url(), "hub publisher", testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hubNC.Close)
+	hubJS, _ := jetstream.New(hubNC)
+	revocations := events.RevocationsStream(5 * time.Minute)
+	if err := natsx.EnsureStreams(ctx, hubJS, 1, revocations); err != nil {
+		t.Fatal(err)
+	}
+	leafNC, err := natsx.Connect(leaf.url(), "pop gateway", testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(leafNC.Close)
+	leafJS, _ := jetstream.NewWithDomain(leafNC, "pop1")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		_, err := leafJS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: events.StreamRevocations, MaxAge: revocations.MaxAge,
+			Mirror: &jetstream.StreamSource{Name: events.StreamRevocations, Domain: "hub"}})
+		return err == nil
+	}, "the leaf's mirror of REVOCATIONS was never created")
+
+	// A revocation before the gateway starts, and one after.
+	is := newIssuer(t)
+	before, after := newGrant(), newGrant()
+	w := &world{t: t, js: hubJS}
+	w.publish(revokeSession(before))
+
+	keys := NewKeySource(is.jwks.URL, http.DefaultClient, 100*time.Millisecond, testLog())
+	if err := keys.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(keys, testIssuer, testAudience, 5*time.Second, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	bl := NewBlocklist()
+	feed := NewFeed(leafJS, bl, staleness, NewMetrics(prometheus.NewRegistry()), testLog())
+	g := New(v, bl, feed, nil, NewMetrics(prometheus.NewRegistry()), testLog())
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = feed.Run(fctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	decide := func(gr grant) Outcome {
+		return g.Decide(ctx, "Bearer "+is.sign(t, gr), time.Now()).Outcome
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return feed.Current(time.Now()) }, "the gateway never became current through the mirror")
+	if o := decide(before); o != Deny {
+		t.Fatalf("a revocation from before the start: %v, want refused", o)
+	}
+	w.publish(revokeSession(after))
+	testenv.Eventually(t, 5*time.Second, func() bool { return decide(after) == Deny }, "a revocation at the hub was never refused in the point of presence")
+	if applied, _ := feed.Applied(); applied != 2 {
+		t.Errorf("applied sequence %d, want the hub's 2 (a mirror keeps the hub's sequences, so receipts hold)", applied)
+	}
+
+	// The link to the hub is cut; the hub, the leaf and its mirror stay up.
+	// Past its bound, the gateway fails closed.
+	wan.cut()
+	cut := time.Now()
+
+	testenv.Eventually(t, 10*time.Second, func() bool { return !feed.Current(time.Now()) }, "the gateway cut off from the hub never failed closed")
+	if d := time.Since(cut); d < staleness-500*time.Millisecond {
+		t.Errorf("failed closed %v after the cut, before its bound of %v", d, staleness)
+	}
+	if o := decide(newGrant()); o != Unavailable {
+		t.Errorf("a fresh token cut off from the hub: %v, want unavailable (fail closed)", o)
+	}
+
+	// What the hub revokes meanwhile, the point of presence refuses once the
+	// link is back, and the gateway is current again.
+	late := newGrant()
+	w.publish(revokeSession(late))
+	wan.heal()
+	healed := time.Now()
+	testenv.Eventually(t, 30*time.Second, func() bool { return feed.Current(time.Now()) && decide(late) == Deny },
+		"the gateway never recovered when the link came back")
+	t.Logf("current again %v after the link came back", time.Since(healed))
+	if o := decide(newGrant()); o != Allow {
+		t.Errorf("a fresh token after the link healed: %v, want allowed", o)
+	}
+	_ = hub // stays up throughout: only the link was cut
+}
