@@ -55,6 +55,11 @@ type Config struct {
 	// mirror copies, not only against the mirror (see Feed).
 	Domain string
 	Stream string
+	// HubDomain, with Domain, is the hub's JetStream domain: the gateway
+	// then makes the mirror itself if it is missing (idempotent: every
+	// gateway of the PoP may), copying the hub's REVOCATIONS with its max
+	// age.
+	HubDomain string
 }
 
 // AppConfig is everything gatewayd reads from its environment.
@@ -88,6 +93,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 			ReportInterval: r.Duration("GATEWAY_REPORT_INTERVAL", 100*time.Millisecond, 0),
 			Domain:         r.String("GATEWAY_JS_DOMAIN", ""),
 			Stream:         r.String("GATEWAY_STREAM", events.StreamRevocations),
+			HubDomain:      r.String("GATEWAY_HUB_DOMAIN", ""),
 		},
 		NATSURL:     r.Required("NATS_URL", "nats://localhost:4222"),
 		Addr:        r.String("GATEWAY_ADDR", ":8081"),
@@ -186,6 +192,13 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	feed := NewFeed(js, bl, cfg.MaxStaleness, metrics, log.With("component", "feed"))
 	if cfg.Stream != "" {
 		feed.stream = cfg.Stream
+	}
+	if cfg.Domain != "" && cfg.HubDomain != "" {
+		hub, err := jetstream.NewWithDomain(nc, cfg.HubDomain)
+		if err != nil {
+			return nil, fmt.Errorf("nats: %w", err)
+		}
+		feed.prepare = EnsureMirror(js, hub, feed.stream)
 	}
 	var activity *Activity
 	if cfg.ActivityEvery > 0 {

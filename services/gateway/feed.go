@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,11 @@ import (
 // leaves the stream (from the earlier of revoked_at and the message's
 // timestamp, plus the max age), the same way in the replay and live.
 type Feed struct {
-	js           jetstream.JetStream
-	stream       string // REVOCATIONS, or a mirror of it
+	js     jetstream.JetStream
+	stream string // REVOCATIONS, or a mirror of it
+	// prepare, when set, runs before each start of the feed: a PoP's
+	// gateway makes its mirror (EnsureMirror).
+	prepare      func(context.Context) error
 	bl           *Blocklist
 	maxStaleness time.Duration
 	log          *slog.Logger
@@ -102,6 +106,11 @@ func (f *Feed) Run(ctx context.Context) error {
 var errStreamRecreated = errors.New("the REVOCATIONS stream was recreated")
 
 func (f *Feed) runOnce(ctx context.Context) error {
+	if f.prepare != nil {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
 	stream, err := f.js.Stream(ctx, f.stream)
 	if err != nil {
 		return err
@@ -212,6 +221,33 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		f.mu.Unlock()
 		f.confirm()
 		f.metrics.staleness.Set(min(f.Staleness(f.now()), 1<<40).Seconds())
+	}
+}
+
+// EnsureMirror returns the preparation of a PoP gateway's feed: the mirror
+// name in the leaf's domain (leaf) of the hub's REVOCATIONS (hub), made if
+// it is missing, with the hub's max age, so that it holds what the hub
+// holds. A mirror that exists is left as it is, so a PoP cut off from the
+// hub still starts on it (and fails closed until the hub is heard again).
+func EnsureMirror(leaf, hub jetstream.JetStream, name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := leaf.Stream(ctx, name); err == nil {
+			return nil
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("the mirror %s: %w", name, err)
+		}
+		src, err := hub.Stream(ctx, events.StreamRevocations)
+		if err != nil {
+			return fmt.Errorf("the hub's %s: %w", events.StreamRevocations, err)
+		}
+		hubDomain := hub.Options().Domain
+		_, err = leaf.CreateStream(ctx, jetstream.StreamConfig{Name: name, MaxAge: src.CachedInfo().Config.MaxAge,
+			Description: "mirror of the hub's " + events.StreamRevocations + " (domain " + hubDomain + ")",
+			Mirror:      &jetstream.StreamSource{Name: events.StreamRevocations, Domain: hubDomain}})
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("make the mirror %s: %w", name, err)
+		}
+		return nil
 	}
 }
 

@@ -153,11 +153,9 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 	}
 	t.Cleanup(leafNC.Close)
 	leafJS, _ := jetstream.NewWithDomain(leafNC, "pop1")
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		_, err := leafJS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: events.StreamRevocations, MaxAge: revocations.MaxAge,
-			Mirror: &jetstream.StreamSource{Name: events.StreamRevocations, Domain: "hub"}})
-		return err == nil
-	}, "the leaf's mirror of REVOCATIONS was never created")
+	// The gateway makes its PoP's mirror itself, through the leaf (the
+	// hub's domain is reached across the leaf link).
+	viaLeaf, _ := jetstream.NewWithDomain(leafNC, "hub")
 
 	// A revocation before the gateway starts, and one after.
 	is := newIssuer(t)
@@ -176,6 +174,7 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 	t.Cleanup(v.Close)
 	bl := NewBlocklist()
 	feed := NewFeed(leafJS, bl, staleness, NewMetrics(prometheus.NewRegistry()), testLog())
+	feed.prepare = EnsureMirror(leafJS, viaLeaf, events.StreamRevocations)
 	g := New(v, bl, feed, nil, NewMetrics(prometheus.NewRegistry()), testLog())
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -192,6 +191,10 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() bool { return decide(after) == Deny }, "a revocation at the hub was never refused in the point of presence")
 	if applied, _ := feed.Applied(); applied != 2 {
 		t.Errorf("applied sequence %d, want the hub's 2 (a mirror keeps the hub's sequences, so receipts hold)", applied)
+	}
+	if st, err := leafJS.Stream(ctx, events.StreamRevocations); err != nil || st.CachedInfo().Config.MaxAge != revocations.MaxAge ||
+		st.CachedInfo().Config.Mirror == nil {
+		t.Fatalf("the PoP's mirror: %v (%v)", st, err)
 	}
 
 	// The link to the hub is cut; the hub, the leaf and its mirror stay up.
