@@ -55,6 +55,12 @@ type Config struct {
 	// mirror copies, not only against the mirror (see Feed).
 	Domain string
 	Stream string
+	// SnapshotEvery is how often a current gateway writes a snapshot of
+	// its blocklist (to the object store bucket REVOCATIONS_SNAPSHOTS in its
+	// JetStream domain), when the stored one is older; a starting gateway
+	// loads the snapshot and replays only the stream's tail after it
+	// (GATEWAY_SNAPSHOT_INTERVAL, default 1m; 0 turns snapshots off).
+	SnapshotEvery time.Duration
 	// HubDomain, with Domain, is the hub's JetStream domain: the gateway
 	// then makes the mirror itself if it is missing (idempotent: every
 	// gateway of the PoP may), copying the hub's REVOCATIONS with its max
@@ -94,6 +100,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 			Domain:         r.String("GATEWAY_JS_DOMAIN", ""),
 			Stream:         r.String("GATEWAY_STREAM", events.StreamRevocations),
 			HubDomain:      r.String("GATEWAY_HUB_DOMAIN", ""),
+			SnapshotEvery:  r.Duration("GATEWAY_SNAPSHOT_INTERVAL", time.Minute, 0),
 		},
 		NATSURL:     r.Required("NATS_URL", "nats://localhost:4222"),
 		Addr:        r.String("GATEWAY_ADDR", ":8081"),
@@ -199,6 +206,17 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		feed.prepare = EnsureMirror(js, hub, feed.stream)
+	}
+	if cfg.SnapshotEvery > 0 {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		snaps, err := js.CreateOrUpdateObjectStore(sctx, jetstream.ObjectStoreConfig{Bucket: SnapshotsBucket,
+			Description: "snapshots of the gateways' blocklist, for their cold starts", Storage: jetstream.FileStorage})
+		cancel()
+		if err != nil {
+			log.Warn("blocklist snapshots off: their bucket is not available", "bucket", SnapshotsBucket, "error", err.Error())
+		} else {
+			feed.snapshots, feed.snapshotEvery = snaps, cfg.SnapshotEvery
+		}
 	}
 	var activity *Activity
 	if cfg.ActivityEvery > 0 {

@@ -1,14 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
@@ -33,12 +37,18 @@ type Feed struct {
 	stream string // REVOCATIONS, or a mirror of it
 	// prepare, when set, runs before each start of the feed: a PoP's
 	// gateway makes its mirror (EnsureMirror).
-	prepare      func(context.Context) error
-	bl           *Blocklist
-	maxStaleness time.Duration
-	log          *slog.Logger
-	metrics      *Metrics
-	now          func() time.Time
+	prepare func(context.Context) error
+	// snapshots, when set, holds the blocklist's snapshot (snapshotObject):
+	// a starting feed loads it and replays only the tail after it, and a
+	// current feed writes a new one every snapshotEvery.
+	snapshots     jetstream.ObjectStore
+	snapshotEvery time.Duration
+	snapshotSeq   atomic.Uint64 // the sequence of the snapshot this feed started from; 0 for none
+	bl            *Blocklist
+	maxStaleness  time.Duration
+	log           *slog.Logger
+	metrics       *Metrics
+	now           func() time.Time
 
 	applied     atomic.Uint64 // stream sequence of the last applied message
 	streamLast  atomic.Uint64 // the stream's last sequence, as last asked
@@ -131,11 +141,18 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	if m := info.Mirror; m != nil && hubHeard(m) {
 		startSeq += m.Lag // what the hub holds is what the replay must reach
 	}
+	from := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if f.snapshots != nil && f.applied.Load() == 0 && !f.replayed.Load() {
+		if seq, ok := f.loadSnapshot(ctx, info); ok {
+			f.applied.Store(seq)
+			from = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1}
+		}
+	}
 	if hubHeard(info.Mirror) && (info.State.Msgs == 0 && startSeq == info.State.LastSeq || f.applied.Load() >= startSeq) {
 		f.markReplayed(start)
 	}
 
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cons, err := stream.OrderedConsumer(ctx, from)
 	if err != nil {
 		return err
 	}
@@ -221,6 +238,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		f.mu.Unlock()
 		f.confirm()
 		f.metrics.staleness.Set(min(f.Staleness(f.now()), 1<<40).Seconds())
+		f.maybeSnapshot(ctx, info)
 	}
 }
 
@@ -342,4 +360,99 @@ func (f *Feed) apply(subject string, data []byte, published time.Time) {
 		}
 	}
 	f.metrics.blocklistSize.Set(float64(f.bl.Len()))
+}
+
+// The snapshot object and its headers: the stream sequence it covers (every
+// message up to it is in it, and perhaps a few after), the stream's
+// creation (a snapshot of another stream is not this one's), and when it
+// was taken.
+const (
+	snapshotObject  = "blocklist"
+	headerSeq       = "Revocations-Seq"
+	headerCreated   = "Revocations-Created"
+	headerTakenAt   = "Taken-At"
+	SnapshotsBucket = "REVOCATIONS_SNAPSHOTS"
+)
+
+// loadSnapshot loads the blocklist's snapshot, if there is one this stream
+// can start from, and returns the sequence it covers. A missing snapshot,
+// one of another stream, one older than the stream's max age (everything
+// in it has expired), one whose checksum or content is wrong: the feed
+// replays the whole stream instead, never loads a wrong blocklist.
+func (f *Feed) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) (uint64, bool) {
+	start := f.now()
+	obj, err := f.snapshots.Get(ctx, snapshotObject)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrObjectNotFound) {
+			f.log.Warn("blocklist snapshot not read; replaying the whole stream", "error", err.Error())
+		}
+		return 0, false
+	}
+	defer obj.Close()
+	meta, err := obj.Info()
+	if err != nil {
+		return 0, false
+	}
+	seq, err1 := strconv.ParseUint(meta.Headers.Get(headerSeq), 10, 64)
+	created, err2 := time.Parse(time.RFC3339Nano, meta.Headers.Get(headerCreated))
+	taken, err3 := time.Parse(time.RFC3339Nano, meta.Headers.Get(headerTakenAt))
+	switch {
+	case err1 != nil || err2 != nil || err3 != nil:
+		f.log.Warn("blocklist snapshot without its stamps; replaying the whole stream")
+		return 0, false
+	case !created.Equal(info.Created):
+		f.log.Info("blocklist snapshot of an earlier stream; replaying the whole stream")
+		return 0, false
+	case seq > info.State.LastSeq:
+		f.log.Warn("blocklist snapshot ahead of the stream; replaying the whole stream", "snapshot_seq", seq, "stream_last_seq", info.State.LastSeq)
+		return 0, false
+	case info.Config.MaxAge > 0 && f.now().Sub(taken) > info.Config.MaxAge:
+		f.log.Info("blocklist snapshot older than the stream's max age; replaying the whole stream", "taken_at", taken)
+		return 0, false
+	}
+	// Read whole (the object store checks its SHA-256 digest at the end)
+	// and parsed whole before anything is applied.
+	data, err := io.ReadAll(obj)
+	if err != nil {
+		f.log.Warn("blocklist snapshot unreadable (its checksum, or the store); replaying the whole stream", "error", err.Error())
+		return 0, false
+	}
+	e, err := readSnapshot(bytes.NewReader(data))
+	if err != nil {
+		f.log.Warn("blocklist snapshot corrupt; replaying the whole stream", "error", err.Error())
+		return 0, false
+	}
+	n := f.bl.load(e, f.now())
+	f.snapshotSeq.Store(seq)
+	f.log.Info("blocklist snapshot loaded", "entries", n, "seq", seq, "bytes", len(data), "seconds", f.now().Sub(start).Seconds())
+	return seq, true
+}
+
+// maybeSnapshot writes a new snapshot when this feed is current and the
+// stored one is older than snapshotEvery (every gateway may; the stored
+// one's age keeps them from all writing at once).
+func (f *Feed) maybeSnapshot(ctx context.Context, info *jetstream.StreamInfo) {
+	if f.snapshots == nil || f.snapshotEvery <= 0 || !f.Current(f.now()) {
+		return
+	}
+	if meta, err := f.snapshots.GetInfo(ctx, snapshotObject); err == nil && f.now().Sub(meta.ModTime) < f.snapshotEvery {
+		return
+	} else if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return
+	}
+	seq := f.applied.Load() // read first: the entries written cover at least it
+	now := f.now()
+	var buf bytes.Buffer
+	if err := f.bl.WriteSnapshot(&buf, now); err != nil {
+		return
+	}
+	h := nats.Header{}
+	h.Set(headerSeq, strconv.FormatUint(seq, 10))
+	h.Set(headerCreated, info.Created.Format(time.RFC3339Nano))
+	h.Set(headerTakenAt, now.UTC().Format(time.RFC3339Nano))
+	if _, err := f.snapshots.Put(ctx, jetstream.ObjectMeta{Name: snapshotObject, Headers: h}, &buf); err != nil {
+		f.log.Warn("blocklist snapshot not written", "error", err.Error())
+		return
+	}
+	f.log.Debug("blocklist snapshot written", "seq", seq, "entries", f.bl.Len())
 }
