@@ -236,7 +236,7 @@ func (e *benchEnv) startSessiond(ctx context.Context) error {
 	return e.waitOK(ctx, e.api+"/readyz", e.sessiond)
 }
 
-func (e *benchEnv) startGateway(ctx context.Context, name string) (*gateway, error) {
+func (e *benchEnv) startGateway(ctx context.Context, name string, env ...string) (*gateway, error) {
 	proxy, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -249,10 +249,10 @@ func (e *benchEnv) startGateway(ctx context.Context, name string) (*gateway, err
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.spawn(ctx, name, []string{
+	p, err := e.spawn(ctx, name, append([]string{
 		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.natsURL, "GATEWAY_UPSTREAM=" + e.upURL,
 		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn", "DEBUG_ADDR=" + debug,
-	})
+	}, env...))
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,12 @@ type coldStartResult struct {
 	RSSMB            float64 `json:"rss_mb"`
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
 	BlocklistEntries int     `json:"blocklist_entries"`
+	// The same cold start from a snapshot (GATEWAY_SNAPSHOT_INTERVAL),
+	// measured after it in the same run.
+	SnapshotReadySeconds float64 `json:"snapshot_ready_seconds"`
+	SnapshotRSSMB        float64 `json:"snapshot_rss_mb"`
+	SnapshotPeakRSSMB    float64 `json:"snapshot_peak_rss_mb"`
+	SnapshotEntries      int     `json:"snapshot_blocklist_entries"`
 }
 
 func printTable(w io.Writer, r *results) {
@@ -134,6 +140,7 @@ func printTable(w io.Writer, r *results) {
 	}
 	if r.ColdStart.Entries > 0 {
 		fmt.Fprintf(tw, "cold start\t%d live revocations\tready in %.2f s\tRSS %.0f MB (peak %.0f MB)\t\t\n", r.ColdStart.Entries, r.ColdStart.ReadySeconds, r.ColdStart.RSSMB, r.ColdStart.PeakRSSMB)
+		fmt.Fprintf(tw, "\tfrom a snapshot\tready in %.2f s\tRSS %.0f MB (peak %.0f MB)\t(%d entries)\t\n", r.ColdStart.SnapshotReadySeconds, r.ColdStart.SnapshotRSSMB, r.ColdStart.SnapshotPeakRSSMB, r.ColdStart.SnapshotEntries)
 	}
 	for _, run := range r.SSF.Runs {
 		fmt.Fprintf(tw, "SETs @ %d revocations/s × %d streams\tscheduled → receiver\tp50 %.2f ms\tp99 %.2f ms\t(max %.1f ms, %d missing, %.0f SETs/s, sessiond %.2f cores)\n",

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
+	gatewaypkg "github.com/sessionguard/revoke/services/gateway"
 )
 
 // throughput measures /v1/check and the proxy with a mix of valid (90 %),
@@ -405,22 +406,60 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 		return fmt.Errorf("publishing %d entries timed out", o.coldEntries)
 	}
 	pub := time.Since(pubStart)
-	t0 := time.Now()
-	g, err := e.startGateway(ctx, "gatewayd-cold")
+	pubEnd := time.Now()
+	cold := func(name string, env ...string) (time.Duration, int64, int64, int, error) {
+		t0 := time.Now()
+		g, err := e.startGateway(ctx, name, env...)
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		ready := time.Since(t0)
+		rss, hwm := procMemory(g.proc.cmd.Process.Pid)
+		var body struct {
+			Entries int `json:"blocklist_entries"`
+		}
+		if resp, err := http.Get(g.control + "/readyz"); err == nil {
+			_ = jsonDecode(resp, &body)
+		}
+		g.proc.kill()
+		return ready, rss, hwm, body.Entries, nil
+	}
+	// The full replay, with snapshots off.
+	ready, rss, hwm, entries, err := cold("gatewayd-cold", "GATEWAY_SNAPSHOT_INTERVAL=0")
 	if err != nil {
 		return err
 	}
-	ready := time.Since(t0)
-	rss, hwm := procMemory(g.proc.cmd.Process.Pid)
-	var body struct {
-		Entries int `json:"blocklist_entries"`
-	}
-	if resp, err := http.Get(g.control + "/readyz"); err == nil {
-		_ = jsonDecode(resp, &body)
-	}
-	g.proc.kill()
 	res.ColdStart = coldStartResult{Entries: o.coldEntries, PublishSeconds: round(pub.Seconds()), ReadySeconds: round(ready.Seconds()),
-		RSSMB: round(float64(rss) / 1024), PeakRSSMB: round(float64(hwm) / 1024), BlocklistEntries: body.Entries}
+		RSSMB: round(float64(rss) / 1024), PeakRSSMB: round(float64(hwm) / 1024), BlocklistEntries: entries}
+	// A gateway that writes a snapshot of all of it, then a cold start that
+	// loads it (and the tail, empty here).
+	writer, err := e.startGateway(ctx, "gatewayd-snapshot-writer", "GATEWAY_SNAPSHOT_INTERVAL=1s")
+	if err != nil {
+		return err
+	}
+	snaps, err := js.ObjectStore(ctx, gatewaypkg.SnapshotsBucket)
+	if err != nil {
+		writer.proc.kill()
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if info, err := snaps.GetInfo(ctx, "blocklist"); err == nil && info.ModTime.After(pubEnd) {
+			break
+		}
+		if time.Now().After(deadline) {
+			writer.proc.kill()
+			return errors.New("no snapshot was written after the publish")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	writer.proc.kill()
+	ready, rss, hwm, entries, err = cold("gatewayd-cold-snapshot")
+	if err != nil {
+		return err
+	}
+	res.ColdStart.SnapshotReadySeconds, res.ColdStart.SnapshotRSSMB = round(ready.Seconds()), round(float64(rss)/1024)
+	res.ColdStart.SnapshotPeakRSSMB, res.ColdStart.SnapshotEntries = round(float64(hwm)/1024), entries
 	return nil
 }
 
