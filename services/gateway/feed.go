@@ -44,6 +44,7 @@ type Feed struct {
 	snapshots     jetstream.ObjectStore
 	snapshotEvery time.Duration
 	snapshotSeq   atomic.Uint64 // the sequence of the snapshot this feed started from; 0 for none
+	snapshotCheck time.Time     // when the stored snapshot's age was last looked at (the feed's loop only)
 	bl            *Blocklist
 	maxStaleness  time.Duration
 	log           *slog.Logger
@@ -432,9 +433,10 @@ func (f *Feed) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) (ui
 // stored one is older than snapshotEvery (every gateway may; the stored
 // one's age keeps them from all writing at once).
 func (f *Feed) maybeSnapshot(ctx context.Context, info *jetstream.StreamInfo) {
-	if f.snapshots == nil || f.snapshotEvery <= 0 || !f.Current(f.now()) {
+	if f.snapshots == nil || f.snapshotEvery <= 0 || !f.Current(f.now()) || f.now().Sub(f.snapshotCheck) < f.snapshotEvery/4 {
 		return
 	}
+	f.snapshotCheck = f.now()
 	if meta, err := f.snapshots.GetInfo(ctx, snapshotObject); err == nil && f.now().Sub(meta.ModTime) < f.snapshotEvery {
 		return
 	} else if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
