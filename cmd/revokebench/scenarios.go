@@ -396,8 +396,15 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 		}
 		msg := nats.NewMsg(ev.Subject())
 		msg.Data = data
-		if _, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.EventID)); err != nil {
+		if _, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ev.EventID), jetstream.WithStallWait(30*time.Second)); err != nil {
 			return err
+		}
+		if i%50_000 == 49_999 { // keep the acks in step: 10M at once stalls the publisher
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				return fmt.Errorf("publishing %d entries stalled", o.coldEntries)
+			}
 		}
 	}
 	select {

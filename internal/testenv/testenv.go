@@ -208,22 +208,36 @@ type NATSServer struct {
 	mu   sync.Mutex
 	port int
 	dir  string
+	opts natsx.EmbeddedOptions
 	ns   *server.Server
 }
 
 // StartNATS starts a restartable embedded server for t.
 func StartNATS(t testing.TB) *NATSServer {
 	t.Helper()
+	return StartNATSWith(t, natsx.EmbeddedOptions{})
+}
+
+// StartNATSWith is StartNATS with o's name, JetStream domain and leaf node
+// settings (a hub, or a point of presence's leaf node); its port and store
+// are the server's own.
+func StartNATSWith(t testing.TB, o natsx.EmbeddedOptions) *NATSServer {
+	t.Helper()
+	s := &NATSServer{t: t, port: FreePort(t), dir: t.TempDir(), opts: o}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// FreePort is a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	s := &NATSServer{t: t, port: port, dir: t.TempDir()}
-	s.Start()
-	t.Cleanup(s.Stop)
-	return s
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // URL is the client URL; it stays the same across restarts.
@@ -237,7 +251,9 @@ func (s *NATSServer) Start() {
 	if s.ns != nil {
 		return
 	}
-	ns, err := natsx.StartEmbedded(natsx.EmbeddedOptions{Port: s.port, StoreDir: s.dir})
+	o := s.opts
+	o.Port, o.StoreDir = s.port, s.dir
+	ns, err := natsx.StartEmbedded(o)
 	if err != nil {
 		s.t.Fatalf("testenv: %v", err)
 	}

@@ -29,15 +29,7 @@ func nginxBinary() string {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testenv.FreePort(t) }
 
 // nginxConf is an nginx configuration that keeps every file it writes in
 // dir, listens on 127.0.0.1:port, asks the gateway's forward-auth endpoint

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,46 +21,6 @@ import (
 // A point of presence: a hub NATS server (JetStream domain "hub") that
 // holds REVOCATIONS, and a leaf node (domain "pop1") connected to it that
 // holds a mirror of it; the gateway talks to the leaf only.
-
-// popServer is an embedded NATS server that can be stopped and started
-// again on the same ports and store.
-type popServer struct {
-	t    testing.TB
-	opts natsx.EmbeddedOptions
-	mu   sync.Mutex
-	ns   *server.Server
-}
-
-func startPopServer(t testing.TB, o natsx.EmbeddedOptions) *popServer {
-	t.Helper()
-	s := &popServer{t: t, opts: o}
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *popServer) start() {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ns, err := natsx.StartEmbedded(s.opts)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.ns = ns
-}
-
-func (s *popServer) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ns != nil {
-		s.ns.Shutdown()
-		s.ns.WaitForShutdown()
-		s.ns = nil
-	}
-}
-
-func (s *popServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
 
 // link is the WAN between a leaf node and its hub: a TCP relay that can be
 // cut (every connection closed, none accepted) and healed.
@@ -131,13 +90,12 @@ func (l *link) cut() {
 func TestAGatewayInAPointOfPresence(t *testing.T) {
 	const staleness = 2 * time.Second
 	leafPort := freePort(t)
-	hub := startPopServer(t, natsx.EmbeddedOptions{Port: freePort(t), StoreDir: t.TempDir(), Name: "hub", Domain: "hub", LeafPort: leafPort})
+	hub := testenv.StartNATSWith(t, natsx.EmbeddedOptions{Name: "hub", Domain: "hub", LeafPort: leafPort})
 	wan := newLink(t, fmt.Sprintf("127.0.0.1:%d", leafPort))
-	leaf := startPopServer(t, natsx.EmbeddedOptions{Port: freePort(t), StoreDir: t.TempDir(), Name: "pop1", Domain: "pop1",
-		LeafRemote: fmt.Sprintf("nats-leaf://127.0.0.1:%d", wan.port)})
+	leaf := testenv.StartNATSWith(t, natsx.EmbeddedOptions{Name: "pop1", Domain: "pop1", LeafRemote: fmt.Sprintf("nats-leaf://127.0.0.1:%d", wan.port)})
 	ctx := context.Background()
 
-	hubNC, err := natsx.Connect(hub.url(), "hub publisher", testLog())
+	hubNC, err := natsx.Connect(hub.URL(), "hub publisher", testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +105,7 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 	if err := natsx.EnsureStreams(ctx, hubJS, 1, revocations); err != nil {
 		t.Fatal(err)
 	}
-	leafNC, err := natsx.Connect(leaf.url(), "pop gateway", testLog())
+	leafNC, err := natsx.Connect(leaf.URL(), "pop gateway", testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
