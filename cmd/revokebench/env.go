@@ -54,6 +54,9 @@ type benchEnv struct {
 	log      io.Writer
 	keep     bool
 	debug    string // sessiond's DEBUG_ADDR (profiler), "" for none
+	// readyWait bounds the wait for a process to be ready (60 s when 0):
+	// a gateway replaying 10M entries takes longer.
+	readyWait time.Duration
 }
 
 type gateway struct {
@@ -276,7 +279,11 @@ func (e *benchEnv) startBare(ctx context.Context, mode, upstream string, args ..
 }
 
 func (e *benchEnv) waitOK(ctx context.Context, url string, p *proc) error {
-	deadline := time.Now().Add(60 * time.Second)
+	wait := 60 * time.Second
+	if e.readyWait > 0 {
+		wait = e.readyWait
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-p.done:
@@ -296,7 +303,7 @@ func (e *benchEnv) waitOK(ctx context.Context, url string, p *proc) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready after 60 s (logs in %s)", url, e.dir)
+	return fmt.Errorf("%s not ready after %s (logs in %s)", url, wait, e.dir)
 }
 
 func (e *benchEnv) close() {

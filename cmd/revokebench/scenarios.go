@@ -414,6 +414,8 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 	}
 	pub := time.Since(pubStart)
 	pubEnd := time.Now()
+	e.readyWait = 10 * time.Minute
+	defer func() { e.readyWait = 0 }()
 	cold := func(name string, env ...string) (time.Duration, int64, int64, int, error) {
 		t0 := time.Now()
 		g, err := e.startGateway(ctx, name, env...)
