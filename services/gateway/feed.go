@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -411,21 +410,20 @@ func (f *Feed) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) (ui
 		f.log.Info("blocklist snapshot older than the stream's max age; replaying the whole stream", "taken_at", taken)
 		return 0, false
 	}
-	// Read whole (the object store checks its SHA-256 digest at the end)
-	// and parsed whole before anything is applied.
-	data, err := io.ReadAll(obj)
+	// Read into a blocklist of its own as it streams in (the object store
+	// checks its SHA-256 digest at the end), taken over only when all of it
+	// has read well.
+	tmp, n, err := loadSnapshot(obj, f.now())
 	if err != nil {
-		f.log.Warn("blocklist snapshot unreadable (its checksum, or the store); replaying the whole stream", "error", err.Error())
+		f.log.Warn("blocklist snapshot corrupt or unreadable (its checksum, or the store); replaying the whole stream", "error", err.Error())
 		return 0, false
 	}
-	e, err := readSnapshot(bytes.NewReader(data))
-	if err != nil {
-		f.log.Warn("blocklist snapshot corrupt; replaying the whole stream", "error", err.Error())
-		return 0, false
+	if f.bl.Len() != 0 || f.applied.Load() != 0 {
+		return 0, false // not a cold start after all: the snapshot is not needed
 	}
-	n := f.bl.load(e, f.now())
+	f.bl.adopt(tmp)
 	f.snapshotSeq.Store(seq)
-	f.log.Info("blocklist snapshot loaded", "entries", n, "seq", seq, "bytes", len(data), "seconds", f.now().Sub(start).Seconds())
+	f.log.Info("blocklist snapshot loaded", "entries", n, "seq", seq, "bytes", meta.Size, "seconds", f.now().Sub(start).Seconds())
 	return seq, true
 }
 

@@ -125,11 +125,35 @@ const maxSnapshotEntries = 100_000_000
 // readSnapshot parses a whole snapshot. It returns an error wrapping
 // errSnapshot for anything malformed or truncated, and nothing partial.
 func readSnapshot(r io.Reader) (snapshotEntries, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
 	var e snapshotEntries
+	err := scanSnapshot(r, snapshotVisitor{
+		token:   func(x idExpiry) { e.tokens = append(e.tokens, x) },
+		session: func(x idExpiry) { e.sessions = append(e.sessions, x) },
+		user:    func(u userSnap) { e.users = append(e.users, u) },
+		rule:    func(r ruleSnap) { e.rules = append(e.rules, r) },
+	})
+	if err != nil {
+		return snapshotEntries{}, err
+	}
+	return e, nil
+}
+
+// snapshotVisitor takes a snapshot's entries as scanSnapshot reads them.
+type snapshotVisitor struct {
+	token, session func(idExpiry)
+	user           func(userSnap)
+	rule           func(ruleSnap)
+}
+
+// scanSnapshot reads a snapshot from r, handing each entry to v as it goes:
+// a caller that must not act on part of a snapshot collects them where
+// nothing sees them until scanSnapshot has returned nil. Errors wrap
+// errSnapshot.
+func scanSnapshot(r io.Reader, v snapshotVisitor) error {
+	br := bufio.NewReaderSize(r, 1<<16)
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
-		return e, fmt.Errorf("%w: no magic", errSnapshot)
+		return fmt.Errorf("%w: no magic", errSnapshot)
 	}
 	var fail error
 	count := func() int {
@@ -153,18 +177,22 @@ func readSnapshot(r io.Reader) (snapshotEntries, error) {
 		}
 		return x
 	}
-	for _, list := range []*[]idExpiry{&e.tokens, &e.sessions} {
+	for _, visit := range []func(idExpiry){v.token, v.session} {
 		n := count()
-		*list = make([]idExpiry, 0, min(n, 1<<20))
 		for i := 0; i < n && fail == nil; i++ {
-			*list = append(*list, idExpiry{id(), i64()})
+			x := idExpiry{id(), i64()}
+			if fail == nil {
+				visit(x)
+			}
 		}
 	}
 	n := count()
 	for i := 0; i < n && fail == nil; i++ {
 		u := userSnap{id: id()}
 		u.notBefore, u.expires = i64(), i64()
-		e.users = append(e.users, u)
+		if fail == nil {
+			v.user(u)
+		}
 	}
 	n = count()
 	for i := 0; i < n && fail == nil; i++ {
@@ -175,17 +203,73 @@ func readSnapshot(r io.Reader) (snapshotEntries, error) {
 		}
 		r.role = string(role)
 		r.authBefore, r.expires = i64(), i64()
-		e.rules = append(e.rules, r)
+		if fail == nil {
+			v.rule(r)
+		}
 	}
 	if fail == nil {
 		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-			fail = fmt.Errorf("%w: trailing bytes", errSnapshot)
+			// A read error here is the store's: its checksum, checked at
+			// the end of the object.
+			fail = fmt.Errorf("%w: trailing bytes or unreadable end: %v", errSnapshot, err)
 		}
 	}
-	if fail != nil {
-		return snapshotEntries{}, fail
+	return fail
+}
+
+// loadSnapshot reads a snapshot from r into a blocklist of its own, keeping
+// the entries live at now, and returns it: nothing of a snapshot that turns
+// out malformed (or fails its checksum at its end) is ever in a blocklist
+// a gateway decides with.
+func loadSnapshot(r io.Reader, now time.Time) (*Blocklist, int, error) {
+	b := NewBlocklist()
+	n := now.UnixNano()
+	added := 0
+	err := scanSnapshot(r, snapshotVisitor{
+		token: func(x idExpiry) {
+			if x.expires > n {
+				b.add(x.id, time.Unix(0, x.expires), now, func(s *shard) map[ID]int64 { return s.tokens })
+				added++
+			}
+		},
+		session: func(x idExpiry) {
+			if x.expires > n {
+				b.add(x.id, time.Unix(0, x.expires), now, func(s *shard) map[ID]int64 { return s.sessions })
+				added++
+			}
+		},
+		user: func(u userSnap) {
+			if u.expires > n {
+				b.AddUser(u.id, time.UnixMicro(u.notBefore), time.Unix(0, u.expires), now)
+				added++
+			}
+		},
+		rule: func(r ruleSnap) {
+			if r.expires > n {
+				b.AddOrgRule(r.org, r.role, time.UnixMicro(r.authBefore), time.Unix(0, r.expires), now)
+				added++
+			}
+		},
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return e, nil
+	return b, added, nil
+}
+
+// adopt takes the entries of from, a blocklist nobody else holds, into b,
+// which must be empty (a starting gateway's, before its feed applies
+// anything): the maps move, nothing is copied.
+func (b *Blocklist) adopt(from *Blocklist) {
+	for i := range b.shards {
+		s, o := &b.shards[i], &from.shards[i]
+		s.mu.Lock()
+		s.tokens, s.sessions, s.users = o.tokens, o.sessions, o.users
+		s.orgs.Store(o.orgs.Load())
+		s.mu.Unlock()
+	}
+	b.size.Store(from.size.Load())
+	b.rules.Store(from.rules.Load())
 }
 
 // load adds a parsed snapshot's entries that are live at now, as a replay

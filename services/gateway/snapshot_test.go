@@ -187,6 +187,20 @@ func TestSnapshotsReadBackAndRefuseWhatIsMalformed(t *testing.T) {
 	if !slices.Equal(c.entries(now.Add(2*time.Second)), b.entries(now.Add(2*time.Second))) {
 		t.Fatal("the loaded blocklist differs from the written one")
 	}
+	// As a gateway loads one: streamed into a blocklist of its own, taken
+	// over whole.
+	streamed, n, err := loadSnapshot(bytes.NewReader(buf.Bytes()), now.Add(2*time.Second))
+	if err != nil || n != 200 {
+		t.Fatalf("streamed load: %d entries, %v", n, err)
+	}
+	d := NewBlocklist()
+	d.adopt(streamed)
+	if d.Len() != 200 || !slices.Equal(d.entries(now.Add(2*time.Second)), b.entries(now.Add(2*time.Second))) {
+		t.Fatal("the adopted blocklist differs from the written one")
+	}
+	if got, _, err := loadSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()-3]), now); err == nil || got != nil {
+		t.Fatal("a truncated snapshot was loaded")
+	}
 	for name, bad := range map[string][]byte{
 		"empty": {}, "no magic": []byte("RVKSNAP2" + string(buf.Bytes()[8:])), "truncated": buf.Bytes()[:buf.Len()-3],
 		"trailing": append(append([]byte{}, buf.Bytes()...), 0), "huge count": append([]byte(snapshotMagic), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f),
