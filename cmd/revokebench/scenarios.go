@@ -385,11 +385,27 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 	if err != nil {
 		return err
 	}
+	// Ten million entries take minutes to publish and minutes to replay,
+	// longer than the stream keeps a message (the access-token TTL + 1 min):
+	// for this scenario the stream and its entries live 40 minutes, so
+	// that every cold start has all of them to load.
+	const life = 40 * time.Minute
+	str, err := js.Stream(ctx, events.StreamRevocations)
+	if err != nil {
+		return err
+	}
+	cfg := str.CachedInfo().Config
+	if cfg.MaxAge < life {
+		cfg.MaxAge = life
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("lengthen the stream's max age: %w", err)
+		}
+	}
 	now := time.Now().UTC()
 	pubStart := time.Now()
 	for i := 0; i < o.coldEntries; i++ {
 		ev := events.SessionRevoked{EventID: uuid.NewString(), SID: uuid.NewString(), Sub: uuid.NewString(), Org: uuid.NewString(),
-			Reason: events.ReasonAdminRevoke, RevokedAt: now, ExpiresAt: now.Add(5*time.Minute + time.Minute)}
+			Reason: events.ReasonAdminRevoke, RevokedAt: now, ExpiresAt: now.Add(life - time.Minute)}
 		data, err := events.Encode(ev)
 		if err != nil {
 			return err
@@ -469,6 +485,9 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 	}
 	res.ColdStart.SnapshotReadySeconds, res.ColdStart.SnapshotRSSMB = round(ready.Seconds()), round(float64(rss)/1024)
 	res.ColdStart.SnapshotPeakRSSMB, res.ColdStart.SnapshotEntries = round(float64(hwm)/1024), entries
+	if entries != res.ColdStart.BlocklistEntries {
+		return fmt.Errorf("the cold start from the snapshot holds %d entries, the full replay %d", entries, res.ColdStart.BlocklistEntries)
+	}
 	return nil
 }
 
