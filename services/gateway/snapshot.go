@@ -2,12 +2,10 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 )
 
@@ -121,22 +119,6 @@ var errSnapshot = errors.New("malformed blocklist snapshot")
 // maxSnapshotEntries bounds a snapshot's counts, so that a corrupt count
 // does not ask for the machine's memory.
 const maxSnapshotEntries = 100_000_000
-
-// readSnapshot parses a whole snapshot. It returns an error wrapping
-// errSnapshot for anything malformed or truncated, and nothing partial.
-func readSnapshot(r io.Reader) (snapshotEntries, error) {
-	var e snapshotEntries
-	err := scanSnapshot(r, snapshotVisitor{
-		token:   func(x idExpiry) { e.tokens = append(e.tokens, x) },
-		session: func(x idExpiry) { e.sessions = append(e.sessions, x) },
-		user:    func(u userSnap) { e.users = append(e.users, u) },
-		rule:    func(r ruleSnap) { e.rules = append(e.rules, r) },
-	})
-	if err != nil {
-		return snapshotEntries{}, err
-	}
-	return e, nil
-}
 
 // snapshotVisitor takes a snapshot's entries as scanSnapshot reads them.
 type snapshotVisitor struct {
@@ -270,64 +252,4 @@ func (b *Blocklist) adopt(from *Blocklist) {
 	}
 	b.size.Store(from.size.Load())
 	b.rules.Store(from.rules.Load())
-}
-
-// load adds a parsed snapshot's entries that are live at now, as a replay
-// would, and returns how many it added.
-func (b *Blocklist) load(e snapshotEntries, now time.Time) int {
-	n := now.UnixNano()
-	added := 0
-	for _, x := range e.tokens {
-		if x.expires > n {
-			b.add(x.id, time.Unix(0, x.expires), now, func(s *shard) map[ID]int64 { return s.tokens })
-			added++
-		}
-	}
-	for _, x := range e.sessions {
-		if x.expires > n {
-			b.add(x.id, time.Unix(0, x.expires), now, func(s *shard) map[ID]int64 { return s.sessions })
-			added++
-		}
-	}
-	for _, u := range e.users {
-		if u.expires > n {
-			b.AddUser(u.id, time.UnixMicro(u.notBefore), time.Unix(0, u.expires), now)
-			added++
-		}
-	}
-	for _, r := range e.rules {
-		if r.expires > n {
-			b.AddOrgRule(r.org, r.role, time.UnixMicro(r.authBefore), time.Unix(0, r.expires), now)
-			added++
-		}
-	}
-	return added
-}
-
-// entries lists every live entry at now, in a canonical order: what two
-// blocklists hold, compared entry by entry (tests).
-func (b *Blocklist) entries(now time.Time) []string {
-	var buf bytes.Buffer
-	if err := b.WriteSnapshot(&buf, now); err != nil {
-		return nil
-	}
-	e, err := readSnapshot(&buf)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, x := range e.tokens {
-		out = append(out, fmt.Sprintf("token %x %d", x.id, x.expires))
-	}
-	for _, x := range e.sessions {
-		out = append(out, fmt.Sprintf("session %x %d", x.id, x.expires))
-	}
-	for _, u := range e.users {
-		out = append(out, fmt.Sprintf("user %x %d %d", u.id, u.notBefore, u.expires))
-	}
-	for _, r := range e.rules {
-		out = append(out, fmt.Sprintf("rule %x %q %d %d", r.org, r.role, r.authBefore, r.expires))
-	}
-	slices.Sort(out)
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -176,13 +177,12 @@ func TestSnapshotsReadBackAndRefuseWhatIsMalformed(t *testing.T) {
 	if err := b.WriteSnapshot(&buf, now); err != nil {
 		t.Fatal(err)
 	}
-	e, err := readSnapshot(bytes.NewReader(buf.Bytes()))
-	if err != nil {
+	if _, err := readSnapshot(bytes.NewReader(buf.Bytes())); err != nil {
 		t.Fatal(err)
 	}
-	c := NewBlocklist()
-	if n := c.load(e, now.Add(2*time.Second)); n != 200 {
-		t.Fatalf("loaded %d entries, want the 200 still live", n)
+	c, n, err := loadSnapshot(bytes.NewReader(buf.Bytes()), now.Add(2*time.Second))
+	if err != nil || n != 200 {
+		t.Fatalf("loaded %d entries (%v), want the 200 still live", n, err)
 	}
 	if !slices.Equal(c.entries(now.Add(2*time.Second)), b.entries(now.Add(2*time.Second))) {
 		t.Fatal("the loaded blocklist differs from the written one")
@@ -209,4 +209,48 @@ func TestSnapshotsReadBackAndRefuseWhatIsMalformed(t *testing.T) {
 			t.Errorf("%s: %v, want errSnapshot", name, err)
 		}
 	}
+}
+
+// readSnapshot parses a whole snapshot. It returns an error wrapping
+// errSnapshot for anything malformed or truncated, and nothing partial.
+func readSnapshot(r io.Reader) (snapshotEntries, error) {
+	var e snapshotEntries
+	err := scanSnapshot(r, snapshotVisitor{
+		token:   func(x idExpiry) { e.tokens = append(e.tokens, x) },
+		session: func(x idExpiry) { e.sessions = append(e.sessions, x) },
+		user:    func(u userSnap) { e.users = append(e.users, u) },
+		rule:    func(r ruleSnap) { e.rules = append(e.rules, r) },
+	})
+	if err != nil {
+		return snapshotEntries{}, err
+	}
+	return e, nil
+}
+
+// entries lists every live entry at now, in a canonical order: what two
+// blocklists hold, compared entry by entry (tests).
+func (b *Blocklist) entries(now time.Time) []string {
+	var buf bytes.Buffer
+	if err := b.WriteSnapshot(&buf, now); err != nil {
+		return nil
+	}
+	e, err := readSnapshot(&buf)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, x := range e.tokens {
+		out = append(out, fmt.Sprintf("token %x %d", x.id, x.expires))
+	}
+	for _, x := range e.sessions {
+		out = append(out, fmt.Sprintf("session %x %d", x.id, x.expires))
+	}
+	for _, u := range e.users {
+		out = append(out, fmt.Sprintf("user %x %d %d", u.id, u.notBefore, u.expires))
+	}
+	for _, r := range e.rules {
+		out = append(out, fmt.Sprintf("rule %x %q %d %d", r.org, r.role, r.authBefore, r.expires))
+	}
+	slices.Sort(out)
+	return out
 }

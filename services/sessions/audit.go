@@ -99,7 +99,7 @@ var auditActions = map[string]bool{
 // own org's), newest first, keyset-paginated. ErrForbidden for a plain
 // user or another org; ErrInvalid for bad filters.
 func (s *Service) ListAudit(ctx context.Context, p Principal, q AuditQuery) (AuditPage, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return AuditPage{}, err
 	}

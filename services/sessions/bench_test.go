@@ -265,47 +265,41 @@ func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []
 // session, deletes its refresh tokens and writes the revocation, outbox and
 // audit rows, then the relay's publish of the event and, batched, its mark
 // as sent). Goal: 3,000/s or more.
-func BenchmarkRevokeSession(b *testing.B) {
-	e := benchEnv(b)
-	ctx := context.Background()
-	org := e.Org("bench revoke")
-	adminID, _ := e.User(org, "org_admin")
-	admin := sessions.Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
-	if _, err := e.Pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
-		SELECT gen_random_uuid(), $1, 'bench-revoke-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org); err != nil {
-		b.Fatal(err)
-	}
-	for _, conns := range benchPoolSizes {
-		b.Run(poolName(conns), func(b *testing.B) {
-			svc, pool := benchService(b, e, conns)
-			ids := seedLiveSessions(b, pool, org, b.N)
-			var next atomic.Int64
-			runThroughput(b, pool, func(ctx context.Context, _ int) error {
-				_, err := svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], sessions.ClientMeta{})
-				return err
-			})
-		})
-	}
-}
+func BenchmarkRevokeSession(b *testing.B) { _ = benchRevokeSession(b, "bench revoke", nil) }
 
 // BenchmarkRevokeSessionWithSignals is BenchmarkRevokeSession in an org
 // that a Shared Signals stream listens to: each revocation also writes its
 // signal (events.SessionsSignal) in the same statement.
 func BenchmarkRevokeSessionWithSignals(b *testing.B) {
+	e := benchRevokeSession(b, "bench revoke signals", func(e *sessionstest.Env, org string) {
+		client := uuid.NewString()
+		if _, err := e.Pool.Exec(context.Background(), `WITH c AS (INSERT INTO api_clients (id, name, org_id, scopes, secret_hash) VALUES ($1, 'bench', $2, '{ssf.manage}', '\x00') RETURNING id)
+			INSERT INTO ssf_streams (id, client_id, org_id, aud, events_requested, delivery_method, created_at, updated_at)
+			SELECT gen_random_uuid(), id, $2, id::text, '{}', 'urn:ietf:rfc:8936', now(), now() FROM c`, client, org); err != nil {
+			b.Fatal(err)
+		}
+	})
+	var signals int
+	if err := e.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE subject LIKE 'signals.v1.org.%'`).Scan(&signals); err != nil || signals == 0 {
+		b.Fatalf("no signal was written (%d, %v)", signals, err)
+	}
+}
+
+// benchRevokeSession times single-session revocations by an org admin in
+// an org named name of 1,000 users, after prepare (when set) has run on
+// it, and returns the service it measured.
+func benchRevokeSession(b *testing.B, name string, prepare func(e *sessionstest.Env, org string)) *sessionstest.Env {
 	e := benchEnv(b)
 	ctx := context.Background()
-	org := e.Org("bench revoke signals")
+	org := e.Org(name)
 	adminID, _ := e.User(org, "org_admin")
 	admin := sessions.Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
 	if _, err := e.Pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
-		SELECT gen_random_uuid(), $1, 'bench-signals-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org); err != nil {
+		SELECT gen_random_uuid(), $1, $2 || '-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org, strings.ReplaceAll(name, " ", "-")); err != nil {
 		b.Fatal(err)
 	}
-	client := uuid.NewString()
-	if _, err := e.Pool.Exec(ctx, `WITH c AS (INSERT INTO api_clients (id, name, org_id, scopes, secret_hash) VALUES ($1, 'bench', $2, '{ssf.manage}', '\x00') RETURNING id)
-		INSERT INTO ssf_streams (id, client_id, org_id, aud, events_requested, delivery_method, created_at, updated_at)
-		SELECT gen_random_uuid(), id, $2, id::text, '{}', 'urn:ietf:rfc:8936', now(), now() FROM c`, client, org); err != nil {
-		b.Fatal(err)
+	if prepare != nil {
+		prepare(e, org)
 	}
 	for _, conns := range benchPoolSizes {
 		b.Run(poolName(conns), func(b *testing.B) {
@@ -318,10 +312,7 @@ func BenchmarkRevokeSessionWithSignals(b *testing.B) {
 			})
 		})
 	}
-	var signals int
-	if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE subject LIKE 'signals.v1.org.%'`).Scan(&signals); err != nil || signals == 0 {
-		b.Fatalf("no signal was written (%d, %v)", signals, err)
-	}
+	return e
 }
 
 // seedLiveSessions creates n live sessions of org's users, each with one

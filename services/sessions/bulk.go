@@ -39,7 +39,7 @@ const maxReasonText = 500
 // ErrForbidden for a plain user, ErrInvalid naming the field, ErrNotFound
 // for an org outside p's scope.
 func (s *Service) bulkFilter(ctx context.Context, p Principal, f BulkFilter, now time.Time) (sessionFilter, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return sessionFilter{}, err
 	}

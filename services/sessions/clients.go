@@ -53,7 +53,7 @@ const clientTokenTTL = 5 * time.Minute
 // which is shown only here. Global admins create clients of any org or of
 // none (every org); org admins of their own org.
 func (s *Service) CreateClient(ctx context.Context, p Principal, in NewClient, meta ClientMeta) (Client, string, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return Client{}, "", err
 	}
@@ -111,7 +111,7 @@ func (s *Service) CreateClient(ctx context.Context, p Principal, in NewClient, m
 // ListClients lists the live API clients in p's scope: every one for a
 // global admin, its org's for an org admin.
 func (s *Service) ListClients(ctx context.Context, p Principal) ([]Client, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func scanClient(r pgx.CollectableRow) (Client, error) {
 // DeleteClient ends an API client in p's scope: its secret and every token
 // it holds stop working at once. ErrNotFound out of scope.
 func (s *Service) DeleteClient(ctx context.Context, p Principal, id string, meta ClientMeta) error {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ const maxEmailSearch = 254
 // email, in keyset pages. ErrInvalid for a malformed filter or cursor,
 // ErrNotFound for an org outside an org admin's scope.
 func (s *Service) ListUsers(ctx context.Context, p Principal, f UserQuery) (UserPage, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return UserPage{}, err
 	}
@@ -234,7 +234,7 @@ const maxOrgs = 1000
 // users and live sessions each has: every org for a global admin, its own
 // for an org admin (GET /v1/orgs).
 func (s *Service) OrgDirectory(ctx context.Context, p Principal) ([]OrgSummary, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +271,7 @@ func (s *Service) OrgDirectory(ctx context.Context, p Principal) ([]OrgSummary, 
 // log records who cleared them. Failures counted against a client IP are
 // left: they guard against guessing across accounts.
 func (s *Service) ClearLoginFailures(ctx context.Context, p Principal, userID string, meta ClientMeta) (int, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return 0, err
 	}

@@ -186,3 +186,8 @@ func plural(n int, unit string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, unit)
 }
+
+// DomainOr is for the service's other rooms (the Shared Signals
+// transmitter): it keeps an error that the table of failures knows and
+// makes any other ErrUnavailable, saying op.
+func DomainOr(err error, op string) error { return domainOr(err, op) }

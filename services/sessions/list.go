@@ -159,7 +159,7 @@ const (
 // plain user or an org admin naming another org, ErrInvalid for a bad
 // filter, limit or cursor, ErrUnavailable.
 func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery) (Page, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return Page{}, err
 	}
@@ -279,7 +279,7 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, q SessionQuery)
 // GetSession returns one live session in an admin's scope; ErrNotFound
 // otherwise.
 func (s *Service) GetSession(ctx context.Context, p Principal, id string) (Session, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return Session{}, err
 	}

@@ -70,7 +70,7 @@ func (p Policy) Validate() error {
 // policyOrg checks that p may read or set org's policy: an org admin its
 // own org, a global admin any. ErrNotFound otherwise (or for no such org).
 func (s *Service) policyOrg(ctx context.Context, p Principal, org string) error {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return err
 	}

@@ -200,7 +200,7 @@ func (s *Service) RevokeOtherSessions(ctx context.Context, p Principal, meta Cli
 // returns the receipt's id. ErrForbidden for a plain user, ErrNotFound when
 // out of scope or not live.
 func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, meta ClientMeta) (string, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return "", err
 	}
@@ -225,7 +225,7 @@ func (s *Service) RevokeSession(ctx context.Context, p Principal, id string, met
 // scope: a user-level revocation, so even tokens a gateway never saw die.
 // It returns how many sessions it revoked and the receipt's id.
 func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID string, meta ClientMeta) (int, string, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return 0, "", err
 	}
@@ -274,9 +274,10 @@ func lockUserInScope(ctx context.Context, tx pgx.Tx, userID, scope string) (stri
 	return orgID, err
 }
 
-// adminScope returns the org an admin is limited to ("" for a global admin),
-// or ErrForbidden for a plain user.
-func adminScope(p Principal) (string, error) {
+// AdminScope returns the org an admin is limited to ("" for a global admin),
+// or ErrForbidden for a plain user; the Shared Signals transmitter's admin
+// view uses it too.
+func AdminScope(p Principal) (string, error) {
 	switch p.Role {
 	case tokens.RoleGlobalAdmin:
 		return "", nil

@@ -93,7 +93,7 @@ func validateNewUser(u NewUser) error {
 // otherwise). ErrConflict when the email exists, ErrInvalid when the org
 // does not.
 func (s *Service) CreateUser(ctx context.Context, p Principal, in NewUser, meta ClientMeta) (User, error) {
-	if _, err := adminScope(p); err != nil {
+	if _, err := AdminScope(p); err != nil {
 		return User{}, err
 	}
 	if err := validateNewUser(in); err != nil {
@@ -141,7 +141,7 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, in NewUser, meta 
 // is disabled already revokes nothing, and its receipt is enforced at once.
 // ErrNotFound out of scope; ErrInvalid for an admin disabling itself.
 func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID string, disabled bool, meta ClientMeta) (User, string, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return User{}, "", err
 	}
@@ -277,7 +277,7 @@ type UserWithOrg struct {
 // of them for a global admin, its own for an org admin. ErrForbidden for a
 // plain user.
 func (s *Service) OrgsInScope(ctx context.Context, p Principal) ([]Org, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +298,7 @@ func (s *Service) OrgsInScope(ctx context.Context, p Principal) ([]Org, error) {
 // an erased user. ErrForbidden for a plain user, ErrInvalid for a malformed
 // id, ErrNotFound out of scope.
 func (s *Service) UserInScope(ctx context.Context, p Principal, id string) (UserWithOrg, error) {
-	scope, err := adminScope(p)
+	scope, err := AdminScope(p)
 	if err != nil {
 		return UserWithOrg{}, err
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/outbox"
-	"github.com/sessionguard/revoke/internal/tokens"
 	"github.com/sessionguard/revoke/services/sessions"
 )
 
@@ -27,22 +26,10 @@ type AdminStream struct {
 	ClientName string
 }
 
-// adminScope is the org whose streams p administers ("" for every org).
-// ErrForbidden for a user who is no admin.
-func adminScope(p sessions.Principal) (string, error) {
-	switch {
-	case p.Role == tokens.RoleGlobalAdmin:
-		return "", nil
-	case p.IsAdmin():
-		return p.OrgID, nil
-	}
-	return "", sessions.Forbidden("administrators only")
-}
-
 // AdminStreams lists the streams of the API clients in p's scope, newest
 // first. ErrForbidden for a user who is no admin.
 func (t *Transmitter) AdminStreams(ctx context.Context, p sessions.Principal) ([]AdminStream, error) {
-	scope, err := adminScope(p)
+	scope, err := sessions.AdminScope(p)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +65,7 @@ func (w withExtra) Scan(dest ...any) error { return w.Rows.Scan(append(dest, w.e
 
 // adminStream checks that stream id is in p's scope. ErrNotFound if not.
 func (t *Transmitter) adminStream(ctx context.Context, p sessions.Principal, id string) error {
-	scope, err := adminScope(p)
+	scope, err := sessions.AdminScope(p)
 	if err != nil {
 		return err
 	}
@@ -106,7 +93,7 @@ func (t *Transmitter) AdminVerify(ctx context.Context, p sessions.Principal, id 
 	if err != nil {
 		return err
 	}
-	if _, err := t.pool.Exec(ctx, `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, msg.EventID, msg.Subject, msg.Payload); err != nil {
+	if _, err := t.pool.Exec(ctx, outboxInsert, msg.EventID, msg.Subject, msg.Payload); err != nil {
 		return fmt.Errorf("%w: verification: %w", sessions.ErrUnavailable, err)
 	}
 	t.relay.Committed(context.WithoutCancel(ctx), []outbox.Message{msg})

@@ -216,7 +216,7 @@ func (t *Transmitter) CreateStream(ctx context.Context, c sessions.Client, in St
 		return err
 	})
 	if err != nil {
-		return nil, orUnavailable(err, "create stream")
+		return nil, sessions.DomainOr(err, "create stream")
 	}
 	t.settle(ctx)
 	t.complete(st)
@@ -404,7 +404,7 @@ func (t *Transmitter) UpdateStream(ctx context.Context, c sessions.Client, in St
 		return err
 	})
 	if err != nil {
-		return nil, orUnavailable(err, "update stream")
+		return nil, sessions.DomainOr(err, "update stream")
 	}
 	t.complete(st)
 	t.changed()
@@ -491,7 +491,7 @@ func (t *Transmitter) SetStreamStatus(ctx context.Context, c sessions.Client, in
 		return t.writeStatus(ctx, tx, in, byReceiver)
 	})
 	if err != nil {
-		return Status{}, orUnavailable(err, "stream status")
+		return Status{}, sessions.DomainOr(err, "stream status")
 	}
 	t.changed()
 	return in, nil
@@ -550,16 +550,20 @@ func (t *Transmitter) TransmitterStatus(ctx context.Context, in Status, by strin
 		if err := t.writeStatus(ctx, tx, in, by); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, msg.EventID, msg.Subject, msg.Payload)
+		_, err := tx.Exec(ctx, outboxInsert, msg.EventID, msg.Subject, msg.Payload)
 		return err
 	})
 	if err != nil {
-		return orUnavailable(err, "stream status")
+		return sessions.DomainOr(err, "stream status")
 	}
 	t.relay.Committed(context.WithoutCancel(ctx), []outbox.Message{msg})
 	t.changed()
 	return nil
 }
+
+// outboxInsert writes an outboxMessage's row ($1 event_id, $2 subject, $3
+// payload); the relay takes it once its transaction commits.
+const outboxInsert = `INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`
 
 // outboxMessage encodes a signal as an outbox row.
 func outboxMessage(ev events.Event) (outbox.Message, error) {
@@ -594,11 +598,11 @@ func (t *Transmitter) Verify(ctx context.Context, c sessions.Client, id, state s
 		}
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE ssf_streams SET last_verification_at = $2 WHERE id = $1`, id, now)
-		b.Queue(`INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, msg.EventID, msg.Subject, msg.Payload)
+		b.Queue(outboxInsert, msg.EventID, msg.Subject, msg.Payload)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return orUnavailable(err, "verification")
+		return sessions.DomainOr(err, "verification")
 	}
 	t.relay.Committed(context.WithoutCancel(ctx), []outbox.Message{msg})
 	return nil
@@ -647,7 +651,7 @@ func (t *Transmitter) chooseSubject(ctx context.Context, c sessions.Client, id s
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return orUnavailable(err, "subject")
+		return sessions.DomainOr(err, "subject")
 	}
 	t.changed()
 	return nil
@@ -680,14 +684,4 @@ func (t *Transmitter) choices(ctx context.Context, id string) (subjectChoices, e
 		}
 	}
 	return c, rows.Err()
-}
-
-// orUnavailable keeps the domain errors and makes the rest ErrUnavailable.
-func orUnavailable(err error, op string) error {
-	for _, e := range []error{sessions.ErrInvalid, sessions.ErrNotFound, sessions.ErrConflict, sessions.ErrUnauthorized, sessions.ErrForbidden, sessions.ErrTooSoon} {
-		if errors.Is(err, e) {
-			return err
-		}
-	}
-	return fmt.Errorf("%w: %s: %w", sessions.ErrUnavailable, op, err)
 }
