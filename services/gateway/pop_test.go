@@ -3,10 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,71 +13,22 @@ import (
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/testenv"
+	"github.com/sessionguard/revoke/internal/wanlink"
 )
 
 // A point of presence: a hub NATS server (JetStream domain "hub") that
 // holds REVOCATIONS, and a leaf node (domain "pop1") connected to it that
 // holds a mirror of it; the gateway talks to the leaf only.
 
-// link is the WAN between a leaf node and its hub: a TCP relay that can be
-// cut (every connection closed, none accepted) and healed.
-type link struct {
-	t      testing.TB
-	port   int
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func newLink(t testing.TB, target string) *link {
+// newLink is the WAN between a leaf node and its hub, cut at the end.
+func newLink(t testing.TB, target string) *wanlink.Link {
 	t.Helper()
-	l := &link{t: t, port: freePort(t), target: target}
-	l.heal()
-	t.Cleanup(l.cut)
-	return l
-}
-
-func (l *link) heal() {
-	l.t.Helper()
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", l.port))
+	l, err := wanlink.Listen("127.0.0.1:0", target)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
-	l.mu.Lock()
-	l.ln = ln
-	l.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", l.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			l.mu.Lock()
-			l.conns = append(l.conns, c, up)
-			l.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-func (l *link) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ln != nil {
-		l.ln.Close()
-		l.ln = nil
-	}
-	for _, c := range l.conns {
-		c.Close()
-	}
-	l.conns = nil
+	t.Cleanup(l.Cut)
+	return l
 }
 
 // TestAGatewayInAPointOfPresence: a gateway that follows the mirror in its
@@ -92,7 +40,7 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 	leafPort := freePort(t)
 	hub := testenv.StartNATSWith(t, natsx.EmbeddedOptions{Name: "hub", Domain: "hub", LeafPort: leafPort})
 	wan := newLink(t, fmt.Sprintf("127.0.0.1:%d", leafPort))
-	leaf := testenv.StartNATSWith(t, natsx.EmbeddedOptions{Name: "pop1", Domain: "pop1", LeafRemote: fmt.Sprintf("nats-leaf://127.0.0.1:%d", wan.port)})
+	leaf := testenv.StartNATSWith(t, natsx.EmbeddedOptions{Name: "pop1", Domain: "pop1", LeafRemote: "nats-leaf://" + wan.Addr()})
 	ctx := context.Background()
 
 	hubNC, err := natsx.Connect(hub.URL(), "hub publisher", testLog())
@@ -157,7 +105,7 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 
 	// The link to the hub is cut; the hub, the leaf and its mirror stay up.
 	// Past its bound, the gateway fails closed.
-	wan.cut()
+	wan.Cut()
 	cut := time.Now()
 
 	testenv.Eventually(t, 10*time.Second, func() bool { return !feed.Current(time.Now()) }, "the gateway cut off from the hub never failed closed")
@@ -172,7 +120,9 @@ func TestAGatewayInAPointOfPresence(t *testing.T) {
 	// link is back, and the gateway is current again.
 	late := newGrant()
 	w.publish(revokeSession(late))
-	wan.heal()
+	if err := wan.Heal(); err != nil {
+		t.Fatal(err)
+	}
 	healed := time.Now()
 	testenv.Eventually(t, 30*time.Second, func() bool { return feed.Current(time.Now()) && decide(late) == Deny },
 		"the gateway never recovered when the link came back")
