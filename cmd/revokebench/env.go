@@ -41,6 +41,11 @@ type benchEnv struct {
 	pool     *pgxpool.Pool
 	natsURL  string
 	natsProc *proc
+	// leafURL is where the hub takes leaf nodes; leaves are the points of
+	// presence of -topology pop, each a NATS leaf node with a JetStream
+	// domain of its own, the gateways spread over them.
+	leafURL  string
+	leaves   []*natsNode
 	binDir   string
 	kek      []byte
 	api      string
@@ -144,12 +149,18 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 	if e.upstream, e.upURL, err = e.startBare(ctx, "upstream", ""); err != nil {
 		return nil, err
 	}
-	for i := 0; i < o.gateways; i++ {
-		g, err := e.startGateway(ctx, fmt.Sprintf("gatewayd-%d", i))
-		if err != nil {
-			return nil, err
+	if o.topology == "pop" {
+		for i := range o.leaves {
+			name := fmt.Sprintf("nats-leaf-%d", i)
+			leaf, err := e.startLeaf(ctx, name, filepath.Join(dir, name), e.leafURL)
+			if err != nil {
+				return nil, err
+			}
+			e.leaves = append(e.leaves, leaf)
 		}
-		e.gateways = append(e.gateways, g)
+	}
+	if err := e.startGateways(ctx, o.gateways); err != nil {
+		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if e.keys, err = sessions.NewKeyStore(e.pool, e.kek, time.Hour, quiet); err != nil {
@@ -175,7 +186,7 @@ func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ..
 		return nil, err
 	}
 	bin := filepath.Join(e.binDir, strings.SplitN(name, "-", 2)[0])
-	if len(args) > 0 && slices.Contains([]string{"bare", "nats", "fleet"}, args[0]) {
+	if len(args) > 0 && slices.Contains([]string{"bare", "nats", "fleet", "relay"}, args[0]) {
 		if bin, err = os.Executable(); err != nil {
 			return nil, err
 		}
@@ -192,25 +203,41 @@ func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ..
 	return p, nil
 }
 
-// startNATS runs NATS JetStream as a process of its own (this binary's
-// "nats" mode) and waits until it takes connections.
+// startNATS runs the hub's NATS JetStream (JetStream domain "hub", taking
+// leaf nodes) as a process of its own (this binary's "nats" mode) and waits
+// until it takes connections.
 func (e *benchEnv) startNATS(ctx context.Context) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	if e.natsProc, err = e.spawn(ctx, "nats", nil, "nats", "-port", port, "-store", filepath.Join(e.dir, "nats")); err != nil {
+	leaf, err := freeAddr()
+	if err != nil {
 		return err
 	}
-	e.natsURL = "nats://" + addr
+	_, port, _ := net.SplitHostPort(addr)
+	_, leafPort, _ := net.SplitHostPort(leaf)
+	if e.natsProc, err = e.spawn(ctx, "nats", nil, "nats", "-port", port, "-store", filepath.Join(e.dir, "nats"),
+		"-name", "hub", "-domain", hubDomain, "-leaf-port", leafPort); err != nil {
+		return err
+	}
+	e.natsURL, e.leafURL = "nats://"+addr, "nats-leaf://"+leaf
+	return e.waitNATS(e.natsURL, e.natsProc)
+}
+
+func (e *benchEnv) waitNATS(url string, p *proc) error {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if nc, err := nats.Connect(e.natsURL); err == nil {
+		select {
+		case err := <-p.done:
+			return fmt.Errorf("NATS at %s exited: %v (log in %s)", url, err, e.dir)
+		default:
+		}
+		if nc, err := nats.Connect(url); err == nil {
 			nc.Close()
 			return nil
 		}
 	}
-	return fmt.Errorf("NATS at %s not ready after 30 s (log in %s)", e.natsURL, e.dir)
+	return fmt.Errorf("NATS at %s not ready after 30 s (log in %s)", url, e.dir)
 }
 
 func (e *benchEnv) startSessiond(ctx context.Context) error {
@@ -255,6 +282,7 @@ func (e *benchEnv) startGateway(ctx context.Context, name string, env ...string)
 	p, err := e.spawn(ctx, name, append([]string{
 		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.natsURL, "GATEWAY_UPSTREAM=" + e.upURL,
 		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn", "DEBUG_ADDR=" + debug,
+		"GATEWAY_NAME=" + name,
 	}, env...))
 	if err != nil {
 		return nil, err
@@ -307,13 +335,14 @@ func (e *benchEnv) waitOK(ctx context.Context, url string, p *proc) error {
 }
 
 func (e *benchEnv) close() {
-	for _, g := range e.gateways {
-		g.proc.kill()
-	}
+	e.stopGateways()
 	e.upstream.kill()
 	e.sessiond.kill()
 	if e.pool != nil {
 		e.pool.Close()
+	}
+	for _, l := range e.leaves {
+		l.proc.kill()
 	}
 	e.natsProc.kill()
 	if e.pg != nil {
@@ -376,7 +405,8 @@ type fixture struct {
 // logging in a hundred thousand times would only measure argon2id.
 func (e *benchEnv) makeSessions(ctx context.Context, users, perUser int) (*fixture, error) {
 	f := &fixture{org: uuid.NewString()}
-	if _, err := e.pool.Exec(ctx, "INSERT INTO orgs (id, name) VALUES ($1, 'bench')", f.org); err != nil {
+	// Org names are unique (case-insensitively): one per batch.
+	if _, err := e.pool.Exec(ctx, "INSERT INTO orgs (id, name) VALUES ($1, $2)", f.org, "bench-"+f.org[:8]); err != nil {
 		return nil, err
 	}
 	for i := 0; i < users; i++ {

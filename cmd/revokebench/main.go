@@ -20,11 +20,17 @@
 //   - a gateway's cold start replaying 1M live revocations: time and RSS;
 //   - Shared Signals: CAEP SETs pushed to receivers on loopback, timed from
 //     each revocation's scheduled instant, beside the RS256 signing floor;
-//     RFC 7662 introspection throughput beside a bare 200 handler.
+//     RFC 7662 introspection throughput beside a bare 200 handler;
+//   - points of presence: with -topology pop the gateways sit behind NATS
+//     leaf nodes; leafhop times the same revocations behind a leaf and
+//     direct, hubcpu the hub's CPU per revocation with one direct gateway
+//     and with leaves of several gateways, partition a PoP's fail-closed
+//     and recovery when its link is cut and healed.
 //
-// The bare servers, NATS and the fleet simulator are this binary in other
-// modes ("bare", "nats", "fleet"), each a process of its own, so the tool's
-// own work never runs inside what it measures. It prints a table, writes
+// The bare servers, NATS (hub and leaves), the WAN relay and the fleet
+// simulator are this binary in other modes ("bare", "nats", "relay",
+// "fleet"), each a process of its own, so the tool's own work never runs
+// inside what it measures. It prints a table, writes
 // JSON, and draws the receipt latency distribution as SVG. Everything stays
 // on 127.0.0.1 and stops by itself.
 package main
@@ -73,6 +79,12 @@ type options struct {
 	ssfStreams  int
 	outage      time.Duration
 	outageRate  int
+	// -topology pop: the gateways sit behind leaves leaf nodes; the hubcpu
+	// scenario's points of presence have leafGateways gateways each.
+	topology           string
+	leaves             int
+	leafGateways       int
+	partitionStaleness time.Duration
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -84,12 +96,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runNATS(ctx, args[2:], stderr)
 		case "fleet":
 			return runFleet(ctx, args[2:], stderr)
+		case "relay":
+			return runRelay(ctx, args[2:], stderr)
 		}
 	}
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, fresh, or all (ssfoutage, ten minutes, only by name)")
+	fs.StringVar(&o.scenarios, "scenario", "all", "comma-separated: propagation, throughput, revoke, orgwide, orgrule, fleet, coldstart, ssf, introspect, fresh, partition, or all; by name only: ssfoutage (ten minutes), leafhop (with -topology pop), hubcpu (best alone)")
 	fs.IntVar(&o.gateways, "gateways", 8, "gatewayd processes")
 	rates := fs.String("rates", "100,500", "comma-separated revocations per second of the propagation scenario")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the floor and sessiond per rate (propagation)")
@@ -108,6 +122,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.ssfStreams, "ssf-streams", 10, "Shared Signals push streams of the ssf scenario (it runs at each of -rates)")
 	fs.DurationVar(&o.outage, "outage", 10*time.Minute, "how long the ssfoutage scenario's push receiver is down")
 	fs.IntVar(&o.outageRate, "outage-rate", 20, "revocations per second while the ssfoutage scenario's receiver is down")
+	fs.StringVar(&o.topology, "topology", "direct", "direct: every gateway on the hub's NATS; pop: a hub plus -leaves NATS leaf nodes (points of presence, each a process with a JetStream domain and a mirror of REVOCATIONS), the gateways spread over them")
+	fs.IntVar(&o.leaves, "leaves", 4, "leaf nodes of -topology pop and of the hubcpu scenario")
+	fs.IntVar(&o.leafGateways, "leaf-gateways", 4, "gateways on each leaf node of the hubcpu scenario")
+	fs.DurationVar(&o.partitionStaleness, "partition-staleness", 2*time.Second, "GATEWAY_MAX_STALENESS of the partition scenario's gateway")
 	fs.StringVar(&o.profile, "profile", "", "write sessiond's CPU profile during the revoke scenario to this file (go tool pprof reads it)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -126,6 +144,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		o.rates = append(o.rates, n)
 	}
+	if o.topology != "direct" && o.topology != "pop" {
+		return fmt.Errorf("-topology: %q is not direct or pop", o.topology)
+	}
+	if o.leaves < 1 || o.leafGateways < 1 || o.partitionStaleness <= 0 {
+		return errors.New("leaves, leaf-gateways and partition-staleness must be positive")
+	}
 	if o.gateways < 1 || len(o.rates) == 0 || o.rounds < 1 || o.duration <= 0 || o.concurrency < 1 {
 		return errors.New("gateways, rates, rounds, duration and concurrency must be positive")
 	}
@@ -142,7 +166,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer env.close()
-	res := &results{Started: time.Now().UTC(), Gateways: o.gateways, Machine: machine()}
+	res := &results{Started: time.Now().UTC(), Gateways: o.gateways, Topology: o.topology, Machine: machine()}
+	if o.topology == "pop" {
+		res.Leaves = o.leaves
+	}
 	for _, sc := range []struct {
 		name string
 		run  func(context.Context, *benchEnv, options, *results) error
@@ -158,6 +185,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"introspect", introspectScenario},
 		{"ssfoutage", outageScenario},
 		{"fresh", freshScenario},
+		{"leafhop", leafHop},
+		{"partition", partition},
+		{"hubcpu", hubCPU},
 	} {
 		if !want[sc.name] {
 			continue
@@ -186,8 +216,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func parseScenarios(s string) (map[string]bool, error) {
-	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart", "ssf", "introspect", "fresh"}
-	named := append(all, "ssfoutage") // ten minutes long: by name only
+	all := []string{"propagation", "throughput", "revoke", "orgwide", "orgrule", "fleet", "coldstart", "ssf", "introspect", "fresh", "partition"}
+	// By name only: ssfoutage is ten minutes long, leafhop needs -topology
+	// pop, hubcpu wants a hub nothing else has used.
+	named := append(all, "ssfoutage", "leafhop", "hubcpu")
 	out := map[string]bool{}
 	for _, f := range splitComma(s) {
 		if f == "all" {

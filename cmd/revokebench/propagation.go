@@ -246,12 +246,35 @@ func openLoopFloor(ctx context.Context, e *benchEnv, b *barePath, rate, n int) (
 // openLoopSessiond runs sessiond's path; with profile set, sessiond's CPU
 // profile of the run is written there.
 func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate, n int, profile string) (runResult, error) {
-	f, err := e.makeSessions(ctx, n/10+1, 10)
+	sr, err := runSessiond(ctx, e, controls, rate, n, profile)
 	if err != nil {
 		return runResult{}, err
 	}
+	r := collect("sessiond", rate, sr.at, sr.truth)
+	r.SessiondCPUPerRevocationMs = round(ms(sr.cpu) / float64(n))
+	r.MachineBusy = sr.busy
+	return r, nil
+}
+
+// sessiondRun is what an open-loop run of sessiond's path recorded: every
+// revocation, the ground truth (closed, still readable), sessiond's CPU
+// and the machine's busy share.
+type sessiondRun struct {
+	at    []attempt
+	truth *truth
+	cpu   time.Duration
+	busy  float64
+}
+
+// runSessiond revokes n sessions at rate, each with Prefer: wait=5, and
+// asks every gateway of controls about each one its answer says enforced.
+func runSessiond(ctx context.Context, e *benchEnv, controls []string, rate, n int, profile string) (sessiondRun, error) {
+	f, err := e.makeSessions(ctx, n/10+1, 10)
+	if err != nil {
+		return sessiondRun{}, err
+	}
 	if err := e.warm(ctx, f.tokens[:n]); err != nil {
-		return runResult{}, err
+		return sessiondRun{}, err
 	}
 	// The warm-up makes every gateway report the sessions as active within
 	// the next second; let sessiond record that first, so the run meets the
@@ -259,12 +282,12 @@ func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate,
 	time.Sleep(2500 * time.Millisecond)
 	t, err := watch(ctx, e.natsURL, events.StreamRevocations, events.SubjectGatewayApplied, sessionKey, len(controls))
 	if err != nil {
-		return runResult{}, err
+		return sessiondRun{}, err
 	}
 	defer t.close()
 	obs, err := dialObservers(controls, 16)
 	if err != nil {
-		return runResult{}, err
+		return sessiondRun{}, err
 	}
 	defer obs.close()
 	at := make([]attempt, n)
@@ -294,14 +317,11 @@ func openLoopSessiond(ctx context.Context, e *benchEnv, controls []string, rate,
 	})
 	cpu, busy := procCPU(e.sessiond.cmd.Process.Pid)-cpu0, machineBusy().since(busy0)
 	if err := wait(); err != nil {
-		return runResult{}, err
+		return sessiondRun{}, err
 	}
 	// The last reports may still be on their way.
 	time.Sleep(100 * time.Millisecond)
-	r := collect("sessiond", rate, at, t)
-	r.SessiondCPUPerRevocationMs = round(ms(cpu) / float64(n))
-	r.MachineBusy = busy
-	return r, nil
+	return sessiondRun{at: at, truth: t, cpu: cpu, busy: busy}, nil
 }
 
 // runResult is one run of one path at one rate.

@@ -17,6 +17,8 @@ type results struct {
 	Started     time.Time         `json:"started"`
 	Finished    time.Time         `json:"finished"`
 	Gateways    int               `json:"gateways"`
+	Topology    string            `json:"topology"`
+	Leaves      int               `json:"leaves,omitempty"`
 	Machine     map[string]string `json:"machine"`
 	Propagation propagationResult `json:"propagation"`
 	Throughput  throughputResult  `json:"throughput"`
@@ -29,6 +31,9 @@ type results struct {
 	Introspect  introspectResult  `json:"introspect"`
 	Outage      outageResult      `json:"ssf_outage"`
 	Fresh       freshResult       `json:"fresh_tokens"`
+	LeafHop     leafHopResult     `json:"leaf_hop"`
+	HubCPU      hubCPUResult      `json:"hub_cpu"`
+	Partition   partitionResult   `json:"partition"`
 }
 
 type propagationResult struct {
@@ -102,7 +107,11 @@ type coldStartResult struct {
 
 func printTable(w io.Writer, r *results) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nrevokebench  %s  %s cpus, %s gateways\n", r.Machine["cpu"], r.Machine["cpus"], fmt.Sprint(r.Gateways))
+	where := "on the hub"
+	if r.Leaves > 0 {
+		where = fmt.Sprintf("behind %d leaf nodes", r.Leaves)
+	}
+	fmt.Fprintf(tw, "\nrevokebench  %s  %s cpus, %d gateways %s\n", r.Machine["cpu"], r.Machine["cpus"], r.Gateways, where)
 	for _, p := range r.Propagation.Summary {
 		fmt.Fprintf(tw, "receipts @ %d/s, open loop\tenforced (Prefer: wait=5 answer)\tp50 %.2f ms\tp99 %.2f ms\t(gateway reports: p50 %.2f, p99 %.2f)\n", p.Rate, p.ReceiptP50, p.ReceiptP99, p.TruthP50, p.TruthP99)
 		fmt.Fprintf(tw, "\tfloor: commit + publish + apply\tp50 %.2f ms\tp99 %.2f ms\t\n", p.FloorP50, p.FloorP99)
@@ -159,6 +168,21 @@ func printTable(w io.Writer, r *results) {
 	}
 	if r.Fresh.VsEd25519 > 0 {
 		fmt.Fprintf(tw, "\tratios\tcheck/bare Ed25519 %.2f\tcheck/bare 200 %.2f\tgatewayd %.1f µs CPU a request\t\n", r.Fresh.VsEd25519, r.Fresh.VsBare, r.Fresh.GatewayCPUUsPR)
+	}
+	for _, h := range r.LeafHop.Summary {
+		fmt.Fprintf(tw, "leaf hop @ %d/s, open loop\tapplied, %d direct gateways\tp50 %.2f ms\tp99 %.2f ms\t\n", h.Rate, r.LeafHop.DirectGateways, h.DirectP50, h.DirectP99)
+		fmt.Fprintf(tw, "\t%d behind %d leaf nodes\tp50 %.2f ms\tp99 %.2f ms\t\n", r.LeafHop.LeafGateways, r.LeafHop.Leaves, h.LeafP50, h.LeafP99)
+		fmt.Fprintf(tw, "\tthe hop: leaf − direct\tp50 %+.2f ms\tp99 %+.2f ms\t(paired p50 %+.2f ms, problems %d)\n", h.HopP50, h.HopP99, h.PairedP50, h.Problems)
+	}
+	if h := r.HubCPU; h.Revocations > 0 {
+		fmt.Fprintf(tw, "hub CPU @ %d/s\tone direct gateway\t%.1f µs/revocation\t(net of idle %.1f)\t\n", h.Rate, h.DirectUs, h.DirectNetUs)
+		fmt.Fprintf(tw, "\t%d leaf nodes × %d gateways\t%.1f µs/revocation\t(net of idle %.1f)\t\n", h.Leaves, h.GatewaysPerLeaf, h.PoPUs, h.PoPNetUs)
+		fmt.Fprintf(tw, "\tPoPs / direct\t%.2f ×\t(net %.2f ×)\t\n", h.Ratio, h.NetRatio)
+	}
+	if p := r.Partition; len(p.Runs) > 0 {
+		fmt.Fprintf(tw, "partition of a PoP\tfailed closed after the cut\tmedian %.0f ms\tmax %.0f ms\t(bound %.1f s)\n", p.FailClosedMs, p.FailClosedMaxMs, p.MaxStalenessSec)
+		fmt.Fprintf(tw, "\tafter the heal: revocation refused\tmedian %.0f ms\tmax %.0f ms\t\n", p.EnforcedMs, p.EnforcedMaxMs)
+		fmt.Fprintf(tw, "\tafter the heal: serving again\tmedian %.0f ms\tmax %.0f ms\t(%d rounds, %d violations)\n", p.ServingMs, p.ServingMaxMs, len(p.Runs), p.Violations)
 	}
 	if r.Introspect.Ratio > 0 {
 		fmt.Fprintf(tw, "\tratios\tintrospect/bare %.2f\tintrospect/bare + query %.2f\tsessiond %.2f cores\t\n", r.Introspect.Ratio, r.Introspect.QueryRatio, r.Introspect.SessiondCPU)

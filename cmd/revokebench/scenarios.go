@@ -372,10 +372,7 @@ func orgWide(ctx context.Context, e *benchEnv, o options, res *results) error {
 // a cold start happens on a machine of its own: they would otherwise share
 // the two cores with it, following the same million entries live.
 func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error {
-	for _, g := range e.gateways {
-		g.proc.kill()
-	}
-	e.gateways = nil
+	e.stopGateways()
 	nc, err := nats.Connect(e.natsURL)
 	if err != nil {
 		return err

@@ -201,3 +201,24 @@ func (t *truth) reportCount() int {
 	}
 	return n
 }
+
+// appliedByName is, per gateway of the fleet by its name (GATEWAY_NAME),
+// when it applied key; false as for appliedAt.
+func (t *truth) appliedByName(key string) (map[string]time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.seq[key]
+	if !ok {
+		return nil, false
+	}
+	out := map[string]time.Time{}
+	for id := range t.fleet {
+		rs := t.reports[id]
+		i := sort.Search(len(rs), func(i int) bool { return rs[i].AppliedSeq >= s })
+		if i == len(rs) {
+			return nil, false
+		}
+		out[rs[i].Name] = rs[i].At
+	}
+	return out, true
+}
