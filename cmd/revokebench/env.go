@@ -13,14 +13,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sessionguard/revoke/internal/proc"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,7 +40,7 @@ type benchEnv struct {
 	pg       *pgserver.Server
 	pool     *pgxpool.Pool
 	natsURL  string
-	natsProc *proc
+	natsProc *proc.Proc
 	// leafURL is where the hub takes leaf nodes; leaves are the points of
 	// presence of -topology pop, each a NATS leaf node with a JetStream
 	// domain of its own, the gateways spread over them.
@@ -49,9 +49,9 @@ type benchEnv struct {
 	binDir   string
 	kek      []byte
 	api      string
-	sessiond *proc
+	sessiond *proc.Proc
 	gateways []*gateway
-	upstream *proc
+	upstream *proc.Proc
 	upURL    string
 	admin    string // bearer token of a global admin
 	keys     *sessions.KeyStore
@@ -65,27 +65,9 @@ type benchEnv struct {
 }
 
 type gateway struct {
-	proc           *proc
+	proc           *proc.Proc
 	proxy, control string
 	debug          string // its DEBUG_ADDR (profiler)
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func (p *proc) kill() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 func freeAddr() (string, error) {
@@ -130,10 +112,8 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 	if e.binDir == "" {
 		e.binDir = filepath.Join(dir, "bin")
 		fmt.Fprintln(logw, "building sessiond and gatewayd")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.binDir+"/", "./cmd/sessiond", "./cmd/gatewayd")
-		cmd.Stdout, cmd.Stderr = logw, logw
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("go build (run revokebench from the repository root, or pass -bin): %w", err)
+		if err := proc.Build(ctx, e.binDir, logw, "./cmd/sessiond", "./cmd/gatewayd"); err != nil {
+			return nil, fmt.Errorf("%w (or pass -bin)", err)
 		}
 	}
 	if o.profile != "" {
@@ -180,27 +160,16 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 	return e, nil
 }
 
-func (e *benchEnv) spawn(ctx context.Context, name string, env []string, args ...string) (*proc, error) {
-	logf, err := os.Create(filepath.Join(e.dir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
+func (e *benchEnv) spawn(_ context.Context, name string, env []string, args ...string) (*proc.Proc, error) {
 	bin := filepath.Join(e.binDir, strings.SplitN(name, "-", 2)[0])
 	if len(args) > 0 && slices.Contains([]string{"bare", "nats", "fleet", "relay"}, args[0]) {
-		if bin, err = os.Executable(); err != nil {
+		self, err := os.Executable()
+		if err != nil {
 			return nil, err
 		}
+		bin = self
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	return p, nil
+	return proc.Start(proc.Spec{Name: name, Bin: bin, Args: args, Env: env, Log: filepath.Join(e.dir, name+".log")})
 }
 
 // startNATS runs the hub's NATS JetStream (JetStream domain "hub", taking
@@ -225,19 +194,14 @@ func (e *benchEnv) startNATS(ctx context.Context) error {
 	return e.waitNATS(e.natsURL, e.natsProc)
 }
 
-func (e *benchEnv) waitNATS(url string, p *proc) error {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-p.done:
-			return fmt.Errorf("NATS at %s exited: %v (log in %s)", url, err, e.dir)
-		default:
-		}
-		if nc, err := nats.Connect(url); err == nil {
+func (e *benchEnv) waitNATS(url string, p *proc.Proc) error {
+	return p.WaitFor(context.Background(), 30*time.Second, func() bool {
+		nc, err := nats.Connect(url)
+		if err == nil {
 			nc.Close()
-			return nil
 		}
-	}
-	return fmt.Errorf("NATS at %s not ready after 30 s (log in %s)", url, e.dir)
+		return err == nil
+	})
 }
 
 func (e *benchEnv) startSessiond(ctx context.Context) error {
@@ -293,7 +257,7 @@ func (e *benchEnv) startGateway(ctx context.Context, name string, env ...string)
 
 // startBare runs this binary as a bare server: "ok" answers 200, "proxy"
 // is a bare httputil.ReverseProxy to upstream, "upstream" answers 512 bytes.
-func (e *benchEnv) startBare(ctx context.Context, mode, upstream string, args ...string) (*proc, string, error) {
+func (e *benchEnv) startBare(ctx context.Context, mode, upstream string, args ...string) (*proc.Proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
@@ -306,45 +270,25 @@ func (e *benchEnv) startBare(ctx context.Context, mode, upstream string, args ..
 	return p, u, e.waitOK(ctx, u+"/healthz", p)
 }
 
-func (e *benchEnv) waitOK(ctx context.Context, url string, p *proc) error {
+func (e *benchEnv) waitOK(ctx context.Context, url string, p *proc.Proc) error {
 	wait := 60 * time.Second
 	if e.readyWait > 0 {
 		wait = e.readyWait
 	}
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v (logs in %s)", filepath.Base(p.cmd.Path), err, e.dir)
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		if resp, err := e.client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s not ready after %s (logs in %s)", url, wait, e.dir)
+	return p.WaitHTTP(ctx, e.client, url, wait)
 }
 
 func (e *benchEnv) close() {
 	e.stopGateways()
-	e.upstream.kill()
-	e.sessiond.kill()
+	e.upstream.Stop()
+	e.sessiond.Stop()
 	if e.pool != nil {
 		e.pool.Close()
 	}
 	for _, l := range e.leaves {
-		l.proc.kill()
+		l.proc.Stop()
 	}
-	e.natsProc.kill()
+	e.natsProc.Stop()
 	if e.pg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_ = e.pg.Stop(ctx)

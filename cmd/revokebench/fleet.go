@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionguard/revoke/internal/proc"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,7 +162,7 @@ type fleetResult struct {
 // the run, so the fleet leaves between rounds).
 func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) error {
 	r := fleetResult{Simulated: o.fleet, Interval: ms(o.fleetEvery)}
-	pid := e.sessiond.cmd.Process.Pid
+	pid := e.sessiond.Pid()
 	idle := func() float64 {
 		c0, t0 := procCPU(pid), time.Now()
 		time.Sleep(10 * time.Second)
@@ -176,15 +178,15 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		next += int(5000 * o.duration.Seconds())
 		return s[:min(len(s), int(5000*o.duration.Seconds()))]
 	}
-	start := func() (*proc, error) {
+	start := func() (*proc.Proc, error) {
 		p, err := e.spawn(ctx, "fleet", nil, "fleet", "-nats", e.natsURL, "-gateways", fmt.Sprint(o.fleet), "-interval", o.fleetEvery.String())
 		if err != nil {
 			return nil, err
 		}
 		return p, e.waitFleet(ctx, len(e.gateways)+o.fleet)
 	}
-	stop := func(p *proc) error {
-		p.kill()
+	stop := func(p *proc.Proc) error {
+		p.Stop()
 		return e.waitFleet(ctx, len(e.gateways))
 	}
 	fmt.Fprintln(e.log, "  idle, without the fleet")
@@ -216,15 +218,15 @@ func fleetScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 		wait := e.profile(ctx, o.duration, profile)
 		m0 := e.reportsHeard(ctx)
 		t0 := time.Now()
-		sim0, nats0 := procCPU(p.cmd.Process.Pid), procCPU(e.natsProc.cmd.Process.Pid)
+		sim0, nats0 := procCPU(p.Pid()), procCPU(e.natsProc.Pid())
 		x, err := revokeRun(ctx, e, take(), o.concurrency, o.duration)
 		if perr := wait(); perr != nil && err == nil {
 			err = perr
 		}
 		secs := time.Since(t0).Seconds()
 		heard += (e.reportsHeard(ctx) - m0) / secs
-		simCores = append(simCores, round((procCPU(p.cmd.Process.Pid)-sim0).Seconds()/secs))
-		natsCores = append(natsCores, round((procCPU(e.natsProc.cmd.Process.Pid)-nats0).Seconds()/secs))
+		simCores = append(simCores, round((procCPU(p.Pid())-sim0).Seconds()/secs))
+		natsCores = append(natsCores, round((procCPU(e.natsProc.Pid())-nats0).Seconds()/secs))
 		if err != nil {
 			return err
 		}

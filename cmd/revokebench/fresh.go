@@ -48,12 +48,12 @@ func freshScenario(ctx context.Context, e *benchEnv, o options, res *results) er
 	if err != nil {
 		return err
 	}
-	defer bare.kill()
+	defer bare.Stop()
 	ed, edURL, err := e.startBare(ctx, "ed25519", "", "-jwks", e.api+"/.well-known/jwks.json")
 	if err != nil {
 		return err
 	}
-	defer ed.kill()
+	defer ed.Stop()
 	var used atomic.Int64 // tokens the gateway has been sent
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 4096}}
 	runs := []struct {

@@ -60,7 +60,7 @@ func hubCPU(ctx context.Context, e *benchEnv, o options, res *results) (err erro
 	gateways, leaves := len(e.gateways), len(e.leaves)
 	e.stopGateways()
 	for _, l := range e.leaves {
-		l.proc.kill()
+		l.proc.Stop()
 	}
 	e.leaves = nil
 	defer func() {
@@ -112,10 +112,10 @@ func (e *benchEnv) hubRound(ctx context.Context, o options, topo string, rate, n
 	var leaves []*natsNode
 	defer func() {
 		for _, g := range gws {
-			g.proc.kill()
+			g.proc.Stop()
 		}
 		for _, l := range leaves {
-			l.proc.kill()
+			l.proc.Stop()
 		}
 	}()
 	if topo == "direct" {
@@ -153,7 +153,7 @@ func (e *benchEnv) hubRound(ctx context.Context, o options, topo string, rate, n
 		return hubCPURun{}, err
 	}
 	time.Sleep(2 * time.Second)
-	pid := e.natsProc.cmd.Process.Pid
+	pid := e.natsProc.Pid()
 	idle0, t0 := procCPU(pid), time.Now()
 	time.Sleep(3 * time.Second)
 	idle := float64(procCPU(pid)-idle0) / float64(time.Since(t0)) // CPU seconds per second

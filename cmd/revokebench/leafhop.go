@@ -59,7 +59,7 @@ func leafHop(ctx context.Context, e *benchEnv, o options, res *results) error {
 	var direct []*gateway
 	defer func() {
 		for _, g := range direct {
-			g.proc.kill()
+			g.proc.Stop()
 		}
 	}()
 	for i := range e.gateways {

@@ -46,6 +46,9 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/wanlink"
 )
 
 func main() {
@@ -93,11 +96,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "bare":
 			return runBare(ctx, args[2:], stderr)
 		case "nats":
-			return runNATS(ctx, args[2:], stderr)
+			return natsx.Main(ctx, args[2:], stderr)
 		case "fleet":
 			return runFleet(ctx, args[2:], stderr)
 		case "relay":
-			return runRelay(ctx, args[2:], stderr)
+			return wanlink.Main(ctx, args[2:], stderr)
 		}
 	}
 	fs := flag.NewFlagSet("revokebench", flag.ContinueOnError)

@@ -53,17 +53,17 @@ func partition(ctx context.Context, e *benchEnv, o options, res *results) error 
 	if err != nil {
 		return err
 	}
-	defer wan.proc.kill()
+	defer wan.proc.Stop()
 	leaf, err := e.startLeaf(ctx, "nats-partition", filepath.Join(e.dir, "nats-partition"), "nats-leaf://"+wan.addr)
 	if err != nil {
 		return err
 	}
-	defer leaf.proc.kill()
+	defer leaf.proc.Stop()
 	g, err := e.startGateway(ctx, "gatewayd-partition", append(leaf.gatewayEnv(), "GATEWAY_MAX_STALENESS="+o.partitionStaleness.String())...)
 	if err != nil {
 		return err
 	}
-	defer g.proc.kill()
+	defer g.proc.Stop()
 	res.Partition = partitionResult{MaxStalenessSec: o.partitionStaleness.Seconds()}
 	var closed, enforced, serving []float64
 	for round := 1; round <= o.rounds; round++ {

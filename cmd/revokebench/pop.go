@@ -6,6 +6,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/sessionguard/revoke/internal/proc"
 )
 
 // hubDomain is the hub's JetStream domain; the gateways of a point of
@@ -17,7 +19,7 @@ const hubDomain = "hub"
 // JetStream domain of its own.
 type natsNode struct {
 	name, domain, url string
-	proc              *proc
+	proc              *proc.Proc
 }
 
 // gatewayEnv places a gateway in the point of presence: it talks to the leaf
@@ -43,7 +45,7 @@ func (e *benchEnv) startLeaf(ctx context.Context, name, store, remote string) (*
 	}
 	n := &natsNode{name: name, domain: name, url: "nats://" + addr, proc: p}
 	if err := e.waitNATS(n.url, p); err != nil {
-		p.kill()
+		p.Stop()
 		return nil, err
 	}
 	return n, nil
@@ -68,7 +70,7 @@ func (e *benchEnv) startGateways(ctx context.Context, n int) error {
 
 func (e *benchEnv) stopGateways() {
 	for _, g := range e.gateways {
-		g.proc.kill()
+		g.proc.Stop()
 	}
 	e.gateways = nil
 }
@@ -77,7 +79,7 @@ func (e *benchEnv) stopGateways() {
 // between a leaf node and the hub's leaf port.
 type relay struct {
 	addr string
-	proc *proc
+	proc *proc.Proc
 }
 
 func (e *benchEnv) startRelay(ctx context.Context, name, target string) (*relay, error) {
@@ -95,10 +97,10 @@ func (e *benchEnv) startRelay(ctx context.Context, name, target string) (*relay,
 			return &relay{addr: addr, proc: p}, nil
 		}
 	}
-	p.kill()
+	p.Stop()
 	return nil, fmt.Errorf("the relay %s never listened on %s (log in %s)", name, addr, e.dir)
 }
 
 // cut and heal the link; the relay acts on the signal at once.
-func (r *relay) cut() error  { return r.proc.cmd.Process.Signal(syscall.SIGUSR1) }
-func (r *relay) heal() error { return r.proc.cmd.Process.Signal(syscall.SIGUSR2) }
+func (r *relay) cut() error  { return r.proc.Signal(syscall.SIGUSR1) }
+func (r *relay) heal() error { return r.proc.Signal(syscall.SIGUSR2) }

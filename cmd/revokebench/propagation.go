@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionguard/revoke/internal/proc"
+
 	"github.com/google/uuid"
 
 	"github.com/sessionguard/revoke/events"
@@ -88,12 +90,12 @@ func propagation(ctx context.Context, e *benchEnv, o options, res *results) erro
 type barePath struct {
 	api      string
 	controls []string
-	procs    []*proc
+	procs    []*proc.Proc
 }
 
 func (b *barePath) close() {
 	for _, p := range b.procs {
-		p.kill()
+		p.Stop()
 	}
 }
 
@@ -295,7 +297,7 @@ func runSessiond(ctx context.Context, e *benchEnv, controls []string, rate, n in
 		at[i].key, at[i].token = f.sessions[i], f.tokens[i]
 	}
 	wait := e.profile(ctx, time.Duration(n/rate)*time.Second, profile)
-	cpu0, busy0 := procCPU(e.sessiond.cmd.Process.Pid), machineBusy()
+	cpu0, busy0 := procCPU(e.sessiond.Pid()), machineBusy()
 	openLoop(rate, n, func(i int, target time.Time) {
 		a := &at[i]
 		a.target, a.sent = target, time.Now()
@@ -315,7 +317,7 @@ func runSessiond(ctx context.Context, e *benchEnv, controls []string, rate, n in
 		a.ok = true
 		a.accepted = obs.confirm(a.token)
 	})
-	cpu, busy := procCPU(e.sessiond.cmd.Process.Pid)-cpu0, machineBusy().since(busy0)
+	cpu, busy := procCPU(e.sessiond.Pid())-cpu0, machineBusy().since(busy0)
 	if err := wait(); err != nil {
 		return sessiondRun{}, err
 	}

@@ -76,12 +76,12 @@ func throughput(ctx context.Context, e *benchEnv, o options, res *results) error
 	if err != nil {
 		return err
 	}
-	defer bareOK.kill()
+	defer bareOK.Stop()
 	bareProxy, bareProxyURL, err := e.startBare(ctx, "proxy", e.upURL)
 	if err != nil {
 		return err
 	}
-	defer bareProxy.kill()
+	defer bareProxy.Stop()
 	nginxURL, stopNginx, nginxErr := startNginx(e, g)
 	if stopNginx != nil {
 		defer stopNginx()
@@ -244,7 +244,7 @@ func revokeRun(ctx context.Context, e *benchEnv, sessions []string, conc int, d 
 	var mu sync.Mutex
 	var lat []float64
 	stop := time.Now().Add(d)
-	cpu0 := procCPU(e.sessiond.cmd.Process.Pid)
+	cpu0 := procCPU(e.sessiond.Pid())
 	start := time.Now()
 	err := parallel(ctx, conc, conc, func(int) error {
 		for time.Now().Before(stop) {
@@ -269,7 +269,7 @@ func revokeRun(ctx context.Context, e *benchEnv, sessions []string, conc int, d 
 		return nil
 	})
 	elapsed := time.Since(start)
-	cpu := procCPU(e.sessiond.cmd.Process.Pid) - cpu0
+	cpu := procCPU(e.sessiond.Pid()) - cpu0
 	if err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
 		return revokeResult{}, err
 	}
@@ -436,14 +436,14 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 			return 0, 0, 0, 0, err
 		}
 		ready := time.Since(t0)
-		rss, hwm := procMemory(g.proc.cmd.Process.Pid)
+		rss, hwm := procMemory(g.proc.Pid())
 		var body struct {
 			Entries int `json:"blocklist_entries"`
 		}
 		if resp, err := http.Get(g.control + "/readyz"); err == nil {
 			_ = jsonDecode(resp, &body)
 		}
-		g.proc.kill()
+		g.proc.Stop()
 		return ready, rss, hwm, body.Entries, nil
 	}
 	// The full replay, with snapshots off.
@@ -461,7 +461,7 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 	}
 	snaps, err := js.ObjectStore(ctx, gatewaypkg.SnapshotsBucket)
 	if err != nil {
-		writer.proc.kill()
+		writer.proc.Stop()
 		return err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -470,12 +470,12 @@ func coldStart(ctx context.Context, e *benchEnv, o options, res *results) error 
 			break
 		}
 		if time.Now().After(deadline) {
-			writer.proc.kill()
+			writer.proc.Stop()
 			return errors.New("no snapshot was written after the publish")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	writer.proc.kill()
+	writer.proc.Stop()
 	ready, rss, hwm, entries, err = cold("gatewayd-cold-snapshot")
 	if err != nil {
 		return err

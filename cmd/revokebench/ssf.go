@@ -377,12 +377,12 @@ func introspectScenario(ctx context.Context, e *benchEnv, o options, res *result
 	if err != nil {
 		return err
 	}
-	defer bare.kill()
+	defer bare.Stop()
 	query, queryURL, err := e.startBare(ctx, "query", "", "-database", e.pg.URL("revoke"))
 	if err != nil {
 		return err
 	}
-	defer query.kill()
+	defer query.Stop()
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 	n := len(f.tokens)
 	forms := make([]string, n)

@@ -3,9 +3,13 @@
 package natsx
 
 import (
+	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,6 +28,12 @@ type EmbeddedOptions struct {
 	Domain     string
 	LeafPort   int
 	LeafRemote string
+	// A cluster: Cluster names it, ClusterPort takes the other nodes'
+	// routes, Routes are theirs (nats-route://host:port). JetStream
+	// replicates across it (R3 streams need three nodes).
+	Cluster     string
+	ClusterPort int
+	Routes      []string
 }
 
 // StartEmbedded starts an in-process NATS server with JetStream enabled and
@@ -54,21 +64,73 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		opts.LeafNode = server.LeafNodeOpts{Host: o.Host, Port: o.LeafPort, NoAdvertise: true}
 	}
 	if o.LeafRemote != "" {
-		u, err := url.Parse(o.LeafRemote)
-		if err != nil {
-			return nil, fmt.Errorf("natsx: leaf remote: %w", err)
+		// Several URLs (comma-separated): the hub cluster's nodes.
+		var urls []*url.URL
+		for _, r := range strings.Split(o.LeafRemote, ",") {
+			u, err := url.Parse(strings.TrimSpace(r))
+			if err != nil {
+				return nil, fmt.Errorf("natsx: leaf remote: %w", err)
+			}
+			urls = append(urls, u)
 		}
-		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: urls}}
 		opts.LeafNode.ReconnectInterval = 200 * time.Millisecond
+	}
+	if o.ClusterPort != 0 {
+		opts.Cluster = server.ClusterOpts{Name: o.Cluster, Host: o.Host, Port: o.ClusterPort}
+		for _, r := range o.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("natsx: route: %w", err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: %w", err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
 		return nil, errors.New("natsx: embedded NATS server did not become ready")
 	}
 	return ns, nil
+}
+
+// Main is a NATS JetStream server as a process of its own, configured by
+// flags (args, without the program name), until ctx ends: the load tool's
+// and the soak's "nats" mode. Inside those tools it would share their
+// scheduler and garbage collector, and their own work would delay what
+// they time or break.
+func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o EmbeddedOptions
+	var routes string
+	fs.IntVar(&o.Port, "port", 0, "client port on 127.0.0.1")
+	fs.StringVar(&o.StoreDir, "store", "", "JetStream store directory")
+	fs.StringVar(&o.Name, "name", "", "server name (each server of a cluster, a hub and its leaf nodes needs its own)")
+	fs.StringVar(&o.Domain, "domain", "", "JetStream domain")
+	fs.IntVar(&o.LeafPort, "leaf-port", 0, "accept leaf nodes on this port (a hub)")
+	fs.StringVar(&o.LeafRemote, "leaf-remote", "", "connect to this hub as a leaf node (nats-leaf://host:port, comma-separated for a cluster)")
+	fs.StringVar(&o.Cluster, "cluster", "", "cluster name")
+	fs.IntVar(&o.ClusterPort, "cluster-port", 0, "route port of this cluster node")
+	fs.StringVar(&routes, "routes", "", "the other nodes' routes, comma-separated (nats-route://host:port)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, r := range strings.Split(routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			o.Routes = append(o.Routes, r)
+		}
+	}
+	ns, err := StartEmbedded(o)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
 }

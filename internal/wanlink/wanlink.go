@@ -5,10 +5,15 @@
 package wanlink
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 )
 
 // Link relays the connections made to its address to target.
@@ -89,4 +94,44 @@ func (l *Link) Cut() {
 		c.Close()
 	}
 	l.conns = nil
+}
+
+// Main is a link as a process of its own, configured by flags (args,
+// without the program name), until ctx ends: SIGUSR1 cuts it, SIGUSR2
+// heals it. The load tool's and the soak's "relay" mode.
+func Main(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "", "address to listen on (host:port)")
+	target := fs.String("target", "", "address to relay to (host:port)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *listen == "" || *target == "" {
+		return fmt.Errorf("relay needs -listen and -target")
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2) // before it listens: callers signal once they can connect
+	defer signal.Stop(sig)
+	l, err := Listen(*listen, *target)
+	if err != nil {
+		return err
+	}
+	defer l.Cut()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case s := <-sig:
+			if s == syscall.SIGUSR1 {
+				l.Cut()
+				fmt.Fprintln(stderr, "relay: cut")
+				continue
+			}
+			if err := l.Heal(); err != nil {
+				return err
+			}
+			fmt.Fprintln(stderr, "relay: healed")
+		}
+	}
 }
