@@ -60,7 +60,27 @@ type Feed struct {
 
 	mu      sync.Mutex
 	pending []check
+
+	// consume serialises the consumers' handlers: a consumer given up as
+	// stalled may still deliver a message while its successor runs; gen
+	// names the current one, and only it applies.
+	consume sync.Mutex
+	gen     uint64
+	// created is the stream's creation time as the last start saw it (the
+	// feed's loop only): a restart resumes after the watermark unless the
+	// stream is a new one.
+	created time.Time
 }
+
+// stallAfter is how long a consumer may deliver nothing while the stream
+// holds messages past the watermark before the feed gives it up and starts
+// a new one. nats.go's ordered consumer resets itself after a reconnect,
+// but a reset that meets a stream without a leader (the server that led
+// it was just killed) waits out a 10 s request timeout before it tries
+// again: the gateway failed closed for 11 s in the soak.
+const stallAfter = 2 * time.Second
+
+var errConsumerStalled = errors.New("the revocation consumer delivered nothing for " + stallAfter.String() + " while the stream had more")
 
 type check struct {
 	seq uint64
@@ -134,10 +154,11 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	f.streamLast.Store(startSeq)
 	f.setMaxAge(info.Config.MaxAge)
 	start := f.now()
-	if f.applied.Load() > startSeq {
+	if f.applied.Load() > startSeq || !f.created.IsZero() && !created.Equal(f.created) {
 		// A new stream behind our back: start again from its beginning.
 		f.applied.Store(0)
 	}
+	f.created = created
 	if m := info.Mirror; m != nil && hubHeard(m) {
 		startSeq += m.Lag // what the hub holds is what the replay must reach
 	}
@@ -147,6 +168,10 @@ func (f *Feed) runOnce(ctx context.Context) error {
 			f.applied.Store(seq)
 			from = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1}
 		}
+	} else if seq := f.applied.Load(); seq > 0 {
+		// A restart (the consumer stalled, NATS went away): the blocklist
+		// holds everything up to the watermark; go on after it.
+		from = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1}
 	}
 	if hubHeard(info.Mirror) && (info.State.Msgs == 0 && startSeq == info.State.LastSeq || f.applied.Load() >= startSeq) {
 		f.markReplayed(start)
@@ -156,13 +181,23 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	f.consume.Lock()
+	f.gen++
+	gen := f.gen
+	f.consume.Unlock()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
 			return
 		}
+		f.consume.Lock()
+		if f.gen != gen || meta.Sequence.Stream <= f.applied.Load() {
+			f.consume.Unlock() // a consumer given up, or a message applied already
+			return
+		}
 		f.apply(m.Subject(), m.Data(), meta.Timestamp)
 		f.applied.Store(meta.Sequence.Stream)
+		f.consume.Unlock()
 		signal := f.progress
 		if m.Headers().Get(events.HeaderAwaited) != "" {
 			signal = f.awaited
@@ -181,10 +216,13 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer cc.Stop()
+	// Stopping a consumer whose reset waits on a request can take seconds;
+	// its successor need not wait for that.
+	defer func() { go cc.Stop() }()
 
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	moved, movedAt := f.applied.Load(), f.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -202,6 +240,14 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		}
 		if !info.Created.Equal(created) {
 			return errStreamRecreated
+		}
+		// A consumer that delivers nothing while the stream holds more
+		// (here, not at a hub a mirror is behind) is stuck: start another.
+		if a := f.applied.Load(); a != moved {
+			moved, movedAt = a, asked
+		} else if info.State.LastSeq > a && info.State.Msgs > 0 && asked.Sub(movedAt) > stallAfter {
+			f.log.Warn("revocation feed stalled; starting a new consumer", "applied", a, "stream_last_seq", info.State.LastSeq)
+			return errConsumerStalled
 		}
 		f.setMaxAge(info.Config.MaxAge)
 		f.streamLast.Store(info.State.LastSeq)
