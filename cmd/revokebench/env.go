@@ -70,15 +70,6 @@ type gateway struct {
 	debug          string // its DEBUG_ADDR (profiler)
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error) {
 	dir, err := os.MkdirTemp("", "rb-")
 	if err != nil {
@@ -117,7 +108,7 @@ func startEnv(ctx context.Context, o options, logw io.Writer) (*benchEnv, error)
 		}
 	}
 	if o.profile != "" {
-		if e.debug, err = freeAddr(); err != nil {
+		if e.debug, err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
 	}
@@ -176,11 +167,11 @@ func (e *benchEnv) spawn(_ context.Context, name string, env []string, args ...s
 // leaf nodes) as a process of its own (this binary's "nats" mode) and waits
 // until it takes connections.
 func (e *benchEnv) startNATS(ctx context.Context) error {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	leaf, err := freeAddr()
+	leaf, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -205,7 +196,7 @@ func (e *benchEnv) waitNATS(url string, p *proc.Proc) error {
 }
 
 func (e *benchEnv) startSessiond(ctx context.Context) error {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -231,18 +222,11 @@ func (e *benchEnv) startSessiond(ctx context.Context) error {
 }
 
 func (e *benchEnv) startGateway(ctx context.Context, name string, env ...string) (*gateway, error) {
-	proxy, err := freeAddr()
+	ports, err := proc.FreeAddrs(3)
 	if err != nil {
 		return nil, err
 	}
-	control, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	debug, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
+	proxy, control, debug := ports[0], ports[1], ports[2]
 	p, err := e.spawn(ctx, name, append([]string{
 		"JWKS_URL=" + e.api + "/.well-known/jwks.json", "NATS_URL=" + e.natsURL, "GATEWAY_UPSTREAM=" + e.upURL,
 		"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "LOG_LEVEL=warn", "DEBUG_ADDR=" + debug,
@@ -258,7 +242,7 @@ func (e *benchEnv) startGateway(ctx context.Context, name string, env ...string)
 // startBare runs this binary as a bare server: "ok" answers 200, "proxy"
 // is a bare httputil.ReverseProxy to upstream, "upstream" answers 512 bytes.
 func (e *benchEnv) startBare(ctx context.Context, mode, upstream string, args ...string) (*proc.Proc, string, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}

@@ -34,7 +34,7 @@ func (n *natsNode) gatewayEnv() []string {
 // that a mirror resumes where it stopped), connected to the hub at remote
 // (e.leafURL, or a relay's).
 func (e *benchEnv) startLeaf(ctx context.Context, name, store, remote string) (*natsNode, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ type relay struct {
 }
 
 func (e *benchEnv) startRelay(ctx context.Context, name, target string) (*relay, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,7 @@ func (b *barePath) close() {
 
 func (e *benchEnv) startBarePath(ctx context.Context, gateways int) (*barePath, error) {
 	b := &barePath{}
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (e *benchEnv) startBarePath(ctx context.Context, gateways int) (*barePath, 
 		return nil, err
 	}
 	for i := range gateways {
-		addr, err := freeAddr()
+		addr, err := proc.FreeAddr()
 		if err != nil {
 			b.close()
 			return nil, err

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionguard/revoke/internal/proc"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -153,7 +155,7 @@ func startNginx(e *benchEnv, g *gateway) (string, func(), string) {
 		}
 		bin = "/usr/sbin/nginx"
 	}
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return "", nil, err.Error()
 	}

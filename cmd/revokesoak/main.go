@@ -179,6 +179,7 @@ func soakRun(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	actx, cancelAdmin := context.WithCancel(ctx)
+	defer cancelAdmin()
 	go k.keepAdmin(actx)
 
 	// The clients, each with three users and choices of its own.
@@ -187,7 +188,6 @@ func soakRun(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		c := &client{k: k, id: i + 1, rng: rand.New(rand.NewPCG(uint64(o.seed), uint64(i+1)))}
 		for range 3 {
 			if _, err := c.newUser(ctx); err != nil {
-				cancelAdmin()
 				rec.close()
 				return err
 			}
@@ -196,6 +196,7 @@ func soakRun(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	logf("soak: %d clients and the nemesis for %s (seed %d, plan %s)", len(clients), o.duration, o.seed, digest(faults))
 	wctx, stopWork := context.WithTimeout(ctx, o.duration)
+	defer stopWork()
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Add(1)

@@ -67,15 +67,6 @@ type service struct {
 	ready string // its readiness URL
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 func startSystem(ctx context.Context, dir, binDir string, staleness time.Duration, logw io.Writer) (_ *system, err error) {
@@ -107,22 +98,11 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 	}
 
 	// The hub: three nodes that route to one another and take the leaf.
-	var clients, routes, leafPorts []string
-	for range 3 {
-		a, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		r, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		l, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		clients, routes, leafPorts = append(clients, a), append(routes, r), append(leafPorts, l)
+	addrs, err := proc.FreeAddrs(9)
+	if err != nil {
+		return nil, err
 	}
+	clients, routes, leafPorts := addrs[0:3], addrs[3:6], addrs[6:9]
 	for i := range 3 {
 		var others []string
 		for j, r := range routes {
@@ -148,7 +128,7 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 	// The PoP: its leaf node reaches each hub node through a relay.
 	var remotes []string
 	for i, l := range leafPorts {
-		a, err := freeAddr()
+		a, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +140,7 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 		s.relays = append(s.relays, p)
 		remotes = append(remotes, "nats-leaf://"+a)
 	}
-	leafAddr, err := freeAddr()
+	leafAddr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +162,7 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 	kek := make([]byte, 32)
 	_, _ = rand.Read(kek)
 	for i := range 2 {
-		addr, err := freeAddr()
+		addr, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -204,14 +184,11 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 		}
 	}
 	for i := range 4 {
-		proxy, err := freeAddr()
+		ports, err := proc.FreeAddrs(2)
 		if err != nil {
 			return nil, err
 		}
-		control, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
+		proxy, control := ports[0], ports[1]
 		name := fmt.Sprintf("gateway-%d", i+1)
 		env := []string{
 			"JWKS_URL=" + s.sessiond[i%2].base + "/.well-known/jwks.json", "GATEWAY_UPSTREAM=http://127.0.0.1:9",

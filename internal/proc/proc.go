@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -201,4 +202,34 @@ func Build(ctx context.Context, dir string, w io.Writer, packages ...string) err
 		return fmt.Errorf("go build %v (run from the repository root): %w", packages, err)
 	}
 	return nil
+}
+
+// FreeAddrs returns n loopback addresses (host:port) whose ports were free
+// a moment ago, all different.
+func FreeAddrs(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+// FreeAddr is one such address.
+func FreeAddr() (string, error) {
+	a, err := FreeAddrs(1)
+	if err != nil {
+		return "", err
+	}
+	return a[0], nil
 }
