@@ -66,10 +66,10 @@ func plan(seed int64, n int) []fault {
 			r -= c.weight
 		}
 		out[i] = fault{
-			Gap:    time.Duration(200+rng.IntN(800)) * time.Millisecond,
+			Gap:    time.Duration(100+rng.IntN(600)) * time.Millisecond,
 			Kind:   c.kind,
 			Target: c.targets[rng.IntN(len(c.targets))],
-			Hold:   time.Duration(400+rng.IntN(2000)) * time.Millisecond,
+			Hold:   time.Duration(300+rng.IntN(1500)) * time.Millisecond,
 		}
 	}
 	return out

@@ -108,6 +108,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.Retention.Sessions = r.Duration("SESSION_RETENTION", c.Retention.Sessions, 0)
 	c.Retention.UsedRefreshTokens = r.Duration("USED_REFRESH_TOKEN_RETENTION", c.Retention.UsedRefreshTokens, 0)
 	c.Retention.Revocations = r.Duration("REVOCATION_RETENTION", c.Retention.Revocations, 0)
+	c.Retention.Every = r.Duration("RETENTION_INTERVAL", c.Retention.Every, time.Second)
 	c.Retention.LoginFailures = max(c.Retention.LoginFailures, c.Service.LoginLimit.Window, c.Service.LoginIPLimit.Window)
 	c.OutboxRetention = r.Duration("OUTBOX_RETENTION", 24*time.Hour, 0)
 	c.PortalCookieSecure = r.Bool("PORTAL_COOKIE_SECURE", true)
