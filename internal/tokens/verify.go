@@ -20,6 +20,20 @@ var ErrInvalidToken = errors.New("invalid token")
 // caller may refresh its keys and try again.
 var ErrUnknownKey = errors.New("unknown signing key")
 
+// The refusals an operator tells apart (the gateway counts decisions by
+// them), each wrapped, beside ErrInvalidToken, by the error that says so.
+// Any other refusal is a malformed token.
+var (
+	ErrExpired       = errors.New("token is expired")
+	ErrNotYetValid   = errors.New("token is not valid yet")
+	ErrBadSignature  = errors.New("signature is invalid")
+	ErrWrongIssuer   = errors.New("token has invalid issuer")
+	ErrWrongAudience = errors.New("token has invalid audience")
+)
+
+// invalidAs is a refusal for one of the reasons above.
+func invalidAs(reason error) error { return fmt.Errorf("%w: %w", ErrInvalidToken, reason) }
+
 // Verifier checks access tokens: algorithm pinned to EdDSA, typ at+jwt, key
 // by kid, issuer, audience, exp and nbf with a leeway. It is the one verifier
 // of this system: the gateway, the Go middleware and sessiond all use it, so
@@ -197,7 +211,7 @@ func (v *Verifier) Verify(ks *KeySet, raw string, now time.Time) (*Claims, error
 		return nil, invalidf("signature is malformed")
 	}
 	if !ed25519.Verify(pub, []byte(raw[:dot2]), sig) {
-		return nil, invalidf("signature is invalid")
+		return nil, invalidAs(ErrBadSignature)
 	}
 	cb, err := decodeSegment(buf[:0], raw[dot1+1:dot2])
 	if err != nil {
@@ -219,7 +233,7 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 		return nil, invalidf("exp is malformed")
 	}
 	if !now.Before(exp.Add(v.leeway)) {
-		return nil, invalidf("token is expired")
+		return nil, invalidAs(ErrExpired)
 	}
 	var nbf time.Time
 	if c.Nbf != nil {
@@ -227,7 +241,7 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 			return nil, invalidf("nbf is malformed")
 		}
 		if now.Add(v.leeway).Before(nbf) {
-			return nil, invalidf("token is not valid yet")
+			return nil, invalidAs(ErrNotYetValid)
 		}
 	}
 	if c.Iat == nil {
@@ -238,14 +252,14 @@ func (v *Verifier) check(c *wireRead, now time.Time) (*Claims, error) {
 		return nil, invalidf("iat is malformed")
 	}
 	if c.Iss != v.issuer {
-		return nil, invalidf("token has invalid issuer")
+		return nil, invalidAs(ErrWrongIssuer)
 	}
 	aud, err := audience(c.Aud)
 	if err != nil {
 		return nil, err
 	}
 	if !slices.Contains(aud, v.audience) {
-		return nil, invalidf("token has invalid audience")
+		return nil, invalidAs(ErrWrongAudience)
 	}
 	if c.Jti == "" || c.Sid == "" || c.Sub == "" || c.Org == "" {
 		return nil, invalidf("missing jti, sid, sub, org or iat")
@@ -285,7 +299,7 @@ func audience(raw json.RawMessage) ([]string, error) {
 	raw = bytes.TrimSpace(raw)
 	switch {
 	case len(raw) == 0:
-		return nil, invalidf("token has invalid audience")
+		return nil, invalidAs(ErrWrongAudience)
 	case raw[0] == '"':
 		s, ok := jsonString(raw)
 		if !ok {

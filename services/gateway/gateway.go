@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/httpx"
+	"github.com/sessionguard/revoke/internal/tokens"
 )
 
 // Gateway decides on requests.
@@ -106,21 +108,21 @@ func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Tim
 	}
 	raw, ok := bearer(authorization)
 	if !ok {
-		g.metrics.invalid.Inc()
+		g.metrics.denied[reasonMissing].Inc()
 		return Decision{Outcome: Deny, Reason: "missing bearer token"}
 	}
 	id, err := g.verifier.Verify(ctx, raw, now)
 	if err != nil {
-		g.metrics.invalid.Inc()
+		g.metrics.denied[invalidReason(err)].Inc()
 		return Decision{Outcome: Deny, Reason: describe(err)}
 	}
 	ns := now.UnixNano()
 	if revoked, why := g.bl.Revoked(id.jti, id.sid, id.sub, id.iat, ns); revoked {
-		g.metrics.revoked.Inc()
+		g.metrics.denied[revokedReason[why]].Inc()
 		return Decision{Outcome: Deny, Reason: why, Identity: id}
 	}
 	if g.bl.RuleRevoked(id.org, id.Role, id.authTime, ns) {
-		g.metrics.revoked.Inc()
+		g.metrics.denied[reasonRevokedRule].Inc()
 		return Decision{Outcome: Deny, Reason: "org rule", Identity: id}
 	}
 	if g.activity != nil {
@@ -138,6 +140,30 @@ func bearer(h string) (string, bool) {
 }
 
 // describe turns a verification error into a short, quotable description.
+// invalidReason is the metrics' reason for a token the verifier refused.
+func invalidReason(err error) string {
+	switch {
+	case errors.Is(err, errNoToken):
+		return reasonMissing
+	case errors.Is(err, tokens.ErrExpired):
+		return reasonExpired
+	case errors.Is(err, tokens.ErrNotYetValid):
+		return reasonNotYetValid
+	case errors.Is(err, tokens.ErrBadSignature):
+		return reasonBadSignature
+	case errors.Is(err, tokens.ErrUnknownKey):
+		return reasonUnknownKey
+	case errors.Is(err, tokens.ErrWrongIssuer):
+		return reasonWrongIssuer
+	case errors.Is(err, tokens.ErrWrongAudience):
+		return reasonWrongAudience
+	}
+	return reasonMalformed
+}
+
+// revokedReason is the metrics' reason for what the blocklist said.
+var revokedReason = map[string]string{"token revoked": reasonRevokedToken, "session revoked": reasonRevokedSession, "user revoked": reasonRevokedUser}
+
 func describe(err error) string {
 	s := err.Error()
 	const prefix = "invalid token: "

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/tokens"
@@ -99,12 +100,67 @@ func TestForgedAndInvalidTokensAreRefused(t *testing.T) {
 	if d := w.decide(valid); d.Outcome != Allow {
 		t.Fatalf("the well-formed control token is refused: %s", d.Reason)
 	}
+	// Each refusal is counted under its own reason, for operators.
+	reasons := map[string]string{
+		"unknown kid": reasonUnknownKey, "right kid, other key": reasonBadSignature, "payload tampered": reasonBadSignature,
+		"wrong issuer": reasonWrongIssuer, "wrong audience": reasonWrongAudience, "expired": reasonExpired,
+		"nbf in the future": reasonNotYetValid, "empty": reasonMissing,
+	}
 	for name, tok := range cases {
 		t.Run(name, func(t *testing.T) {
+			want, ok := reasons[name]
+			if !ok {
+				want = reasonMalformed
+			}
+			before := counterValue(t, w.gw.metrics.denied[want])
 			if d := w.decide(tok); d.Outcome != Deny {
 				t.Fatalf("outcome %v, want deny", d.Outcome)
 			}
+			if after := counterValue(t, w.gw.metrics.denied[want]); after != before+1 {
+				t.Fatalf("gateway_decisions_total{outcome=deny,reason=%s} went from %v to %v, want one more", want, before, after)
+			}
 		})
+	}
+}
+
+// TestEveryDecisionSeriesExistsFromTheStart: an alert on a reason can be
+// written before its first refusal.
+func TestEveryDecisionSeriesExistsFromTheStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewMetrics(reg)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != "gateway_decisions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var outcome, reason string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "outcome":
+					outcome = l.GetValue()
+				case "reason":
+					reason = l.GetValue()
+				}
+			}
+			got[outcome+"/"+reason] = true
+		}
+	}
+	want := []string{"allow/valid", "unavailable/stale"}
+	for _, r := range denyReasons {
+		want = append(want, "deny/"+r)
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("no series gateway_decisions_total{%s} at start", w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d series, want %d: %v", len(got), len(want), got)
 	}
 }
 
@@ -130,6 +186,13 @@ func TestRevocationEventsAreEnforced(t *testing.T) {
 	w.waitDenied(sessTok)
 	w.waitDenied(tokTok)
 	w.waitDenied(userTok)
+	for tok, reason := range map[string]string{sessTok: reasonRevokedSession, tokTok: reasonRevokedToken, userTok: reasonRevokedUser} {
+		before := counterValue(t, w.gw.metrics.denied[reason])
+		w.decide(tok)
+		if after := counterValue(t, w.gw.metrics.denied[reason]); after != before+1 {
+			t.Errorf("a refusal by %s counted %v → %v", reason, before, after)
+		}
+	}
 	if d := w.decide(bystander); d.Outcome != Allow {
 		t.Fatalf("an unrevoked token is refused: %s", d.Reason)
 	}

@@ -17,15 +17,40 @@ type Metrics struct {
 	clamped       prometheus.Counter
 	activity      prometheus.Counter
 
-	// resolved counters of the hot path, so a decision costs no label lookup
-	allowed, revoked, invalid, stale prometheus.Counter
+	// resolved counters of the hot path, so a decision costs no label
+	// lookup; every series exists from the start, so that an alert on one
+	// can be written before its first event.
+	allowed, stale prometheus.Counter
+	denied         map[string]prometheus.Counter // by reason (denyReasons)
 }
+
+// denyReasons are the reason label of a refusal: why the token is not
+// valid, or what revoked it.
+var denyReasons = []string{
+	reasonMissing, reasonMalformed, reasonExpired, reasonNotYetValid, reasonBadSignature, reasonUnknownKey,
+	reasonWrongIssuer, reasonWrongAudience, reasonRevokedSession, reasonRevokedToken, reasonRevokedUser, reasonRevokedRule,
+}
+
+const (
+	reasonMissing        = "missing"
+	reasonMalformed      = "malformed"
+	reasonExpired        = "expired"
+	reasonNotYetValid    = "not_yet_valid"
+	reasonBadSignature   = "bad_signature"
+	reasonUnknownKey     = "unknown_key"
+	reasonWrongIssuer    = "wrong_issuer"
+	reasonWrongAudience  = "wrong_audience"
+	reasonRevokedSession = "revoked_session"
+	reasonRevokedToken   = "revoked_token"
+	reasonRevokedUser    = "revoked_user"
+	reasonRevokedRule    = "revoked_rule"
+)
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_decisions_total", Help: "Auth decisions by outcome (allow, deny, unavailable) and reason.",
+			Name: "gateway_decisions_total", Help: "Auth decisions by outcome (allow, deny, unavailable) and reason (deny: missing, malformed, expired, not_yet_valid, bad_signature, unknown_key, wrong_issuer, wrong_audience, revoked_session, revoked_token, revoked_user, revoked_rule).",
 		}, []string{"outcome", "reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gateway_decision_seconds", Help: "Time to decide on one request.",
@@ -58,9 +83,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	m.allowed = m.decisions.WithLabelValues("allow", "valid")
-	m.revoked = m.decisions.WithLabelValues("deny", "revoked")
-	m.invalid = m.decisions.WithLabelValues("deny", "invalid")
 	m.stale = m.decisions.WithLabelValues("unavailable", "stale")
+	m.denied = make(map[string]prometheus.Counter, len(denyReasons))
+	for _, r := range denyReasons {
+		m.denied[r] = m.decisions.WithLabelValues("deny", r)
+	}
 	reg.MustRegister(m.decisions, m.latency, m.blocklistSize, m.replaySeconds, m.staleness, m.lag, m.applied, m.feedErrors, m.clamped, m.activity)
 	return m
 }

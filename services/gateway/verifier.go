@@ -94,7 +94,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, now time.Time) (*Iden
 		if now.UnixNano() < id.validUntil {
 			return id, nil
 		}
-		return nil, errors.New("token is expired")
+		return nil, fmt.Errorf("%w: %w", tokens.ErrInvalidToken, tokens.ErrExpired)
 	}
 	c, err := v.v.Verify(v.keys.Current(), raw, now)
 	if errors.Is(err, tokens.ErrUnknownKey) && v.keys.RefreshForUnknownKid(ctx) {
