@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -115,18 +116,15 @@ const (
 	ReasonTokenRevoke Reason = "token_revoke"
 )
 
+// Reasons are the contract's reasons, every one.
+var Reasons = []Reason{ReasonLogout, ReasonSelfRevoke, ReasonAdminRevoke, ReasonUserRevokeAll,
+	ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure, ReasonAdminBulkRevoke,
+	ReasonReplaced, ReasonSessionLimit, ReasonIdleTimeout, ReasonMaxLifetime, ReasonTokenRevoke}
+
 // Valid reports whether r is one of the contract's reasons: what a
 // producer may send. A consumer accepts any reason (Decode): the contract
 // makes it informational, so that reasons can be added.
-func (r Reason) Valid() bool {
-	switch r {
-	case ReasonLogout, ReasonSelfRevoke, ReasonAdminRevoke, ReasonUserRevokeAll,
-		ReasonRefreshReuse, ReasonUserDisabled, ReasonErasure, ReasonAdminBulkRevoke,
-		ReasonReplaced, ReasonSessionLimit, ReasonIdleTimeout, ReasonMaxLifetime, ReasonTokenRevoke:
-		return true
-	}
-	return false
-}
+func (r Reason) Valid() bool { return slices.Contains(Reasons, r) }
 
 // ErrInvalid is wrapped by every decoding and validation error.
 var ErrInvalid = errors.New("invalid event")

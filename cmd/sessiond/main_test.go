@@ -147,7 +147,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		resp.Body.Close()
 		metrics = b.String()
 		for _, m := range []string{`sessiond_logins_total{result="success"} 1`, `sessiond_http_requests_total{code="200",method="POST",route="/v1/auth/login"} 1`,
-			`outbox_published_total{subject="revocations.v1.session"} 1`, "outbox_depth 0", "outbox_commit_to_ack_seconds_bucket"} {
+			`outbox_published_total{subject="revocations.v1.session"} 1`, "outbox_depth 0", "outbox_commit_to_ack_seconds_bucket",
+			// Series an alert needs exist before their first event.
+			`sessiond_logins_total{result="rate_limited"} 0`, `sessiond_outbox_errors_total{kind="publish"} 0`,
+			`sessiond_outbox_published_total{subject="signals.v1.org.*.sessions"} 0`, `sessiond_gateways{state="failing_closed"} 0`,
+			`sessiond_erasure_requests_total{result="parked"} 0`, `sessiond_sessions_revoked_total{reason="erasure"} 0`,
+			`sessiond_refreshes_total{result="reuse"} 0`, `sessiond_receipts_total{status="expired"} 0`, `sessiond_build_info{goversion="go`, `sessiond_retention_purged_total{kind="sessions"} 0`} {
 			if !strings.Contains(metrics, m) {
 				missing = m
 				return false
@@ -181,12 +186,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 func TestRunRefusesIncompleteConfiguration(t *testing.T) {
 	err := run(context.Background(), []string{"sessiond"}, func(k string) string {
-		return map[string]string{"ACCESS_TOKEN_TTL": "soon", "LOGIN_RATE_LIMIT": "ten"}[k]
+		return map[string]string{"ACCESS_TOKEN_TTL": "soon", "LOGIN_RATE_LIMIT": "ten", "LOG_LEVEL": "verbose"}[k]
 	}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil {
 		t.Fatal("run accepted an empty configuration")
 	}
-	for _, want := range []string{"DATABASE_URL is required", "NATS_URL is required", "KEY_ENCRYPTION_KEY is required", "ACCESS_TOKEN_TTL", "LOGIN_RATE_LIMIT"} {
+	for _, want := range []string{"DATABASE_URL is required", "NATS_URL is required", "KEY_ENCRYPTION_KEY is required", "ACCESS_TOKEN_TTL", "LOGIN_RATE_LIMIT", `LOG_LEVEL: "verbose" is not a log level`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}

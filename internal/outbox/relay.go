@@ -66,6 +66,10 @@ type Config struct {
 	// receipts are built from it. It runs on the relay's goroutines and
 	// must not block.
 	OnAck func(m Message, seq uint64, committedAt time.Time)
+	// Subjects are the subjects the relay will publish (a UUID segment may
+	// stand for any): their series of outbox_published_total exist from the
+	// start.
+	Subjects []string
 }
 
 // DefaultConfig is the production configuration.
@@ -126,7 +130,7 @@ const (
 
 // New returns a relay; its metrics are registered with reg.
 func New(pool *pgxpool.Pool, js Publisher, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Relay {
-	r := &Relay{pool: pool, js: js, cfg: cfg, log: log, metrics: newMetrics(reg, pool),
+	r := &Relay{pool: pool, js: js, cfg: cfg, log: log, metrics: newMetrics(reg, pool, cfg.Subjects),
 		wake: make(chan struct{}, 1), inflight: make(chan published, fastPathQueue), flying: map[string]struct{}{}}
 	r.healthy.Store(true)
 	return r

@@ -9,9 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/sessionguard/revoke/internal/buildinfo"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -85,7 +86,7 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 	r := envconf.New(getenv)
 	c := AppConfig{
 		Config: Config{
-			JWKSURL:       r.Required("JWKS_URL", "http://sessiond:8080/.well-known/jwks.json"),
+			JWKSURL:       r.URL("JWKS_URL", "http://sessiond:8080/.well-known/jwks.json"),
 			MaxStaleness:  r.Duration("GATEWAY_MAX_STALENESS", 10*time.Second, time.Millisecond),
 			Issuer:        r.String("ISSUER", "http://localhost:8080"),
 			Audience:      r.String("AUDIENCE", "api"),
@@ -127,24 +128,6 @@ func hostname() string {
 		return "gatewayd"
 	}
 	return h
-}
-
-// BuildVersion is the version of the running binary: its module version,
-// or its VCS revision, or "dev".
-func BuildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return s.Value[:12]
-		}
-	}
-	return "dev"
 }
 
 // checkLeeway refuses a leeway longer than the revocation leeway: a token is
@@ -227,7 +210,7 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 		g.now, feed.now = cfg.Now, cfg.Now
 	}
 	if cfg.Version == "" {
-		cfg.Version = BuildVersion()
+		cfg.Version = buildinfo.Version()
 	}
 	if cfg.ReportEvery <= 0 {
 		cfg.ReportEvery = time.Second
@@ -254,6 +237,7 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 func Serve(ctx context.Context, cfg AppConfig, lns Listeners, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg, "gateway_build_info")
 	nc, err := natsx.Connect(cfg.NATSURL, "gatewayd", log)
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package sessions
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/revoke/events"
 )
 
 // Metrics are the session service's Prometheus metrics.
@@ -36,6 +38,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		hashesShed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessiond_password_hashes_shed_total", Help: "Logins answered 503 because every password hashing turn and queue place was taken.",
 		}),
+	}
+	// Every series from the start, so that an alert on one (login failures
+	// spiking, say) can be written before its first event.
+	for _, r := range []string{"success", "failed", "rate_limited", "session_limit"} {
+		m.logins.WithLabelValues(r)
+	}
+	for _, r := range []refreshResult{refreshRotated, refreshGrace, refreshInvalid, refreshReuse, refreshEnded, {label: "error"}} {
+		m.refreshes.WithLabelValues(r.label)
+	}
+	for _, r := range events.Reasons {
+		m.revocations.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.logins, m.refreshes, m.reuse, m.revocations, m.hashesRunning, m.hashesShed)
 	return m

@@ -54,6 +54,9 @@ func New(svc Eraser, js jetstream.JetStream, reg prometheus.Registerer, log *slo
 	e := &Consumer{svc: svc, js: js, log: log, handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_erasure_requests_total", Help: "identity.v1.user.deleted requests by result (erased, unknown_user, repeated, parked, retried).",
 	}, []string{"result"})}
+	for _, r := range []string{"erased", "unknown_user", "repeated", "parked", "retried"} {
+		e.handled.WithLabelValues(r) // every series from the start, for alerts
+	}
 	reg.MustRegister(e.handled)
 	return e
 }

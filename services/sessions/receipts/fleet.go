@@ -115,6 +115,9 @@ func NewFleet(silence time.Duration, now func() time.Time, reg prometheus.Regist
 		reports: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessiond_gateway_reports_total", Help: "gateway.v1.applied reports heard (a fleet of N gateways sends about N a second, more under revocations someone waits for).",
 		})}
+	for _, st := range []string{events.GatewayCurrent, events.GatewayStale, events.GatewayFailingClosed} {
+		f.size.WithLabelValues(st).Set(0) // every series from the start, for alerts
+	}
 	reg.MustRegister(f.size, f.reports)
 	return f
 }

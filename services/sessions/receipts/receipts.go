@@ -99,6 +99,8 @@ func NewStore(pool *pgxpool.Pool, fleet *Fleet, now func() time.Time, reg promet
 			Name: "sessiond_receipt_commit_to_enforced_seconds", Help: "Time from a revocation's commit to its enforcement at every expected gateway.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 		})}
+	s.final.WithLabelValues(Enforced) // both series from the start, for alerts
+	s.final.WithLabelValues("expired")
 	reg.MustRegister(s.final, s.latency)
 	fleet.changed = s.check
 	return s

@@ -57,6 +57,9 @@ func New(pool *pgxpool.Pool, cfg Config, reg prometheus.Registerer, log *slog.Lo
 	r := &Purger{pool: pool, cfg: cfg, log: log, purged: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_retention_purged_total", Help: "Rows deleted by the retention purge, by kind.",
 	}, []string{"kind"})}
+	for _, j := range r.jobs() {
+		r.purged.WithLabelValues(j.table) // every series from the start
+	}
 	reg.MustRegister(r.purged)
 	return r
 }
@@ -86,22 +89,7 @@ func (r *Purger) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtext('retention'))")
 	}()
 
-	// One statement per condition, each on an index of its own; the kind
-	// is the table.
-	jobs := []struct {
-		table, column string
-		keep          time.Duration
-		key           string // the table's key ("" for id)
-	}{
-		{"refresh_tokens", "rotated_at", r.cfg.UsedRefreshTokens, ""},
-		{"refresh_tokens", "expires_at", r.cfg.UsedRefreshTokens, ""},
-		{"sessions", "revoked_at", r.cfg.Sessions, ""},
-		{"sessions", "expires_at", r.cfg.Sessions, ""},
-		{"revocations", "expires_at", r.cfg.Revocations, ""},
-		{"revocation_receipts", "created_at", r.cfg.Sessions, ""},
-		{"login_failures", "at", r.cfg.LoginFailures, ""},
-		{"client_tokens", "expires_at", 0, "token_hash"}, // an expired client token is of no use
-	}
+	jobs := r.jobs()
 	out := map[string]int64{}
 	for _, j := range jobs {
 		key := j.key
@@ -122,4 +110,26 @@ func (r *Purger) PurgeOnce(ctx context.Context) (map[string]int64, error) {
 		}
 	}
 	return out, ctx.Err()
+}
+
+// job is one purge condition.
+type job struct {
+	table, column string
+	keep          time.Duration
+	key           string // the table's key ("" for id)
+}
+
+// jobs are the purge's conditions: one statement each, each on an index of
+// its own; the kind is the table.
+func (r *Purger) jobs() []job {
+	return []job{
+		{"refresh_tokens", "rotated_at", r.cfg.UsedRefreshTokens, ""},
+		{"refresh_tokens", "expires_at", r.cfg.UsedRefreshTokens, ""},
+		{"sessions", "revoked_at", r.cfg.Sessions, ""},
+		{"sessions", "expires_at", r.cfg.Sessions, ""},
+		{"revocations", "expires_at", r.cfg.Revocations, ""},
+		{"revocation_receipts", "created_at", r.cfg.Sessions, ""},
+		{"login_failures", "at", r.cfg.LoginFailures, ""},
+		{"client_tokens", "expires_at", 0, "token_hash"}, // an expired client token is of no use
+	}
 }

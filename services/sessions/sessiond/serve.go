@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionguard/revoke/internal/buildinfo"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +61,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg, "sessiond_build_info")
 	metrics := sessions.NewMetrics(reg)
 	nc, err := natsx.Connect(cfg.NATSURL, "sessiond", log)
 	if err != nil {
@@ -74,6 +77,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 		return fmt.Errorf("nats: %w", err)
 	}
 	relayCfg.Retention = cfg.OutboxRetention
+	relayCfg.Subjects = outboxSubjects
 	relayCfg.Prepare = func(ctx context.Context) error {
 		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
 			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream(), events.SignalsStream())
@@ -241,4 +245,13 @@ func subscribeApplied(nc *nats.Conn, fleet *receipts.Fleet, log *slog.Logger) (*
 		}
 		fleet.Report(ev.(events.GatewayApplied))
 	})
+}
+
+// outboxSubjects are the subjects sessiond's outbox publishes (a "*" for
+// an org's or a stream's id), whose series of
+// sessiond_outbox_published_total exist from the start.
+var outboxSubjects = []string{
+	events.SubjectSessionRevoked, events.SubjectTokenRevoked, events.SubjectUserRevoked, events.SubjectOrgRevoked,
+	events.SubjectUserErased, events.SubjectSessionCreated,
+	events.SignalsPrefix + "org.*.sessions", events.SignalsPrefix + "org.*.account", events.SignalsPrefix + "stream.*",
 }
