@@ -6,12 +6,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sessionguard/revoke/internal/envconf"
 
 	"github.com/sessionguard/revoke/services/gateway"
 )
@@ -30,11 +33,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "usage: gatewayd (configured by environment variables; see the README)")
 		return fmt.Errorf("unexpected arguments %q", args[1:])
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(getenv("LOG_LEVEL")))
+	level, lerr := envconf.LogLevel(getenv, "LOG_LEVEL")
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
 	cfg, err := gateway.ConfigFromEnv(getenv)
-	if err != nil {
+	if err = errors.Join(lerr, err); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	return gateway.Serve(ctx, cfg, gateway.Listeners{}, log)

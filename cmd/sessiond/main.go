@@ -5,12 +5,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sessionguard/revoke/internal/envconf"
 
 	"github.com/sessionguard/revoke/services/sessions/sessiond"
 )
@@ -29,18 +32,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "usage: sessiond (configured by environment variables; see the README)")
 		return fmt.Errorf("unexpected arguments %q", args[1:])
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: logLevel(getenv("LOG_LEVEL"))}))
+	level, lerr := envconf.LogLevel(getenv, "LOG_LEVEL")
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
 	cfg, err := sessiond.ConfigFromEnv(getenv)
-	if err != nil {
+	if err = errors.Join(lerr, err); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	return sessiond.Serve(ctx, cfg, nil, log)
-}
-
-func logLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }

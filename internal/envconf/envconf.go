@@ -6,6 +6,8 @@ package envconf
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -93,3 +95,32 @@ func (r *Reader) OK() bool { return len(r.errs) == 0 }
 
 // Err is every problem found, joined; nil when there is none.
 func (r *Reader) Err() error { return errors.Join(r.errs...) }
+
+// LogLevel reads a log level: debug, info (the default), warn or error,
+// or a level relative to one (info+2); anything else is an error, not a
+// silent info.
+func LogLevel(getenv func(string) string, name string) (slog.Level, error) {
+	s := getenv(name)
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%s: %q is not a log level (debug, info, warn, error)", name, s)
+	}
+	return l, nil
+}
+
+// URL reads a required absolute http(s) URL, example showing its form.
+func (r *Reader) URL(name, example string) string {
+	s := r.Required(name, example)
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.Fail(fmt.Errorf("%s: %q is not an http(s) URL (e.g. %s)", name, s, example))
+		return ""
+	}
+	return s
+}

@@ -223,6 +223,18 @@ func TestBoundClampsOnlyBeyondTheStreamsMaxAge(t *testing.T) {
 	}
 }
 
+// TestAJWKSURLThatIsNoURLIsRefused: gatewayd says so at start, instead of
+// failing every key fetch later.
+func TestAJWKSURLThatIsNoURLIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"notaurl", "sessiond:8080/jwks", "ftp://x/jwks"} {
+		env := map[string]string{"JWKS_URL": bad, "NATS_URL": "nats://x", "GATEWAY_UPSTREAM": "http://x"}
+		if _, err := ConfigFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "JWKS_URL: ") {
+			t.Errorf("JWKS_URL=%s: %v", bad, err)
+		}
+	}
+}
+
 func TestLeewayBeyondTheRevocationLeewayIsRefused(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"JWKS_URL": "http://x/jwks", "NATS_URL": "nats://x", "GATEWAY_UPSTREAM": "http://x", "TOKEN_LEEWAY": "2m"}
