@@ -13,7 +13,7 @@ import (
 // is one label value for every org.
 func TestSubjectKindsKeepSeriesFew(t *testing.T) {
 	for in, want := range map[string]string{
-		"revocations.v1.session":                                      "revocations.v1.session",
+		"revocations.v1.session": "revocations.v1.session",
 		"signals.v1.org.0b8e2a4e-8f7e-4c1e-9d2a-00000000000b.account": "signals.v1.org.*.account",
 		"signals.v1.stream.6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab":      "signals.v1.stream.*",
 		"signals.v1.org.*.sessions":                                   "signals.v1.org.*.sessions",
