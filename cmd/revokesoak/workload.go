@@ -401,14 +401,7 @@ func (c *client) reuse(ctx context.Context) {
 
 func (c *client) logout(ctx context.Context) {
 	s := c.pickLive()
-	sd := c.k.sessiond(c.rng)
-	op := Op{Kind: opLogout, Client: c.id, Start: time.Now(), Target: sd.name, Session: s.id, User: s.u.id}
-	a := c.call(ctx, sd.base, "POST", "/v1/auth/logout", s.tokens[len(s.tokens)-1], nil)
-	op.End, op.Status, op.Err = time.Now(), a.status, a.err
-	c.k.rec.add(op)
-	if a.status == 204 || unknownStatus(a) || a.status == 401 {
-		c.end(s)
-	}
+	c.revokeOne(ctx, opLogout, s, "POST", "/v1/auth/logout", s.tokens[len(s.tokens)-1], http.StatusUnauthorized)
 }
 
 // revokeSelf: a user ends one of their sessions from another one (or from
@@ -422,24 +415,24 @@ func (c *client) revokeSelf(ctx context.Context) {
 			break
 		}
 	}
-	sd := c.k.sessiond(c.rng)
-	op := Op{Kind: opRevokeSelf, Client: c.id, Start: time.Now(), Target: sd.name, Session: s.id, User: s.u.id}
-	a := c.call(ctx, sd.base, "DELETE", "/v1/me/sessions/"+s.id, from.tokens[len(from.tokens)-1], nil)
-	op.End, op.Status, op.Err = time.Now(), a.status, a.err
-	c.k.rec.add(op)
-	if a.status == 204 || unknownStatus(a) || a.status == 404 {
-		c.end(s)
-	}
+	c.revokeOne(ctx, opRevokeSelf, s, "DELETE", "/v1/me/sessions/"+s.id, from.tokens[len(from.tokens)-1], http.StatusNotFound)
 }
 
 func (c *client) revokeAdmin(ctx context.Context) {
 	s := c.pickLive()
+	c.revokeOne(ctx, opRevokeAdmin, s, "DELETE", "/v1/sessions/"+s.id, c.k.adminToken(), http.StatusNotFound)
+}
+
+// revokeOne ends session s with one call and records it; the client gives
+// the session up after a 2xx, no answer, or gone (the status that says it
+// had ended already).
+func (c *client) revokeOne(ctx context.Context, kind string, s *sess, method, path, token string, gone int) {
 	sd := c.k.sessiond(c.rng)
-	op := Op{Kind: opRevokeAdmin, Client: c.id, Start: time.Now(), Target: sd.name, Session: s.id, User: s.u.id}
-	a := c.call(ctx, sd.base, "DELETE", "/v1/sessions/"+s.id, c.k.adminToken(), nil)
+	op := Op{Kind: kind, Client: c.id, Start: time.Now(), Target: sd.name, Session: s.id, User: s.u.id}
+	a := c.call(ctx, sd.base, method, path, token, nil)
 	op.End, op.Status, op.Err = time.Now(), a.status, a.err
 	c.k.rec.add(op)
-	if a.status == 204 || unknownStatus(a) || a.status == 404 {
+	if a.status/100 == 2 || unknownStatus(a) || a.status == gone {
 		c.end(s)
 	}
 }

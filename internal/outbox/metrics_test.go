@@ -73,7 +73,9 @@ func TestTheOutboxGaugesAreAbsentWhenUnknown(t *testing.T) {
 	if _, ok := got["outbox_oldest_unsent_age_seconds"]; ok {
 		t.Error("outbox_oldest_unsent_age_seconds present with the database away")
 	}
-	if got["outbox_errors_total{kind=metrics}"] != 2 {
-		t.Errorf("failed gauge queries counted %v, want 2", got["outbox_errors_total{kind=metrics}"])
+	// A gather reads the counter while the gauges' queries fail beside it:
+	// the next one sees both failures of this one.
+	if n := samples()["outbox_errors_total{kind=metrics}"]; n < 2 {
+		t.Errorf("failed gauge queries counted %v, want at least 2", n)
 	}
 }
