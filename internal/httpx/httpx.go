@@ -24,20 +24,25 @@ import (
 // ProblemTypeBase prefixes every problem type URI.
 const ProblemTypeBase = "urn:sessionguard:problem:"
 
-// Problem is an RFC 9457 problem document.
+// Problem is an RFC 9457 problem document. RequestID (an extension member)
+// is the request's X-Request-Id, so that a user's report of an error leads
+// an operator to its log line.
 type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // WriteProblem writes a problem+json response; slug names the problem type.
+// The request id is the one RequestIDMiddleware set on the response.
 func WriteProblem(w http.ResponseWriter, status int, slug, detail string) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
+	id := w.Header().Get("X-Request-Id")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{Type: ProblemTypeBase + slug, Title: http.StatusText(status), Status: status, Detail: detail})
+	_ = json.NewEncoder(w).Encode(Problem{Type: ProblemTypeBase + slug, Title: http.StatusText(status), Status: status, Detail: detail, RequestID: id})
 }
 
 // SetRetryAfter sets Retry-After to d in whole seconds, rounded up, at
