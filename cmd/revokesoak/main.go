@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -268,7 +269,7 @@ func (k *soak) setup(ctx context.Context) error {
 		var out struct {
 			ID string `json:"id"`
 		}
-		if a.status != 201 || jsonUnmarshal(a.body, &out) != nil {
+		if a.status != 201 || json.Unmarshal(a.body, &out) != nil {
 			return fmt.Errorf("create org: %d %s %s", a.status, a.err, a.body)
 		}
 		k.orgs = append(k.orgs, out.ID)

@@ -145,12 +145,10 @@ func (n *nemesis) run(ctx context.Context, p []fault, stop <-chan struct{}) map[
 }
 
 func targetKind(t string) string {
-	for _, k := range []string{"sessiond", "gateway", "nats"} {
-		if len(t) > len(k) && t[:len(k)] == k {
-			return k
-		}
+	if k, _, ok := strings.Cut(t, "-"); ok && k != "leaf" {
+		return k // sessiond-1, gateway-3, nats-2
 	}
-	return t
+	return t // postgres, leaf-link
 }
 
 // inject does f and returns how to heal it.

@@ -37,8 +37,6 @@ type soak struct {
 	staleness, propagation time.Duration
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 // answer is one HTTP call's outcome.
 type answer struct {
 	status int
