@@ -60,6 +60,11 @@ type member struct {
 	points []point // ring of the latest watermarks, in arrival order
 	next   int
 	leftAt time.Time // when it left (departed gateways only)
+	// offset is the least of (arrival here - the report's at) over its
+	// reports: how far our clock runs ahead of the gateway's, plus the
+	// shortest transit seen. Its started_at is moved onto our clock by it.
+	offset time.Duration
+	timed  bool // offset holds a measure (a report with at came)
 }
 
 // reached is when the gateway's watermark first reached seq, as far as its
@@ -145,6 +150,19 @@ func (f *Fleet) Report(r events.GatewayApplied) {
 	if r.AppliedSeq < m.AppliedSeq {
 		r.AppliedSeq = m.AppliedSeq // watermarks never go back
 	}
+	// A gateway's clock is its own (any implementation may report): its
+	// started_at is compared with our publish times only once moved onto
+	// our clock. A skewed clock would otherwise count a gateway as started
+	// after a revocation it was there to enforce (ahead), and leave its
+	// receipt enforced before it applied it. Taking the least offset keeps
+	// the start early (a clock stepped forward later moves it earlier,
+	// never later), which only ever waits for more.
+	if !r.At.IsZero() {
+		if off := now.Sub(r.At); !m.timed || off < m.offset {
+			m.offset, m.timed = off, true
+		}
+	}
+	r.StartedAt = r.StartedAt.Add(m.offset)
 	wake := f.counts(m, ok, r)
 	m.Gateway = Gateway{ID: r.GatewayID, Name: r.Name, Version: r.Version, StartedAt: r.StartedAt.UTC(), LastSeenAt: now.UTC(),
 		AppliedSeq: r.AppliedSeq, StreamLastSeq: r.StreamLastSeq, State: r.State}

@@ -14,7 +14,41 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time { return c.t }
 
 func report(id string, applied uint64, started time.Time) events.GatewayApplied {
-	return events.GatewayApplied{GatewayID: id, Name: id, StartedAt: started, AppliedSeq: applied, State: events.GatewayCurrent, At: started}
+	return events.GatewayApplied{GatewayID: id, Name: id, StartedAt: started, AppliedSeq: applied, State: events.GatewayCurrent}
+}
+
+// TestAGatewaysClockIsMovedOntoOurs: a gateway whose clock runs ahead
+// reports a start after a revocation it was there for; its started_at is
+// moved onto sessiond's clock by the offset its reports show, so it is
+// still expected to enforce it, and one behind is not expected for one
+// published before it really started.
+func TestAGatewaysClockIsMovedOntoOurs(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	f := NewFleet(30*time.Second, c.now, prometheus.NewRegistry())
+	// A report of a gateway that says it started at startedThere and whose
+	// clock runs skew from ours, sent a millisecond ago.
+	skewed := func(id string, startedThere time.Time, skew time.Duration) events.GatewayApplied {
+		r := report(id, 0, startedThere)
+		r.At = c.t.Add(skew - time.Millisecond)
+		return r
+	}
+	started := c.t
+	aheadStart, behindStart := started.Add(20*time.Second), started.Add(2*time.Second).Add(-20*time.Second)
+	f.Report(skewed("ahead", aheadStart, 20*time.Second))
+	c.t = c.t.Add(2 * time.Second)
+	f.Report(skewed("behind", behindStart, -20*time.Second))
+	published := started.Add(time.Second) // after ahead started, before behind did
+	e := f.enforcement(5, published, false)
+	if e.Expected != 1 || len(e.Pending) != 1 || e.Pending[0] != "ahead" {
+		t.Fatalf("%+v: want only ahead expected (and pending)", e)
+	}
+	// A later step of its clock forward moves its start earlier, never later.
+	c.t = started.Add(3 * time.Second)
+	f.Report(skewed("behind", behindStart, -19*time.Second))
+	f.Report(skewed("behind", behindStart, -25*time.Second))
+	if got := f.List(); len(got) != 2 || !got[1].StartedAt.Before(started.Add(2*time.Second)) || got[1].StartedAt.Before(started.Add(time.Second)) {
+		t.Fatalf("fleet %+v: behind's start is not near %v", got, started.Add(2*time.Second))
+	}
 }
 
 // TestEnforcementFollowsTheWatermarks: a revocation is enforced once every
