@@ -79,6 +79,10 @@ type AppConfig struct {
 	// DebugAddr, when set (DEBUG_ADDR, e.g. 127.0.0.1:6061), serves Go's
 	// profiler on a listener of its own, never on Addr or ControlAddr.
 	DebugAddr string
+	// Clock, when DEBUG_CLOCK_OFFSET is set (even to 0s), is the gateway's
+	// wall clock, offset by it and stepped by PUT /debug/clock?offset= on
+	// DebugAddr: a fault test's clock skew (the soak's nemesis).
+	Clock *Clock
 }
 
 // ConfigFromEnv reads the configuration; every problem is reported at once.
@@ -107,6 +111,16 @@ func ConfigFromEnv(getenv func(string) string) (AppConfig, error) {
 		Addr:        r.String("GATEWAY_ADDR", ":8081"),
 		ControlAddr: r.String("GATEWAY_CONTROL_ADDR", ":9091"),
 		DebugAddr:   r.String("DEBUG_ADDR", ""),
+	}
+	if v := r.Raw("DEBUG_CLOCK_OFFSET"); v != "" {
+		if d, err := time.ParseDuration(v); err != nil {
+			r.Fail(fmt.Errorf("DEBUG_CLOCK_OFFSET: %q is not a duration such as 0s or -2.5s", v))
+		} else if c.DebugAddr == "" {
+			r.Fail(errors.New("DEBUG_CLOCK_OFFSET needs DEBUG_ADDR, where the clock is stepped"))
+		} else {
+			c.Clock = NewClock(d)
+			c.Now = c.Clock.Now
+		}
 	}
 	r.Fail(c.Config.checkLeeway())
 	if c.ReportInterval > time.Second {
@@ -249,7 +263,12 @@ func Serve(ctx context.Context, cfg AppConfig, lns Listeners, log *slog.Logger) 
 	}
 	defer g.Close()
 	if cfg.DebugAddr != "" {
-		stop, err := httpx.ServeDebug("gatewayd", cfg.DebugAddr, log)
+		var routes []httpx.DebugRoute
+		if cfg.Clock != nil {
+			routes = append(routes, httpx.DebugRoute{Pattern: "/debug/clock", Handler: cfg.Clock})
+			log.Warn("the gateway's clock is offset for fault tests", "offset", cfg.Clock.Offset().String())
+		}
+		stop, err := httpx.ServeDebug("gatewayd", cfg.DebugAddr, log, routes...)
 		if err != nil {
 			return err
 		}

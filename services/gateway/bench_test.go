@@ -26,7 +26,7 @@ func benchGateway(b *testing.B) (*Gateway, *issuer) {
 	b.Cleanup(v.Close)
 	m := NewMetrics(prometheus.NewRegistry())
 	feed := NewFeed(nil, NewBlocklist(), time.Hour, m, testLog())
-	feed.markReplayed(time.Now())
+	feed.markReplayed(feed.mono())
 	return New(v, feed.bl, feed, nil, m, testLog()), is
 }
 

@@ -48,7 +48,13 @@ type Feed struct {
 	maxStaleness  time.Duration
 	log           *slog.Logger
 	metrics       *Metrics
-	now           func() time.Time
+	// now is the wall clock: entries expire, and snapshots age, by it.
+	// mono is the time elapsed since the feed was made, on the monotonic
+	// clock: staleness is measured by it, so a step of the wall clock
+	// (NTP, a wrong offset corrected) neither ages a current gateway nor
+	// keeps a stale one deciding.
+	now  func() time.Time
+	mono func() time.Duration
 
 	applied     atomic.Uint64 // stream sequence of the last applied message
 	streamLast  atomic.Uint64 // the stream's last sequence, as last asked
@@ -56,7 +62,7 @@ type Feed struct {
 	awaited     chan struct{} // signalled after applying a message someone waits for: report at once
 	maxAge      atomic.Int64  // the stream's max age (ns): the longest an entry may live
 	replayed    atomic.Bool   // the messages that existed at start are applied
-	lastCurrent atomic.Int64  // unix ns when the feed was last known to be current
+	lastCurrent atomic.Int64  // mono ns when the feed was last known to be current (0: never)
 
 	mu      sync.Mutex
 	pending []check
@@ -84,12 +90,14 @@ var errConsumerStalled = errors.New("the revocation consumer delivered nothing f
 
 type check struct {
 	seq uint64
-	at  int64
+	at  int64 // mono ns
 }
 
 // NewFeed returns a feed into bl.
 func NewFeed(js jetstream.JetStream, bl *Blocklist, maxStaleness time.Duration, metrics *Metrics, log *slog.Logger) *Feed {
+	made := time.Now()
 	return &Feed{js: js, stream: events.StreamRevocations, bl: bl, maxStaleness: maxStaleness, metrics: metrics, log: log, now: time.Now,
+		mono:     func() time.Duration { return time.Since(made) + 1 }, // never 0, which means never current
 		progress: make(chan struct{}, 1), awaited: make(chan struct{}, 1)}
 }
 
@@ -112,18 +120,18 @@ func (f *Feed) Awaited() <-chan struct{} { return f.awaited }
 func (f *Feed) Replayed() bool { return f.replayed.Load() }
 
 // Staleness is how long ago the feed was last confirmed current.
-func (f *Feed) Staleness(now time.Time) time.Duration {
+func (f *Feed) Staleness() time.Duration {
 	lc := f.lastCurrent.Load()
 	if lc == 0 {
 		return time.Duration(1<<63 - 1)
 	}
-	return time.Duration(now.UnixNano() - lc)
+	return f.mono() - time.Duration(lc)
 }
 
 // Current reports whether the gateway may decide: replay done and
 // confirmed current within the staleness bound.
-func (f *Feed) Current(now time.Time) bool {
-	return f.replayed.Load() && f.Staleness(now) <= f.maxStaleness
+func (f *Feed) Current() bool {
+	return f.replayed.Load() && f.Staleness() <= f.maxStaleness
 }
 
 // Run feeds the blocklist until ctx ends. It waits for the stream to exist,
@@ -153,7 +161,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 	startSeq := info.State.LastSeq
 	f.streamLast.Store(startSeq)
 	f.setMaxAge(info.Config.MaxAge)
-	start := f.now()
+	start := f.mono()
 	if f.applied.Load() > startSeq || !f.created.IsZero() && !created.Equal(f.created) {
 		// A new stream behind our back: start again from its beginning.
 		f.applied.Store(0)
@@ -222,7 +230,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	moved, movedAt := f.applied.Load(), f.now()
+	moved, movedAt := f.applied.Load(), f.mono()
 	for {
 		select {
 		case <-ctx.Done():
@@ -231,7 +239,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		}
 		// What does the stream hold now? Once we have applied that much,
 		// we were current at the time we asked.
-		asked := f.now()
+		asked := f.mono()
 		ictx, cancel := context.WithTimeout(ctx, time.Second)
 		info, err := stream.Info(ictx)
 		cancel()
@@ -245,7 +253,7 @@ func (f *Feed) runOnce(ctx context.Context) error {
 		// (here, not at a hub a mirror is behind) is stuck: start another.
 		if a := f.applied.Load(); a != moved {
 			moved, movedAt = a, asked
-		} else if info.State.LastSeq > a && info.State.Msgs > 0 && asked.Sub(movedAt) > stallAfter {
+		} else if info.State.LastSeq > a && info.State.Msgs > 0 && asked-movedAt > stallAfter {
 			f.log.Warn("revocation feed stalled; starting a new consumer", "applied", a, "stream_last_seq", info.State.LastSeq)
 			return errConsumerStalled
 		}
@@ -270,20 +278,20 @@ func (f *Feed) runOnce(ctx context.Context) error {
 			if m.Error != nil || m.Active < 0 {
 				continue
 			}
-			asked = asked.Add(-m.Active)
+			asked -= m.Active
 			need = max(need, info.State.LastSeq+m.Lag)
 		}
 		if !f.replayed.Load() && hubHeard(info.Mirror) && (info.State.Msgs == 0 && (info.Mirror == nil || info.Mirror.Lag == 0) || info.State.FirstSeq > startSeq) {
 			f.markReplayed(start)
 		}
 		f.mu.Lock()
-		f.pending = append(f.pending, check{seq: need, at: asked.UnixNano()})
+		f.pending = append(f.pending, check{seq: need, at: int64(asked)})
 		if len(f.pending) > 64 { // a stalled feed: keep the newest checks
 			f.pending = f.pending[len(f.pending)-64:]
 		}
 		f.mu.Unlock()
 		f.confirm()
-		f.metrics.staleness.Set(min(f.Staleness(f.now()), 1<<40).Seconds())
+		f.metrics.staleness.Set(min(f.Staleness(), 1<<40).Seconds())
 		f.maybeSnapshot(ctx, info)
 	}
 }
@@ -323,12 +331,12 @@ func hubHeard(m *jetstream.StreamSourceInfo) bool {
 	return m == nil || (m.Error == nil && m.Active >= 0)
 }
 
-func (f *Feed) markReplayed(start time.Time) {
+func (f *Feed) markReplayed(start time.Duration) {
 	if f.replayed.CompareAndSwap(false, true) {
-		now := f.now()
-		f.lastCurrent.Store(now.UnixNano())
-		f.metrics.replaySeconds.Set(now.Sub(start).Seconds())
-		f.log.Info("revocation feed replayed", "entries", f.bl.Len(), "seconds", now.Sub(start).Seconds())
+		now := f.mono()
+		f.lastCurrent.Store(int64(now))
+		f.metrics.replaySeconds.Set((now - start).Seconds())
+		f.log.Info("revocation feed replayed", "entries", f.bl.Len(), "seconds", (now - start).Seconds())
 	}
 }
 
@@ -477,7 +485,7 @@ func (f *Feed) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) (ui
 // stored one is older than snapshotEvery (every gateway may; the stored
 // one's age keeps them from all writing at once).
 func (f *Feed) maybeSnapshot(ctx context.Context, info *jetstream.StreamInfo) {
-	if f.snapshots == nil || f.snapshotEvery <= 0 || !f.Current(f.now()) || f.now().Sub(f.snapshotCheck) < f.snapshotEvery/4 {
+	if f.snapshots == nil || f.snapshotEvery <= 0 || !f.Current() || f.now().Sub(f.snapshotCheck) < f.snapshotEvery/4 {
 		return
 	}
 	f.snapshotCheck = f.now()

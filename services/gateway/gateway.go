@@ -84,17 +84,17 @@ const staleAfter = 2 * time.Second
 
 // failingClosed reports whether the gateway refuses every request (503):
 // its blocklist is not known to be current, or it has no signing keys.
-func (g *Gateway) failingClosed(now time.Time) bool {
-	return !g.feed.Current(now) || g.verifier.keys.Current() == nil
+func (g *Gateway) failingClosed() bool {
+	return !g.feed.Current() || g.verifier.keys.Current() == nil
 }
 
 // State is what the gateway reports of itself: failing_closed while it
 // answers 503, stale while its last confirmation is overdue, else current.
-func (g *Gateway) State(now time.Time) string {
+func (g *Gateway) State() string {
 	switch {
-	case g.failingClosed(now):
+	case g.failingClosed():
 		return events.GatewayFailingClosed
-	case g.feed.Staleness(now) > staleAfter:
+	case g.feed.Staleness() > staleAfter:
 		return events.GatewayStale
 	}
 	return events.GatewayCurrent
@@ -102,7 +102,7 @@ func (g *Gateway) State(now time.Time) string {
 
 // Decide checks the bearer token of an Authorization header value.
 func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Time) Decision {
-	if g.failingClosed(now) {
+	if g.failingClosed() {
 		g.metrics.stale.Inc()
 		return Decision{Outcome: Unavailable, Reason: "revocation list not current"}
 	}
@@ -273,14 +273,13 @@ func (g *Gateway) Healthz(w http.ResponseWriter, _ *http.Request) {
 // Readyz answers 200 once the replay is done and while the blocklist is
 // confirmed current; 503 otherwise.
 func (g *Gateway) Readyz(w http.ResponseWriter, _ *http.Request) {
-	now := g.now()
 	switch {
 	case !g.feed.Replayed():
 		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "replaying the revocation stream")
 	case g.verifier.keys.Current() == nil:
 		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "signing keys (JWKS) not loaded yet")
-	case !g.feed.Current(now):
-		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "revocation list stale for "+strconv.FormatFloat(g.feed.Staleness(now).Seconds(), 'f', 1, 64)+"s")
+	case !g.feed.Current():
+		httpx.WriteProblem(w, http.StatusServiceUnavailable, "not-ready", "revocation list stale for "+strconv.FormatFloat(g.feed.Staleness().Seconds(), 'f', 1, 64)+"s")
 	default:
 		httpx.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "blocklist_entries": g.bl.Len()})
 	}

@@ -156,7 +156,7 @@ func (w *world) stopGateway() {
 
 func (w *world) waitReady() {
 	w.t.Helper()
-	testenv.Eventually(w.t, 10*time.Second, func() bool { return w.feed.Current(time.Now()) }, "gateway never became current")
+	testenv.Eventually(w.t, 10*time.Second, func() bool { return w.feed.Current() }, "gateway never became current")
 }
 
 func (w *world) decide(tok string) Decision {

@@ -85,7 +85,7 @@ func (r *Reporter) publish() {
 	now := r.g.now()
 	applied, last := r.g.feed.Applied()
 	ev := events.GatewayApplied{GatewayID: r.id, Name: r.name, Version: r.version, StartedAt: r.started,
-		AppliedSeq: applied, StreamLastSeq: last, State: r.g.State(now), At: now.UTC()}
+		AppliedSeq: applied, StreamLastSeq: last, State: r.g.State(), At: now.UTC()}
 	data, err := events.Encode(ev)
 	if err == nil {
 		err = r.nc.Publish(events.SubjectGatewayApplied, data)

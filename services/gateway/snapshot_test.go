@@ -58,7 +58,7 @@ func (w *world) snapFeed(snaps jetstream.ObjectStore, every time.Duration) (*Fee
 	done := make(chan struct{})
 	go func() { defer close(done); _ = f.Run(ctx) }()
 	w.t.Cleanup(func() { cancel(); <-done })
-	testenv.Eventually(w.t, 20*time.Second, func() bool { return f.Current(time.Now()) }, "the feed never became current")
+	testenv.Eventually(w.t, 20*time.Second, func() bool { return f.Current() }, "the feed never became current")
 	return f, bl
 }
 
