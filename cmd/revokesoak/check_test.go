@@ -148,6 +148,17 @@ func TestTheCheckerCatchesEachViolation(t *testing.T) {
 			h.add(Op{Kind: opFault, Fault: faultPause, Target: "gateway-1", Start: h.at(1300), End: h.at(1500), Healed: h.at(1600)})
 			h.check(6000, "t2", 503)
 		}, nil},
+		{"a 503 while a gateway's clock is stepped", func(h *hist) {
+			h.add(Op{Kind: opFault, Fault: faultClock, Target: "gateway-1", Start: h.at(1300), End: h.at(1500), Healed: h.at(1600)})
+			h.check(1400, "t2", 503)
+		}, []string{invNo5xx}},
+		{"a revoked token accepted past the allowance while a clock is stepped", func(h *hist) {
+			h.add(Op{Kind: opFault, Fault: faultClock, Target: "gateway-1", Start: h.at(2000), End: h.at(3000), Healed: h.at(3500)})
+			h.check(4600, "t1", 200)
+		}, []string{invRevokedAccepted}},
+		{"a clock step that never healed", func(h *hist) {
+			h.add(Op{Kind: opFault, Fault: faultClock, Target: "gateway-1", Start: h.at(1300), End: h.at(1500)})
+		}, []string{invRecovered}},
 		{"a fault that never healed", func(h *hist) {
 			h.add(Op{Kind: opFault, Fault: faultKill, Target: "sessiond-1", Start: h.at(1300), End: h.at(1500)})
 		}, []string{invRecovered}},

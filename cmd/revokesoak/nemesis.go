@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +22,11 @@ const (
 	faultPause    = "pause"            // SIGSTOP, then SIGCONT
 	faultPostgres = "restart_postgres" // stopped, then started on the same data
 	faultCutLeaf  = "cut_leaf"         // the PoP's WAN cut, then healed
+	// A gateway's wall clock stepped by Offset (within the token leeway),
+	// then back: it must change nothing, so it excuses nothing either.
+	faultClock = "clock_step"
+	// A NATS node's disk throttled (slowdisk.go), then freed.
+	faultSlowDisk = "slow_disk"
 )
 
 // fault is one step of the nemesis's schedule: after Gap (from the heal of
@@ -29,6 +36,7 @@ type fault struct {
 	Kind   string        `json:"kind"`
 	Target string        `json:"target"`
 	Hold   time.Duration `json:"hold"`
+	Offset time.Duration `json:"offset,omitempty"` // clock_step
 }
 
 // plan is the nemesis's schedule for a seed: the same faults, targets and
@@ -50,6 +58,8 @@ func plan(seed int64, n int) []fault {
 		{faultKill, nats, 4}, {faultPause, nats, 3},
 		{faultPostgres, []string{"postgres"}, 2},
 		{faultCutLeaf, []string{"leaf-link"}, 3},
+		{faultClock, gateways, 3},
+		{faultSlowDisk, nats, 3},
 	}
 	total := 0
 	for _, c := range choices {
@@ -70,6 +80,17 @@ func plan(seed int64, n int) []fault {
 			Kind:   c.kind,
 			Target: c.targets[rng.IntN(len(c.targets))],
 			Hold:   time.Duration(300+rng.IntN(1500)) * time.Millisecond,
+		}
+		if c.kind == faultClock {
+			// 1 to 20 s either way: inside the 30 s token leeway.
+			out[i].Offset = time.Duration(1000+rng.IntN(19000)) * time.Millisecond
+			if rng.IntN(2) == 0 {
+				out[i].Offset = -out[i].Offset
+			}
+			out[i].Hold += 2 * time.Second // long enough to serve checks on the stepped clock
+		}
+		if c.kind == faultSlowDisk {
+			out[i].Hold += 3 * time.Second // a few of the node's syncs
 		}
 	}
 	return out
@@ -104,7 +125,11 @@ func (n *nemesis) run(ctx context.Context, p []fault, stop <-chan struct{}) map[
 		case <-time.After(f.Gap):
 		}
 		op := Op{Kind: opFault, Fault: f.Kind, Target: f.Target, Start: time.Now()}
-		heal, err := n.inject(ctx, f)
+		var details []string
+		if f.Kind == faultClock {
+			details = append(details, "offset "+f.Offset.String())
+		}
+		heal, err := n.inject(ctx, f, &details)
 		if err != nil {
 			op.Err = err.Error()
 		}
@@ -132,8 +157,9 @@ func (n *nemesis) run(ctx context.Context, p []fault, stop <-chan struct{}) map[
 			}
 		}
 		if len(waited) > 0 {
-			op.Detail = "waited for: " + strings.Join(waited, "; ")
+			details = append(details, "waited for: "+strings.Join(waited, "; "))
 		}
+		op.Detail = strings.Join(details, "; ")
 		n.rec.add(op)
 		done[f.Kind+" "+targetKind(f.Target)]++
 		if op.Healed.IsZero() {
@@ -152,7 +178,7 @@ func targetKind(t string) string {
 }
 
 // inject does f and returns how to heal it.
-func (n *nemesis) inject(ctx context.Context, f fault) (func() error, error) {
+func (n *nemesis) inject(ctx context.Context, f fault, details *[]string) (func() error, error) {
 	s := n.s
 	switch f.Kind {
 	case faultPostgres:
@@ -175,11 +201,32 @@ func (n *nemesis) inject(ctx context.Context, f fault) (func() error, error) {
 			return nil
 		}, nil
 	}
+	if f.Kind == faultClock {
+		g := s.gateway(f.Target)
+		if g == nil {
+			return nil, fmt.Errorf("no gateway %s", f.Target)
+		}
+		if err := s.stepClock(ctx, g, f.Offset); err != nil {
+			return nil, err
+		}
+		return func() error { return s.stepClock(ctx, g, 0) }, nil
+	}
 	p := s.process(f.Target)
 	if p == nil {
 		return nil, fmt.Errorf("no process %s", f.Target)
 	}
 	switch f.Kind {
+	case faultSlowDisk:
+		pid := p.Pid()
+		ops, bytes := s.slow.served()
+		if err := s.slow.slow(pid); err != nil {
+			return nil, err
+		}
+		return func() error {
+			o, b := s.slow.served()
+			*details = append(*details, fmt.Sprintf("%d disk operations (%d KiB) throttled", o-ops, (b-bytes)>>10))
+			return s.slow.fast(pid)
+		}, nil
 	case faultKill:
 		p.Kill()
 		return p.Restart, nil
@@ -190,6 +237,33 @@ func (n *nemesis) inject(ctx context.Context, f fault) (func() error, error) {
 		return func() error { return p.Signal(syscall.SIGCONT) }, nil
 	}
 	return nil, fmt.Errorf("unknown fault %s", f.Kind)
+}
+
+func (s *system) gateway(name string) *service {
+	for _, g := range s.gateways {
+		if g.name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// stepClock sets a gateway's clock offset (gatewayd's DEBUG_CLOCK_OFFSET
+// and PUT /debug/clock).
+func (s *system) stepClock(ctx context.Context, g *service, offset time.Duration) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, g.debug+"/debug/clock?offset="+url.QueryEscape(offset.String()), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("step the clock of %s: %w", g.name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("step the clock of %s: %s", g.name, resp.Status)
+	}
+	return nil
 }
 
 // process finds a target by name.

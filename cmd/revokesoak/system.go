@@ -56,6 +56,8 @@ type system struct {
 	nc *nats.Conn // the soak's own, to the cluster
 	js jetstream.JetStream
 
+	slow *slowDisk // the nemesis's slow disk for a NATS node
+
 	closed sync.Once
 }
 
@@ -65,6 +67,7 @@ type service struct {
 	p     *proc.Proc
 	base  string // sessiond: its API; gatewayd: its control address
 	ready string // its readiness URL
+	debug string // gatewayd: its debug listener, where its clock is stepped
 }
 
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
@@ -97,7 +100,13 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 		return nil, err
 	}
 
+	s.slow = newSlowDisk(dir, "revokesoak-"+filepath.Base(dir))
+	if s.slow.dir == "" {
+		fmt.Fprintf(logw, "soak: the slow-disk fault is unavailable here: %s\n", s.slow.reason)
+	}
 	// The hub: three nodes that route to one another and take the leaf.
+	// They sync their stores every second, as an operator who wants every
+	// write on disk within a second would (and a slow disk is felt there).
 	addrs, err := proc.FreeAddrs(9)
 	if err != nil {
 		return nil, err
@@ -113,7 +122,7 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 		name := fmt.Sprintf("nats-%d", i+1)
 		p, err := proc.Start(proc.Spec{Name: name, Bin: self, Log: filepath.Join(dir, name+".log"), Args: []string{"nats",
 			"-port", port(clients[i]), "-store", filepath.Join(dir, name), "-name", name, "-domain", hubDomain,
-			"-cluster", "soak", "-cluster-port", port(routes[i]), "-routes", strings.Join(others, ","), "-leaf-port", port(leafPorts[i])}})
+			"-cluster", "soak", "-cluster-port", port(routes[i]), "-routes", strings.Join(others, ","), "-leaf-port", port(leafPorts[i]), "-sync", "1s"}})
 		if err != nil {
 			return nil, err
 		}
@@ -184,16 +193,17 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 		}
 	}
 	for i := range 4 {
-		ports, err := proc.FreeAddrs(2)
+		ports, err := proc.FreeAddrs(3)
 		if err != nil {
 			return nil, err
 		}
-		proxy, control := ports[0], ports[1]
+		proxy, control, debug := ports[0], ports[1], ports[2]
 		name := fmt.Sprintf("gateway-%d", i+1)
 		env := []string{
 			"JWKS_URL=" + s.sessiond[i%2].base + "/.well-known/jwks.json", "GATEWAY_UPSTREAM=http://127.0.0.1:9",
 			"GATEWAY_ADDR=" + proxy, "GATEWAY_CONTROL_ADDR=" + control, "ISSUER=" + issuer, "GATEWAY_NAME=" + name,
 			"GATEWAY_MAX_STALENESS=" + staleness.String(), "LOG_LEVEL=info",
+			"DEBUG_ADDR=" + debug, "DEBUG_CLOCK_OFFSET=0s", // a restart starts on a true clock
 		}
 		if i < 2 {
 			env = append(env, "NATS_URL="+strings.Join(s.natsURLs, ","))
@@ -204,7 +214,7 @@ func startSystem(ctx context.Context, dir, binDir string, staleness time.Duratio
 		if err != nil {
 			return nil, err
 		}
-		sv := &service{name: name, p: p, base: "http://" + control, ready: "http://" + control + "/readyz"}
+		sv := &service{name: name, p: p, base: "http://" + control, ready: "http://" + control + "/readyz", debug: "http://" + debug}
 		s.gateways = append(s.gateways, sv)
 	}
 	for _, g := range s.gateways {
@@ -252,6 +262,9 @@ func (s *system) stop() {
 		cancel()
 	}
 	s.pgMu.Unlock()
+	if s.slow != nil {
+		s.slow.close()
+	}
 }
 
 // ok reports whether url answers 200.

@@ -34,6 +34,10 @@ type EmbeddedOptions struct {
 	Cluster     string
 	ClusterPort int
 	Routes      []string
+	// SyncInterval is how often JetStream syncs its store to disk (zero:
+	// the server's default, 2 minutes); SyncAlways syncs every write.
+	SyncInterval time.Duration
+	SyncAlways   bool
 }
 
 // StartEmbedded starts an in-process NATS server with JetStream enabled and
@@ -54,6 +58,8 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		StoreDir:        o.StoreDir,
 		NoSigs:          true,
 		NoLog:           true,
+		SyncInterval:    o.SyncInterval,
+		SyncAlways:      o.SyncAlways,
 	}
 	if o.Name != "" {
 		opts.ServerName = o.Name
@@ -107,7 +113,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o EmbeddedOptions
-	var routes string
+	var routes, sync string
 	fs.IntVar(&o.Port, "port", 0, "client port on 127.0.0.1")
 	fs.StringVar(&o.StoreDir, "store", "", "JetStream store directory")
 	fs.StringVar(&o.Name, "name", "", "server name (each server of a cluster, a hub and its leaf nodes needs its own)")
@@ -117,8 +123,20 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.Cluster, "cluster", "", "cluster name")
 	fs.IntVar(&o.ClusterPort, "cluster-port", 0, "route port of this cluster node")
 	fs.StringVar(&routes, "routes", "", "the other nodes' routes, comma-separated (nats-route://host:port)")
+	fs.StringVar(&sync, "sync", "", "how often JetStream syncs its store: a duration, or always (default: the server's, 2m)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch sync {
+	case "":
+	case "always":
+		o.SyncAlways = true
+	default:
+		d, err := time.ParseDuration(sync)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("nats: -sync %q is neither a positive duration nor always", sync)
+		}
+		o.SyncInterval = d
 	}
 	for _, r := range strings.Split(routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
