@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sessionguard/revoke/internal/demo"
+	"github.com/sessionguard/revoke/internal/httpx"
 )
 
 func main() {
@@ -27,10 +28,16 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 	addr := getenv("DEMO_UPSTREAM_ADDR")
 	if addr == "" {
 		addr = ":8082"
+	}
+	if len(args) == 2 && args[1] == "healthcheck" { // for a container's HEALTHCHECK
+		return httpx.Probe(ctx, httpx.LocalURL(addr, "/"))
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("usage: demoupstream [healthcheck]; unexpected arguments %q", args[1:])
 	}
 	log := slog.New(slog.NewJSONHandler(stdout, nil))
 	srv := &http.Server{Addr: addr, Handler: demo.Upstream(), ReadHeaderTimeout: 5 * time.Second}

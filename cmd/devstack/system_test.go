@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sessionguard/revoke/services/sessions/sessiond"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,9 +44,10 @@ type system struct {
 	gateways []*gw
 	admin    string // access token of the bootstrap admin
 	sessiond sessiond.Config
-	natsURL  string            // s.nats's URL, or the servers systemOptions named
-	env      map[string]string // sessiond's environment, for a sessiond run as a process
-	checks   *pgxpool.Pool     // opened on first use by checks that read the database
+	natsURL  string               // s.nats's URL, or the servers systemOptions named
+	env      map[string]string    // sessiond's environment, for a sessiond run as a process
+	checks   *pgxpool.Pool        // opened on first use by checks that read the database
+	tracer   trace.TracerProvider // of sessiond and every gateway (nil: none)
 }
 
 type gw struct {
@@ -83,6 +86,8 @@ type systemOptions struct {
 	// noSessiond leaves sessiond and the gateways to the caller (to run
 	// sessiond as a process on s.apiLn with s.env, say); s.admin stays empty.
 	noSessiond bool
+	// tracer traces sessiond and every gateway (nil: not traced).
+	tracer trace.TracerProvider
 }
 
 func newSystemWith(t testing.TB, gateways int, o systemOptions) *system {
@@ -115,7 +120,9 @@ func newSystemWith(t testing.TB, gateways int, o systemOptions) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Tracer = o.tracer
 	s.sessiond = cfg
+	s.tracer = o.tracer
 	ln := listen(t)
 	s.apiLn = ln.Addr().String()
 	s.api = "http://" + s.apiLn
@@ -175,7 +182,7 @@ func (s *system) startGatewayWith(o gwOptions) *gw {
 	u, _ := url.Parse(s.upstream.URL)
 	cfg := gateway.AppConfig{NATSURL: s.natsURL, Upstream: u, Config: gateway.Config{
 		JWKSURL: s.api + "/.well-known/jwks.json", MaxStaleness: o.maxStaleness, Issuer: "http://sessiond.test",
-		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second, Now: o.now}}
+		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second, Now: o.now, Tracer: s.tracer}}
 	lns := gateway.Listeners{Proxy: listen(s.t), Control: listen(s.t)}
 	g := &gw{proxy: "http://" + lns.Proxy.Addr().String(), control: "http://" + lns.Control.Addr().String(), done: make(chan error, 1)}
 	cfg.Name = "gw-" + lns.Control.Addr().String()

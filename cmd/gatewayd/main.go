@@ -14,7 +14,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sessionguard/revoke/internal/buildinfo"
 	"github.com/sessionguard/revoke/internal/envconf"
+	"github.com/sessionguard/revoke/internal/httpx"
+	"github.com/sessionguard/revoke/internal/telemetry"
 
 	"github.com/sessionguard/revoke/services/gateway"
 )
@@ -29,15 +32,23 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 2 && args[1] == "healthcheck" {
+		// For a container's HEALTHCHECK (the image has no shell or curl):
+		// ready (replayed, current, keys loaded) on the control address.
+		return httpx.Probe(ctx, httpx.LocalURL(envconf.New(getenv).String("GATEWAY_CONTROL_ADDR", ":9091"), "/readyz"))
+	}
 	if len(args) > 1 {
-		fmt.Fprintln(stderr, "usage: gatewayd (configured by environment variables; see the README)")
+		fmt.Fprintln(stderr, "usage: gatewayd [healthcheck] (configured by environment variables; see the README)")
 		return fmt.Errorf("unexpected arguments %q", args[1:])
 	}
 	level, lerr := envconf.LogLevel(getenv, "LOG_LEVEL")
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
 	cfg, err := gateway.ConfigFromEnv(getenv)
-	if err = errors.Join(lerr, err); err != nil {
+	tp, stopTracing, terr := telemetry.Setup(ctx, getenv, "gatewayd", buildinfo.Version())
+	if err = errors.Join(lerr, err, terr); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	defer telemetry.Shutdown(stopTracing, log)
+	cfg.Tracer = tp
 	return gateway.Serve(ctx, cfg, gateway.Listeners{}, log)
 }

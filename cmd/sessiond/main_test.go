@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -79,6 +80,13 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}, "sessiond never became ready; log:\n%s", out.String())
+	// The container healthcheck: the binary asks its own /readyz.
+	if err := run(ctx, []string{"sessiond", "healthcheck"}, func(k string) string { return env[k] }, io.Discard, io.Discard); err != nil {
+		t.Fatalf("healthcheck of a ready sessiond: %v", err)
+	}
+	if err := run(ctx, []string{"sessiond", "healthcheck"}, func(k string) string { return map[string]string{"SESSIOND_ADDR": freeAddr(t)}[k] }, io.Discard, io.Discard); err == nil {
+		t.Fatal("the healthcheck passes where nothing listens")
+	}
 
 	var login struct {
 		AccessToken string `json:"access_token"`

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -120,15 +121,43 @@ func RequestID(ctx context.Context) string {
 // in the context and echoes it in the response.
 func RequestIDMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !saneID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		w.Header().Set("X-Request-Id", id)
+		id := EnsureRequestID(w, r)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
 	})
+}
+
+// EnsureRequestID returns r's X-Request-Id when it is sane (at most 64 of
+// [A-Za-z0-9._-]), else a new one, which it sets on r (for a proxied
+// upstream); either way the response carries it.
+func EnsureRequestID(w http.ResponseWriter, r *http.Request) string {
+	id := r.Header.Get(headerRequestID)
+	if !saneID(id) {
+		id = newRequestID()
+		r.Header[headerRequestID] = []string{id}
+	}
+	w.Header()[headerRequestID] = []string{id}
+	return id
+}
+
+const headerRequestID = "X-Request-Id" // canonical: set without canonicalising
+
+// A new request id is this process's random prefix (64 bits) and a
+// counter: unique across processes without reading the system's random
+// source on every request (the gateway's hot path).
+var (
+	requestIDPrefix = func() string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}()
+	requestIDs atomic.Uint64
+)
+
+func newRequestID() string {
+	var b [16 + 1 + 13]byte
+	n := copy(b[:], requestIDPrefix)
+	b[n] = '-'
+	return string(strconv.AppendUint(b[:n+1], requestIDs.Add(1), 36))
 }
 
 func saneID(s string) bool {
@@ -183,24 +212,6 @@ func Recover(log *slog.Logger) func(http.Handler) http.Handler {
 				}
 			}()
 			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// AccessLog logs one line per request.
-func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			rec := &StatusRecorder{ResponseWriter: w}
-			next.ServeHTTP(rec, r)
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("request_id", RequestID(r.Context())),
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", rec.Status),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-			)
 		})
 	}
 }

@@ -3,20 +3,32 @@ package httpx
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/go-chi/chi/v5"
 )
 
-// NewRouter is a service's router: request ids, panic recovery, access
-// logs and metrics on every request, Cache-Control: no-store unless a
+// RouterOptions are what NewRouter needs beyond the log and the metrics.
+type RouterOptions struct {
+	// Tracer makes each request a span (nil: the no-op provider).
+	Tracer trace.TracerProvider
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client in the access log.
+	TrustedProxies []netip.Prefix
+}
+
+// NewRouter is a service's router: request ids, a trace span, panic
+// recovery, access logs and metrics on every request, Cache-Control: no-store unless a
 // handler says otherwise, and problem+json answers for unknown paths (404)
 // and methods (405, with Allow). Faces mount their routes on it; a sub-
 // router with pages of its own sets its own NotFound and MethodNotAllowed,
 // and may use Allow.
-func NewRouter(log *slog.Logger, metrics *Metrics) *chi.Mux {
+func NewRouter(log *slog.Logger, metrics *Metrics, o RouterOptions) *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(RequestIDMiddleware, Recover(log), AccessLog(log), metrics.Middleware, noStore)
+	r.Use(RequestIDMiddleware, Trace(o.Tracer), Recover(log), AccessLog(log, o.TrustedProxies), metrics.Middleware, noStore)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteProblem(w, http.StatusNotFound, "not-found", "no such endpoint")
 	})

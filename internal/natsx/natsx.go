@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,9 +24,9 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("nats disconnected", "error", err.Error())
+				log.Warn("nats disconnected", "error", err.Error(), "url", c.ConnectedUrlRedacted())
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
@@ -33,6 +35,25 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 		return nil, fmt.Errorf("nats: connect to %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// Explain adds to err, when nc is not connected, what it tries to reach and
+// why it cannot: "context deadline exceeded" alone names neither.
+func Explain(nc *nats.Conn, err error) error {
+	if err == nil || nc == nil || nc.IsConnected() {
+		return err
+	}
+	why := "no answer yet"
+	if last := nc.LastError(); last != nil {
+		why = last.Error()
+	}
+	servers := nc.Servers()
+	for i, s := range servers {
+		if u, perr := url.Parse(s); perr == nil {
+			servers[i] = u.Redacted()
+		}
+	}
+	return fmt.Errorf("%w (NATS %s, not connected to %s: %s)", err, strings.ToLower(nc.Status().String()), strings.Join(servers, ","), why)
 }
 
 // StreamConfig turns a contract stream into a JetStream file-stored stream

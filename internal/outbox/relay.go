@@ -30,10 +30,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/loop"
 	"github.com/sessionguard/revoke/internal/postgres"
+	"github.com/sessionguard/revoke/internal/telemetry"
 )
 
 // Channel is the LISTEN/NOTIFY channel that wakes the relay.
@@ -70,6 +75,11 @@ type Config struct {
 	// stand for any): their series of outbox_published_total exist from the
 	// start.
 	Subjects []string
+	// Tracer, when set to a provider that records, makes each publish a
+	// producer span, the child of the trace its row was written in, ended
+	// at JetStream's ack; its context travels in the message's headers
+	// (W3C traceparent), to the gateways that apply it.
+	Tracer trace.TracerProvider
 }
 
 // DefaultConfig is the production configuration.
@@ -84,6 +94,8 @@ type Relay struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
+	traced  bool // tracer records: spans are made (not even a no-op one otherwise)
 
 	wake     chan struct{}  // a sweep is wanted
 	inflight chan published // fast-path publishes awaiting their acks
@@ -107,6 +119,10 @@ type Message struct {
 	// Awaited: a caller waits for the receipt, and the message asks the
 	// gateways to report at once after applying it (events.HeaderAwaited).
 	Awaited bool
+	// Trace is the W3C traceparent of the request that wrote the row ("":
+	// none), kept in the row for the sweep (the fast path has the
+	// request's context itself).
+	Trace string
 
 	seq uint64 // the stream sequence JetStream acknowledged it at
 }
@@ -116,7 +132,8 @@ type Message struct {
 type published struct {
 	msgs    []Message
 	futures []jetstream.PubAckFuture
-	at      time.Time // when the rows were handed over, about their commit
+	spans   []trace.Span // nil unless traced
+	at      time.Time    // when the rows were handed over, about their commit
 }
 
 // fastPathQueue bounds the fast-path batches awaiting their acks, and
@@ -131,6 +148,7 @@ const (
 // New returns a relay; its metrics are registered with reg.
 func New(pool *pgxpool.Pool, js Publisher, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Relay {
 	r := &Relay{pool: pool, js: js, cfg: cfg, log: log, metrics: newMetrics(reg, pool, cfg.Subjects),
+		tracer: telemetry.Tracer(cfg.Tracer), traced: telemetry.Records(cfg.Tracer),
 		wake: make(chan struct{}, 1), inflight: make(chan published, fastPathQueue), flying: map[string]struct{}{}}
 	r.healthy.Store(true)
 	return r
@@ -151,11 +169,20 @@ func (r *Relay) Committed(ctx context.Context, msgs []Message) {
 		return
 	}
 	p := published{msgs: msgs, futures: make([]jetstream.PubAckFuture, len(msgs)), at: time.Now()}
+	if r.traced {
+		p.spans = make([]trace.Span, len(msgs))
+	}
 	r.fly(msgs...)
 	awaited := lastAwaited(len(msgs), func(i int) (string, bool) { return msgs[i].Receipt, msgs[i].Awaited })
 	for i, m := range msgs {
-		f, err := r.js.PublishMsgAsync(natsMsg(m.Subject, m.Payload, awaited(i)), jetstream.WithMsgID(m.EventID))
+		msg := natsMsg(m.Subject, m.Payload, awaited(i))
+		if r.traced {
+			p.spans[i] = r.traceMsg(ctx, msg, m.EventID, m.Trace, "fast")
+		}
+		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.EventID))
 		if err != nil {
+			endSpan(p.spans, i, 0, err.Error())
+			nilAt(p.spans, i)
 			r.land(m)
 			r.fastPathFailed(ctx, err.Error(), 1)
 			continue
@@ -165,6 +192,9 @@ func (r *Relay) Committed(ctx context.Context, msgs []Message) {
 	select {
 	case r.inflight <- p:
 	default: // the acks go unread: the rows stay unsent and the sweep marks them
+		for i := range p.spans {
+			endSpan(p.spans, i, 0, "acks not awaited: left to the sweep")
+		}
 		r.land(msgs...)
 		signal(r.wake)
 	}
@@ -308,6 +338,7 @@ type row struct {
 	receipt string
 	events  int // of its receipt
 	awaited bool
+	trace   string // traceparent
 }
 
 // lastAwaited says which of n messages published together carry the
@@ -330,6 +361,33 @@ func lastAwaited(n int, of func(i int) (receipt string, awaited bool)) func(i in
 		receipt, a := of(i)
 		return a && last[receipt] == i
 	}
+}
+
+// traceMsg starts the producer span of msg, the child of ctx's span or, when
+// ctx has none (the sweep), of the row's traceparent, and puts its context in
+// msg's headers.
+func (r *Relay) traceMsg(ctx context.Context, msg *nats.Msg, eventID, traceparent, path string) trace.Span {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = telemetry.WithTraceparent(ctx, traceparent)
+	}
+	ctx, span := r.tracer.Start(ctx, "publish "+subjectKind(msg.Subject), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(msg.Subject),
+			semconv.MessagingMessageID(eventID), attribute.String("outbox.path", path)))
+	telemetry.Propagator.Inject(ctx, telemetry.NATSHeader(msg.Header))
+	return span
+}
+
+// endSpan ends spans[i] (if traced) at its ack (seq) or its failure (why).
+func endSpan(spans []trace.Span, i int, seq uint64, why string) {
+	if spans == nil || spans[i] == nil {
+		return
+	}
+	if why != "" {
+		spans[i].SetStatus(codes.Error, why)
+	} else {
+		spans[i].SetAttributes(attribute.Int64("nats.stream.sequence", int64(seq)))
+	}
+	spans[i].End()
 }
 
 // natsMsg is the message that publishes an outbox row.
@@ -356,7 +414,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		q.Queue("SET LOCAL synchronous_commit TO off")
 		// Rows the fast path is publishing are its own to mark; taking them
 		// would publish them twice (harmless, but not free).
-		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(CASE WHEN rr.complete THEN rr.events END, 0), COALESCE(rr.awaited, false)
+		q.Queue(`SELECT o.id, o.event_id, o.subject, o.payload, o.created_at, COALESCE(o.receipt_id::text, ''), COALESCE(CASE WHEN rr.complete THEN rr.events END, 0), COALESCE(rr.awaited, false), COALESCE(o.traceparent, '')
 			FROM outbox o LEFT JOIN revocation_receipts rr ON rr.id = o.receipt_id
 			WHERE o.sent_at IS NULL AND o.event_id <> ALL($2::uuid[]) ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, r.cfg.Batch, r.inFlight())
 		br := tx.SendBatch(ctx, q)
@@ -371,7 +429,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 		batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 			var x row
-			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created, &x.receipt, &x.events, &x.awaited)
+			err := cr.Scan(&x.id, &x.eventID, &x.subject, &x.payload, &x.created, &x.receipt, &x.events, &x.awaited, &x.trace)
 			return x, err
 		})
 		if cerr := br.Close(); err == nil {
@@ -407,10 +465,27 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []int64, errMsg string) {
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(batch))
+	var spans []trace.Span
+	if r.traced {
+		spans = make([]trace.Span, len(batch))
+		// Every span ends, whatever ends the wait: the ack, the row's
+		// failure, or the batch given up (a no-op for those ended).
+		defer func() {
+			for i := range spans {
+				endSpan(spans, i, 0, "not acknowledged")
+			}
+		}()
+	}
 	awaited := lastAwaited(len(batch), func(i int) (string, bool) { return batch[i].receipt, batch[i].awaited })
 	for i, x := range batch {
-		f, err := r.js.PublishMsgAsync(natsMsg(x.subject, x.payload, awaited(i)), jetstream.WithMsgID(x.eventID))
+		msg := natsMsg(x.subject, x.payload, awaited(i))
+		if r.traced {
+			spans[i] = r.traceMsg(context.WithoutCancel(ctx), msg, x.eventID, x.trace, "sweep")
+		}
+		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(x.eventID))
 		if err != nil {
+			endSpan(spans, i, 0, err.Error())
+			spans = nilAt(spans, i)
 			errMsg = err.Error()
 			failed = append(failed, x.id)
 			continue
@@ -439,11 +514,15 @@ wait:
 			x := batch[i]
 			sent, seqs = append(sent, x.id), append(seqs, int64(ack.Sequence))
 			r.metrics.acked(x.subject, ack.Duplicate, time.Since(x.created))
+			endSpan(spans, i, ack.Sequence, "")
+			spans = nilAt(spans, i)
 			if r.cfg.OnAck != nil {
-				r.cfg.OnAck(Message{EventID: x.eventID, Subject: x.subject, Payload: x.payload, Receipt: x.receipt, ReceiptEvents: x.events, Awaited: x.awaited}, ack.Sequence, x.created)
+				r.cfg.OnAck(Message{EventID: x.eventID, Subject: x.subject, Payload: x.payload, Receipt: x.receipt, ReceiptEvents: x.events, Awaited: x.awaited, Trace: x.trace}, ack.Sequence, x.created)
 			}
 		case err := <-f.Err():
 			errMsg = err.Error()
+			endSpan(spans, i, 0, errMsg)
+			spans = nilAt(spans, i)
 			failed = append(failed, batch[i].id)
 		case <-timeout.C:
 			abandon(i, "timed out waiting for JetStream acks")
@@ -487,11 +566,26 @@ func (r *Relay) markFresh(ctx context.Context) {
 	}
 }
 
+// nilAt forgets spans[i] once it has ended (spans nil: untraced).
+func nilAt(spans []trace.Span, i int) []trace.Span {
+	if spans != nil {
+		spans[i] = nil
+	}
+	return spans
+}
+
 // awaitAcks appends to sent the rows of p that JetStream acknowledged; the
 // others land at once, for the sweep.
 func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Message {
 	timeout := time.NewTimer(r.cfg.AckTimeout - time.Since(p.at))
 	defer timeout.Stop()
+	if p.spans != nil {
+		defer func() {
+			for i := range p.spans {
+				endSpan(p.spans, i, 0, "not acknowledged: left to the sweep")
+			}
+		}()
+	}
 	failed, why := 0, ""
 	for i, f := range p.futures {
 		if f == nil {
@@ -503,11 +597,15 @@ func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Me
 			m.seq = ack.Sequence
 			sent = append(sent, m)
 			r.metrics.acked(m.Subject, ack.Duplicate, time.Since(p.at))
+			endSpan(p.spans, i, ack.Sequence, "")
+			nilAt(p.spans, i)
 			if r.cfg.OnAck != nil {
 				r.cfg.OnAck(m, ack.Sequence, p.at)
 			}
 		case err := <-f.Err():
 			failed, why = failed+1, err.Error()
+			endSpan(p.spans, i, 0, why)
+			nilAt(p.spans, i)
 			r.land(p.msgs[i])
 		case <-timeout.C:
 			r.land(p.msgs[i:]...)

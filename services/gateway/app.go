@@ -12,7 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sessionguard/revoke/internal/buildinfo"
+	"github.com/sessionguard/revoke/internal/telemetry"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,6 +52,10 @@ type Config struct {
 	ReportInterval time.Duration
 	// Now is the gateway's clock (nil: time.Now); tests skew it.
 	Now func() time.Time
+	// Tracer, when it records (gatewayd sets it from the OTEL_* variables),
+	// makes each decision a span and each applied revocation a span in
+	// the trace of the request that revoked it (nil: no spans at all).
+	Tracer trace.TracerProvider
 	// A gateway in a point of presence follows a mirror of REVOCATIONS in
 	// its leaf node's JetStream domain: Domain names the domain (""
 	// for the NATS the gateway connects to), Stream the mirror (""
@@ -185,6 +192,7 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	}
 	metrics := NewMetrics(reg)
 	keys := NewKeySource(cfg.JWKSURL, &http.Client{Timeout: 5 * time.Second}, 5*time.Second, log)
+	keys.metrics = metrics
 	if err := keys.Fetch(ctx); err != nil {
 		log.Warn("jwks not available yet; not ready until it is", "error", err.Error())
 	}
@@ -223,6 +231,8 @@ func Start(ctx context.Context, cfg Config, nc *nats.Conn, reg prometheus.Regist
 	if cfg.Now != nil {
 		g.now, feed.now = cfg.Now, cfg.Now
 	}
+	g.tracer, g.traced = telemetry.Tracer(cfg.Tracer), telemetry.Records(cfg.Tracer)
+	feed.tracer, feed.traced, feed.name = g.tracer, g.traced, cfg.Name
 	if cfg.Version == "" {
 		cfg.Version = buildinfo.Version()
 	}

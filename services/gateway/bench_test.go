@@ -4,11 +4,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/sessionguard/revoke/internal/telemetry"
 )
 
 // benchGateway is a gateway whose feed is marked current without NATS, for
@@ -139,3 +144,77 @@ func BenchmarkDecisionCachedWithOrgRules(b *testing.B) {
 	b.ReportMetric(float64(with.Nanoseconds())/float64(b.N), "10k-rules-ns/op")
 	b.ReportMetric(float64(with)/float64(without), "ratio")
 }
+
+// BenchmarkCheckTracing times the forward-auth handler (Check) on a cached
+// token three ways, in turn each iteration so all face the same machine:
+// bare, the decision and its answer as Check made them before requests had
+// ids and spans; off, Check untraced (a request id, and a branch); on,
+// Check traced (a sampled server span per decision, exported in batches to
+// an exporter that drops them). It reports each time and the ratios.
+//
+//	go test -run '^$' -bench 'CheckTracing' -count 6 ./services/gateway/
+func BenchmarkCheckTracing(b *testing.B) {
+	off, is := benchGateway(b)
+	on, _ := benchGateway(b)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	on.tracer, on.traced = telemetry.Tracer(tp), true
+	// both gateways verify with the same keys
+	on.verifier = off.verifier
+	h := "Bearer " + is.sign(b, newGrant())
+	for range 2 { // a token enters the cache on its second use
+		if d := off.Decide(context.Background(), h, time.Now()); d.Outcome != Allow {
+			b.Fatal(d.Reason)
+		}
+	}
+	off.verifier.cache.Wait()
+	req := httptest.NewRequest("GET", "/v1/check", nil)
+	req.Header.Set("Authorization", h)
+	bare := func(w http.ResponseWriter, r *http.Request) { // Check as it was
+		start := time.Now()
+		d := off.Decide(r.Context(), r.Header.Get("Authorization"), off.now())
+		off.metrics.latency.Observe(time.Since(start).Seconds())
+		if d.Outcome != Allow {
+			deny(w, d)
+			return
+		}
+		setIdentity(w.Header(), d.Identity)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	}
+	var tBare, tOff, tOn time.Duration
+	run := func(f http.HandlerFunc) time.Duration {
+		w := &discardWriter{h: http.Header{}}
+		r := req.Clone(req.Context())
+		t0 := time.Now()
+		f(w, r)
+		d := time.Since(t0)
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+		return d
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tBare += run(bare)
+		tOff += run(off.Check)
+		tOn += run(on.Check)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(tBare.Nanoseconds())/n, "bare-ns/op")
+	b.ReportMetric(float64(tOff.Nanoseconds())/n, "off-ns/op")
+	b.ReportMetric(float64(tOn.Nanoseconds())/n, "on-ns/op")
+	b.ReportMetric(float64(tOff)/float64(tBare), "off/bare")
+	b.ReportMetric(float64(tOn)/float64(tOff), "on/off")
+}
+
+// discardWriter is a ResponseWriter that keeps only the status.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }

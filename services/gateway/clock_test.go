@@ -65,7 +65,7 @@ func TestClockOverHTTP(t *testing.T) {
 	if code := put("soon"); code != 400 || c.Offset() != -2500*time.Millisecond {
 		t.Fatalf("PUT soon: %d, offset %s", code, c.Offset())
 	}
-	if got := c.Now().Sub(time.Now()); got > -2*time.Second || got < -3*time.Second {
+	if got := time.Until(c.Now()); got > -2*time.Second || got < -3*time.Second {
 		t.Fatalf("the clock runs %s from the machine's, want -2.5s", got)
 	}
 	resp, err := http.Post(srv.URL, "text/plain", nil)

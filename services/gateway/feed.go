@@ -13,9 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/loop"
+	"github.com/sessionguard/revoke/internal/natsx"
+	"github.com/sessionguard/revoke/internal/telemetry"
 )
 
 // Feed keeps the blocklist current from the REVOCATIONS stream: it replays
@@ -55,6 +60,11 @@ type Feed struct {
 	// keeps a stale one deciding.
 	now  func() time.Time
 	mono func() time.Duration
+	// Traced, each applied message is a consumer span, the child of the
+	// publish whose context its headers carry; name is the gateway's.
+	tracer trace.Tracer
+	traced bool
+	name   string
 
 	applied     atomic.Uint64 // stream sequence of the last applied message
 	streamLast  atomic.Uint64 // the stream's last sequence, as last asked
@@ -137,7 +147,9 @@ func (f *Feed) Current() bool {
 // Run feeds the blocklist until ctx ends. It waits for the stream to exist,
 // and starts over from the first message if the stream is recreated.
 func (f *Feed) Run(ctx context.Context) error {
-	loop.Restart(ctx, f.log, "revocation feed", 250*time.Millisecond, time.Second, f.runOnce)
+	loop.Restart(ctx, f.log, "revocation feed", 250*time.Millisecond, time.Second, func(ctx context.Context) error {
+		return natsx.Explain(f.js.Conn(), f.runOnce(ctx))
+	})
 	return nil
 }
 
@@ -203,7 +215,11 @@ func (f *Feed) runOnce(ctx context.Context) error {
 			f.consume.Unlock() // a consumer given up, or a message applied already
 			return
 		}
-		f.apply(m.Subject(), m.Data(), meta.Timestamp)
+		if f.traced {
+			f.applyTraced(m, meta)
+		} else {
+			f.apply(m.Subject(), m.Data(), meta.Timestamp)
+		}
 		f.applied.Store(meta.Sequence.Stream)
 		f.consume.Unlock()
 		signal := f.progress
@@ -386,6 +402,17 @@ func bound(ev events.Event, published time.Time, maxAge time.Duration) (events.E
 		return r.Until(limit), true
 	}
 	return ev, false
+}
+
+// applyTraced applies m inside its span.
+func (f *Feed) applyTraced(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+	ctx := telemetry.Propagator.Extract(context.Background(), telemetry.NATSHeader(m.Headers()))
+	_, span := f.tracer.Start(ctx, "apply "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(semconv.MessagingSystemKey.String("nats"), semconv.MessagingDestinationName(m.Subject()),
+			attribute.Int64("nats.stream.sequence", int64(meta.Sequence.Stream)), attribute.String("gateway.name", f.name),
+			attribute.Bool("gateway.replaying", !f.replayed.Load())))
+	f.apply(m.Subject(), m.Data(), meta.Timestamp)
+	span.End()
 }
 
 func (f *Feed) apply(subject string, data []byte, published time.Time) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/internal/tokens"
@@ -30,6 +32,10 @@ type Gateway struct {
 	log      *slog.Logger
 	close    func()
 	now      func() time.Time
+	// tracer makes each decision a span when traced (Config.Tracer).
+	tracer   trace.Tracer
+	traced   bool
+	refusals sampler // refusal log lines, at most refusalsPerSecond
 }
 
 // ID is the gateway's id in its applied reports ("" without reports).
@@ -68,6 +74,9 @@ type Decision struct {
 	Identity *Identity
 	// Reason is the error_description of a denial.
 	Reason string
+	// Code is the denial's reason as gateway_requests_total names it
+	// (expired, revoked_session, ...), or "stale" for a 503.
+	Code string
 }
 
 // Headers set on requests that reach the upstream.
@@ -104,26 +113,28 @@ func (g *Gateway) State() string {
 func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Time) Decision {
 	if g.failingClosed() {
 		g.metrics.stale.Inc()
-		return Decision{Outcome: Unavailable, Reason: "revocation list not current"}
+		return Decision{Outcome: Unavailable, Reason: "revocation list not current", Code: "stale"}
 	}
 	raw, ok := bearer(authorization)
 	if !ok {
 		g.metrics.denied[reasonMissing].Inc()
-		return Decision{Outcome: Deny, Reason: "missing bearer token"}
+		return Decision{Outcome: Deny, Reason: "missing bearer token", Code: reasonMissing}
 	}
 	id, err := g.verifier.Verify(ctx, raw, now)
 	if err != nil {
-		g.metrics.denied[invalidReason(err)].Inc()
-		return Decision{Outcome: Deny, Reason: describe(err)}
+		code := invalidReason(err)
+		g.metrics.denied[code].Inc()
+		return Decision{Outcome: Deny, Reason: describe(err), Code: code}
 	}
 	ns := now.UnixNano()
 	if revoked, why := g.bl.Revoked(id.jti, id.sid, id.sub, id.iat, ns); revoked {
-		g.metrics.denied[revokedReason[why]].Inc()
-		return Decision{Outcome: Deny, Reason: why, Identity: id}
+		code := revokedReason[why]
+		g.metrics.denied[code].Inc()
+		return Decision{Outcome: Deny, Reason: why, Identity: id, Code: code}
 	}
 	if g.bl.RuleRevoked(id.org, id.Role, id.authTime, ns) {
 		g.metrics.denied[reasonRevokedRule].Inc()
-		return Decision{Outcome: Deny, Reason: "org rule", Identity: id}
+		return Decision{Outcome: Deny, Reason: "org rule", Identity: id, Code: reasonRevokedRule}
 	}
 	if g.activity != nil {
 		g.activity.Seen(id, ns)
@@ -236,9 +247,7 @@ func IdentityFrom(ctx context.Context) (*Identity, bool) {
 // the request context.
 func (g *Gateway) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		d := g.Decide(r.Context(), r.Header.Get("Authorization"), g.now())
-		g.metrics.latency.Observe(time.Since(start).Seconds())
+		d, r := g.decideRequest(w, r, "gateway proxy")
 		if d.Outcome != Allow {
 			deny(w, d)
 			return
@@ -253,9 +262,7 @@ func (g *Gateway) Middleware(next http.Handler) http.Handler {
 // ForwardAuth, Envoy ext_authz over HTTP): 200 with the X-Auth-* headers, or
 // 401, or 503 while failing closed.
 func (g *Gateway) Check(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	d := g.Decide(r.Context(), r.Header.Get("Authorization"), g.now())
-	g.metrics.latency.Observe(time.Since(start).Seconds())
+	d, _ := g.decideRequest(w, r, "gateway check")
 	if d.Outcome != Allow {
 		deny(w, d)
 		return

@@ -25,6 +25,7 @@ type KeySource struct {
 
 	mu        sync.Mutex // serialises fetches
 	lastFetch time.Time
+	metrics   *Metrics // nil: not counted
 }
 
 // NewKeySource returns a key source for url; call Fetch before use.
@@ -42,8 +43,18 @@ func (k *KeySource) Fetch(ctx context.Context) error {
 	return k.fetchLocked(ctx)
 }
 
-func (k *KeySource) fetchLocked(ctx context.Context) error {
+func (k *KeySource) fetchLocked(ctx context.Context) (err error) {
 	k.lastFetch = time.Now()
+	if m := k.metrics; m != nil {
+		defer func() {
+			if err != nil {
+				m.jwksFailed.Inc()
+				return
+			}
+			m.jwksOK.Inc()
+			m.jwksLastSuccess.Set(float64(time.Now().UnixMilli()) / 1000)
+		}()
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)

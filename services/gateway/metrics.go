@@ -16,6 +16,11 @@ type Metrics struct {
 	feedErrors    prometheus.Counter
 	clamped       prometheus.Counter
 	activity      prometheus.Counter
+	// JWKS fetches by result, and when one last succeeded: an alert on a
+	// JWKS that cannot be fetched fires before a key rotation makes every
+	// new token unknown here.
+	jwksOK, jwksFailed prometheus.Counter
+	jwksLastSuccess    prometheus.Gauge
 
 	// resolved counters of the hot path, so a decision costs no label
 	// lookup; every series exists from the start, so that an alert on one
@@ -88,6 +93,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range denyReasons {
 		m.denied[r] = m.decisions.WithLabelValues("deny", r)
 	}
-	reg.MustRegister(m.decisions, m.latency, m.blocklistSize, m.replaySeconds, m.staleness, m.lag, m.applied, m.feedErrors, m.clamped, m.activity)
+	jwks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_jwks_fetches_total", Help: "Fetches of the issuer's JWKS by result (ok, error).",
+	}, []string{"result"})
+	m.jwksOK, m.jwksFailed = jwks.WithLabelValues("ok"), jwks.WithLabelValues("error")
+	m.jwksLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gateway_jwks_last_success_timestamp_seconds", Help: "When the JWKS was last fetched successfully (Unix time; 0 before the first).",
+	})
+	reg.MustRegister(m.decisions, m.latency, m.blocklistSize, m.replaySeconds, m.staleness, m.lag, m.applied, m.feedErrors, m.clamped, m.activity,
+		jwks, m.jwksLastSuccess)
 	return m
 }

@@ -31,10 +31,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/natsx"
 	"github.com/sessionguard/revoke/internal/outbox"
+	"github.com/sessionguard/revoke/internal/telemetry"
 	"github.com/sessionguard/revoke/internal/testenv"
 	"github.com/sessionguard/revoke/services/sessions"
 	"github.com/sessionguard/revoke/services/sessions/sessionstest"
@@ -69,6 +73,13 @@ func benchEnv(b *testing.B) *sessionstest.Env {
 // sessiond: the relay's work is part of what a revocation costs.
 func benchService(b *testing.B, e *sessionstest.Env, maxConns int) (*sessions.Service, *pgxpool.Pool) {
 	b.Helper()
+	return benchServiceTraced(b, e, maxConns, nil)
+}
+
+// benchServiceTraced is benchService with the service and its relay traced
+// by tp (nil: not traced).
+func benchServiceTraced(b *testing.B, e *sessionstest.Env, maxConns int, tp trace.TracerProvider) (*sessions.Service, *pgxpool.Pool) {
+	b.Helper()
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(e.Pool.Config().ConnString())
 	if err != nil {
@@ -88,13 +99,17 @@ func benchService(b *testing.B, e *sessionstest.Env, maxConns int) (*sessions.Se
 	if err := natsx.EnsureStreams(ctx, js, 1, events.RevocationsStream(sessionstest.Config().AccessTTL)); err != nil {
 		b.Fatal(err)
 	}
-	relay := outbox.New(pool, js, outbox.DefaultConfig(), prometheus.NewRegistry(), quiet)
+	relayCfg := outbox.DefaultConfig()
+	relayCfg.Tracer = tp
+	relay := outbox.New(pool, js, relayCfg, prometheus.NewRegistry(), quiet)
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
 	b.Cleanup(func() { stopRelay(); <-relayDone })
 	kek := make([]byte, 32)
-	svc, err := sessions.NewService(pool, e.Keys, kek, sessionstest.Config(), sessions.NewMetrics(prometheus.NewRegistry()), relay, quiet)
+	svcCfg := sessionstest.Config()
+	svcCfg.Tracer = tp
+	svc, err := sessions.NewService(pool, e.Keys, kek, svcCfg, sessions.NewMetrics(prometheus.NewRegistry()), relay, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -266,6 +281,47 @@ func seedRefreshSessions(b *testing.B, pool *pgxpool.Pool, org string, n int) []
 // audit rows, then the relay's publish of the event and, batched, its mark
 // as sent). Goal: 3,000/s or more.
 func BenchmarkRevokeSession(b *testing.B) { _ = benchRevokeSession(b, "bench revoke", nil) }
+
+// BenchmarkRevokeSessionTracing is BenchmarkRevokeSession (16 connections)
+// untraced, and traced: every revocation a sampled trace (the request's
+// span, the transaction's, the publish's, ended at the ack) exported in
+// batches to an exporter that drops them, so that what is measured is what
+// the service pays, not a collector. Compare the two with benchstat:
+//
+//	go test -run '^$' -bench 'RevokeSessionTracing' -count 6 ./services/sessions/ | tee tracing.txt
+func BenchmarkRevokeSessionTracing(b *testing.B) {
+	e := benchEnv(b)
+	ctx := context.Background()
+	org := e.Org("bench tracing")
+	adminID, _ := e.User(org, "org_admin")
+	admin := sessions.Principal{UserID: adminID, OrgID: org, Role: "org_admin", SessionID: uuid.NewString()}
+	if _, err := e.Pool.Exec(ctx, `INSERT INTO users (id, org_id, email, role)
+		SELECT gen_random_uuid(), $1, 'bench-tracing-' || g || '@example.com', 'user' FROM generate_series(1, 1000) g`, org); err != nil {
+		b.Fatal(err)
+	}
+	on := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = on.Shutdown(context.Background()) })
+	for _, tc := range []struct {
+		name string
+		tp   trace.TracerProvider
+	}{{"tracing=off", nil}, {"tracing=on", on}} {
+		b.Run(tc.name, func(b *testing.B) {
+			svc, pool := benchServiceTraced(b, e, 16, tc.tp)
+			ids := seedLiveSessions(b, pool, org, b.N)
+			tracer := telemetry.Tracer(tc.tp)
+			var next atomic.Int64
+			runThroughput(b, pool, func(ctx context.Context, _ int) error {
+				if tc.tp != nil { // the request's span, as sessiond's router makes it
+					var span trace.Span
+					ctx, span = tracer.Start(ctx, "DELETE /v1/sessions/{id}", trace.WithSpanKind(trace.SpanKindServer))
+					defer span.End()
+				}
+				_, err := svc.RevokeSession(ctx, admin, ids[next.Add(1)-1], sessions.ClientMeta{})
+				return err
+			})
+		})
+	}
+}
 
 // BenchmarkRevokeSessionWithSignals is BenchmarkRevokeSession in an org
 // that a Shared Signals stream listens to: each revocation also writes its

@@ -157,7 +157,7 @@ func (s *Service) revokeInBatches(ctx context.Context, p Principal, f BulkFilter
 			out outboxRows
 			n   int // revoked by this batch, once it commits
 		)
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := s.inTx(ctx, "revokeInBatches", func(tx pgx.Tx) error {
 			now := s.now()
 			// Lock the batch first: what the lock returns is what the
 			// statement below revokes, and names the users. One session
@@ -242,7 +242,7 @@ func withCounts(d map[string]any, sessions, users int) map[string]any {
 // enforced), and records the action with what it revoked. Best effort: the
 // database may be what failed.
 func (s *Service) abandonBatches(ctx context.Context, p Principal, f BulkFilter, r revocation, users int, meta ClientMeta) {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "abandonBatches", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE revocation_receipts SET complete = true, events = $2 WHERE id = $1`, r.receipt, r.earlier); err != nil {
 			return err
 		}

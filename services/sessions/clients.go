@@ -85,7 +85,7 @@ func (s *Service) CreateClient(ctx context.Context, p Principal, in NewClient, m
 	if in.OrgID != "" {
 		c.OrgID = &in.OrgID
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "CreateClient", func(tx pgx.Tx) error {
 		if c.OrgID != nil {
 			var exists bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)`, *c.OrgID).Scan(&exists); err != nil {
@@ -144,7 +144,7 @@ func (s *Service) DeleteClient(ctx context.Context, p Principal, id string, meta
 	if !isUUID(id) {
 		return Invalid("client id must be a UUID")
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "DeleteClient", func(tx pgx.Tx) error {
 		var org *string
 		err := tx.QueryRow(ctx, `UPDATE api_clients SET deleted_at = $3 WHERE id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR org_id = $2)
 			RETURNING org_id::text`, id, nullable(scope), s.now()).Scan(&org)

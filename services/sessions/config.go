@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/argon2id"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionguard/revoke/events"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	Leeway time.Duration
 	// Password hashing cost (argon2id).
 	Password argon2id.Params
+	// Tracer traces the service's transactions (nil: not traced), each a
+	// span in the trace of the request that asked for it.
+	Tracer trace.TracerProvider
 	// HashConcurrency bounds the password hashes computed at once (each
 	// takes Password.Memory); zero means one per CPU. HashQueue is how many
 	// more may wait for a turn; past it, or after HashWait, a login gets 503.

@@ -282,7 +282,7 @@ func (s *Service) ClearLoginFailures(ctx context.Context, p Principal, userID st
 		return 0, err
 	}
 	var n int
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "ClearLoginFailures", func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
 			return err

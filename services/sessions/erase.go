@@ -25,7 +25,7 @@ import (
 func (s *Service) Erase(ctx context.Context, req events.UserDeleted) (string, error) {
 	result := "erased"
 	var out outboxRows
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "Erase", func(tx pgx.Tx) error {
 		now := s.now()
 		var (
 			orgID  string

@@ -121,7 +121,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		iat time.Time
 		out outboxRows
 	)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "Login", func(tx pgx.Tx) error {
 		// The user's row lock orders this login after any concurrent
 		// user-level revocation, so the token's iat is after its
 		// not_before; the iat is recorded with the session, so that a later

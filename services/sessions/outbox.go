@@ -63,14 +63,14 @@ func (o *outboxRows) queue(b *pgx.Batch, r revocation, evs ...events.Event) erro
 			return err
 		}
 		ids[i], subjects[i], payloads[i] = ev.ID(), ev.Subject(), p
-		m := outbox.Message{EventID: ids[i], Subject: subjects[i], Payload: p}
+		m := outbox.Message{EventID: ids[i], Subject: subjects[i], Payload: p, Trace: r.trace}
 		if receipt != "" {
 			m.Receipt, m.ReceiptEvents, m.Awaited = receipt, len(evs), r.awaited
 		}
 		*o = append(*o, m)
 	}
-	b.Queue(`INSERT INTO outbox (event_id, subject, payload, receipt_id) SELECT *, $4::uuid FROM unnest($1::uuid[], $2::text[], $3::bytea[])`,
-		ids, subjects, payloads, nullable(receipt))
+	b.Queue(`INSERT INTO outbox (event_id, subject, payload, receipt_id, traceparent) SELECT *, $4::uuid, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[])`,
+		ids, subjects, payloads, nullable(receipt), nullable(r.trace))
 	return nil
 }
 

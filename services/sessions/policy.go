@@ -112,7 +112,7 @@ func (s *Service) SetPolicy(ctx context.Context, p Principal, org string, pol Po
 	if err := pol.Validate(); err != nil {
 		return Policy{}, err
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "SetPolicy", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO org_policies (org_id, max_sessions_per_user, on_limit, idle_timeout, max_session_lifetime, updated_at, updated_by)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (org_id) DO UPDATE SET max_sessions_per_user = EXCLUDED.max_sessions_per_user, on_limit = EXCLUDED.on_limit,
@@ -264,7 +264,7 @@ func (s *Service) sweepBatch(ctx context.Context, filter func(time.Time) session
 		out outboxRows
 		n   int
 	)
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "sweepBatch", func(tx pgx.Tx) error {
 		now := s.now()
 		// The bound is inclusive (a session idle for exactly the timeout
 		// ends), as at refresh.

@@ -39,7 +39,7 @@ func (s *Service) Refresh(ctx context.Context, raw string, meta ClientMeta) (Tok
 		sessionID string
 		signedIn  time.Time // the session's created_at: the token's auth_time
 	)
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "Refresh", func(tx pgx.Tx) error {
 		var rtID string
 		err := tx.QueryRow(ctx, `SELECT rt.id, rt.session_id, s.user_id FROM refresh_tokens rt
 			JOIN sessions s ON s.id = rt.session_id WHERE rt.token_hash = $1`, hashToken(raw)).Scan(&rtID, &sessionID, &userID)

@@ -22,7 +22,7 @@ func (s *Service) Republish(ctx context.Context, progress func(queued int)) (int
 	var after int64
 	for {
 		var out outboxRows
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := s.inTx(ctx, "Republish", func(tx pgx.Tx) error {
 			var evs []events.Event
 			rows, err := tx.Query(ctx, `SELECT id, kind, value, sid, sub, org, not_before, reason, revoked_at, expires_at
 				FROM revocations WHERE expires_at > now() AND id > $1 ORDER BY id LIMIT 1000`, after)
@@ -81,7 +81,7 @@ func (s *Service) Republish(ctx context.Context, progress func(queued int)) (int
 // republishRules queues every live revocation rule again, as new events.
 func (s *Service) republishRules(ctx context.Context) (int, error) {
 	var out outboxRows
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "republishRules", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT org_id::text, COALESCE(role, ''), auth_before, created_at, expires_at
 			FROM revocation_rules WHERE expires_at > now()`)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/telemetry"
 	"github.com/sessionguard/revoke/internal/tokens"
 )
 
@@ -36,6 +37,9 @@ type revocation struct {
 	// note is the reason the person acting typed (ClientMeta.ReasonText),
 	// kept in the audit entries of what it revokes.
 	note string
+	// trace is the W3C traceparent of the request that asked for it ("":
+	// none), kept in its outbox rows.
+	trace string
 }
 
 // detail is the audit detail of each session r revokes: its typed reason,
@@ -56,7 +60,7 @@ func (r revocation) withNote(meta ClientMeta) revocation {
 
 // newRevocation is a revocation with a fresh receipt id.
 func newRevocation(ctx context.Context, reason events.Reason, actorID, orgID string, ip netip.Addr) revocation {
-	return revocation{reason: reason, actorID: actorID, orgID: orgID, ip: ip, receipt: uuid.NewString(), awaited: waited(ctx)}
+	return revocation{reason: reason, actorID: actorID, orgID: orgID, ip: ip, receipt: uuid.NewString(), awaited: waited(ctx), trace: telemetry.Traceparent(ctx)}
 }
 
 type waiterKey struct{}
@@ -155,7 +159,9 @@ func (s *Service) revokeUser(ctx context.Context, tx pgx.Tx, now time.Time, user
 // one statement, one round trip (see revokeSessions).
 func (s *Service) revokeInTx(ctx context.Context, f sessionFilter, r revocation) (int, error) {
 	var out outboxRows
-	n, err := s.revokeSessions(ctx, s.pool, s.now(), f, r, &out)
+	tctx, end := s.traceTx(ctx, "revokeSessions") // one statement, its own transaction
+	n, err := s.revokeSessions(tctx, s.pool, s.now(), f, r, &out)
+	end(err)
 	if err != nil {
 		return 0, fmt.Errorf("%w: revoke: %w", ErrUnavailable, err)
 	}
@@ -240,7 +246,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, p Principal, userID st
 		out outboxRows
 	)
 	r := newRevocation(ctx, events.ReasonAdminRevoke, p.UserID, scope, meta.IP).withNote(meta)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "RevokeUserSessions", func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
 			return err

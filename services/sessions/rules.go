@@ -40,7 +40,7 @@ func (s *Service) revokeByRule(ctx context.Context, p Principal, f BulkFilter, n
 	var out outboxRows
 	// The rule commits and is published before anything is counted: the
 	// count of 100,000 sessions would delay the edge by tens of ms.
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "revokeByRule", func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO revocation_rules (id, org_id, role, auth_before, actor_id, ip, receipt_id, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ev.EventID, f.OrgID, nullable(f.Role), authBefore, nullable(p.UserID),
@@ -112,7 +112,7 @@ func (s *Service) MarkRules(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
 	var out outboxRows
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "MarkRules", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, org_id, COALESCE(role, ''), auth_before, actor_id::text, host(ip), created_at FROM revocation_rules
 			WHERE marked_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED`, rulesAtOnce)
 		if err != nil {

@@ -25,7 +25,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sessionguard/revoke/internal/telemetry"
 	"github.com/sessionguard/revoke/internal/tokens"
 )
 
@@ -45,6 +50,8 @@ type Service struct {
 	now       func() time.Time
 	relay     OutboxRelay   // see notify.go
 	ruleWake  chan struct{} // a rule committed: the marker starts at once
+	tracer    trace.Tracer
+	traced    bool
 }
 
 // NewService wires the service. kek is the key-encryption key, from which the
@@ -80,7 +87,35 @@ func NewService(pool *pgxpool.Pool, keys *KeyStore, kek []byte, cfg Config, metr
 		now:       cfg.now(),
 		relay:     relay,
 		ruleWake:  make(chan struct{}, 1),
+		tracer:    telemetry.Tracer(cfg.Tracer),
+		traced:    telemetry.Records(cfg.Tracer),
 	}, nil
+}
+
+// inTx runs f in a transaction (pgx.BeginFunc), traced as a span named
+// "tx <name>" from BEGIN to COMMIT: where a request's time in PostgreSQL
+// goes, the commit's WAL flush included.
+func (s *Service) inTx(ctx context.Context, name string, f func(pgx.Tx) error) error {
+	ctx, end := s.traceTx(ctx, name)
+	err := pgx.BeginFunc(ctx, s.pool, f)
+	end(err)
+	return err
+}
+
+// traceTx starts the span of a transaction (nothing when untraced); end
+// ends it with the transaction's outcome.
+func (s *Service) traceTx(ctx context.Context, name string) (_ context.Context, end func(error)) {
+	if !s.traced {
+		return ctx, func(error) {}
+	}
+	ctx, span := s.tracer.Start(ctx, "tx "+name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(semconv.DBSystemPostgreSQL, attribute.String("db.operation.name", name)))
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 // Now is the service's clock.

@@ -49,7 +49,7 @@ func (s *Service) CreateOrg(ctx context.Context, p Principal, name string, meta 
 		return Org{}, Invalid("name must be UTF-8 text without NUL characters")
 	}
 	o := Org{ID: uuid.NewString(), Name: name, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "CreateOrg", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)`, o.ID, o.Name, o.CreatedAt); err != nil {
 			if isUniqueViolation(err) {
 				return fmt.Errorf("%w: an organisation with this name exists (names are compared without case)", ErrConflict)
@@ -112,7 +112,7 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, in NewUser, meta 
 		return User{}, err
 	}
 	u := User{ID: uuid.NewString(), OrgID: in.OrgID, Email: strings.TrimSpace(in.Email), Role: in.Role, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "CreateUser", func(tx pgx.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)`, in.OrgID).Scan(&exists); err != nil {
 			return err
@@ -162,7 +162,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, p Principal, userID strin
 	if disabled {
 		r = newRevocation(ctx, events.ReasonUserDisabled, p.UserID, scope, meta.IP).withNote(meta)
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "SetUserDisabled", func(tx pgx.Tx) error {
 		orgID, err := lockUserInScope(ctx, tx, userID, scope)
 		if err != nil {
 			return err
@@ -237,7 +237,7 @@ func (s *Service) BootstrapAdmin(ctx context.Context, email, password string) (b
 		return false, err
 	}
 	created := false
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "BootstrapAdmin", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('bootstrap_admin'))"); err != nil {
 			return err
 		}

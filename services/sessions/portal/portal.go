@@ -421,8 +421,13 @@ var errSignedOut = errors.New("unauthorized: not signed in")
 // missing, expired or otherwise refused, refreshes the pair with the refresh
 // token and sets both cookies anew. Errors: ErrUnauthorized (or
 // errSignedOut) when neither works, ErrUnavailable.
-func (h *Portal) portalPrincipal(w http.ResponseWriter, r *http.Request) (sessions.Principal, error) {
+func (h *Portal) portalPrincipal(w http.ResponseWriter, r *http.Request) (p sessions.Principal, err error) {
 	ctx := r.Context()
+	defer func() {
+		if err == nil {
+			httpx.Identify(ctx, p.UserID, p.SessionID)
+		}
+	}()
 	if at := h.cookie(r, cookieAccess); at != "" {
 		p, err := h.svc.Authenticate(ctx, at)
 		if err == nil {

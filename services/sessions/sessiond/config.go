@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sessionguard/revoke/internal/envconf"
 	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/services/sessions"
@@ -50,6 +52,10 @@ type Config struct {
 	// DebugAddr, when set (DEBUG_ADDR, e.g. 127.0.0.1:6060), serves Go's
 	// profiler (net/http/pprof) on a listener of its own, never on Addr.
 	DebugAddr string
+	// Tracer traces requests, revocations' transactions and the relay's
+	// publishes (nil: the no-op provider); cmd/sessiond sets it from the
+	// OTEL_* variables (internal/telemetry).
+	Tracer trace.TracerProvider
 	// PolicySweep is how often the session policies' sweep revokes idle and
 	// too old sessions (POLICY_SWEEP_INTERVAL, default 30 s; at most 1 m,
 	// as the contract publishes their revocations within a minute).

@@ -77,10 +77,11 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 		return fmt.Errorf("nats: %w", err)
 	}
 	relayCfg.Retention = cfg.OutboxRetention
+	relayCfg.Tracer = cfg.Tracer
 	relayCfg.Subjects = outboxSubjects
 	relayCfg.Prepare = func(ctx context.Context) error {
-		return natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
-			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream(), events.SignalsStream())
+		return natsx.Explain(nc, natsx.EnsureStreams(ctx, js, cfg.StreamReplicas,
+			events.RevocationsStream(cfg.Service.AccessTTL), events.IdentityStream(), events.SessionsStream(), events.SignalsStream()))
 	}
 	// Receipts: the fleet from the gateways' reports, and the relay's acks.
 	fleet := receipts.NewFleet(cfg.GatewaySilence, time.Now, reg)
@@ -88,6 +89,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	relayCfg.OnAck = rc.Acked
 	// The relay is sessiond's: its metrics carry sessiond's prefix.
 	relay := outbox.New(pool, js, relayCfg, prometheus.WrapRegistererWithPrefix("sessiond_", reg), log.With("component", "outbox"))
+	cfg.Service.Tracer = cfg.Tracer
 	svc, err := sessions.NewService(pool, keys, cfg.KEK, cfg.Service, metrics, relay, log)
 	if err != nil {
 		return err
@@ -123,7 +125,7 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	handler := Routes(log, reg,
+	handler := Routes(log, reg, httpx.RouterOptions{Tracer: cfg.Tracer, TrustedProxies: cfg.TrustedProxies},
 		api.NewHandler(svc, rc, log, reg, cfg.TrustedProxies, ready),
 		portal.New(svc, rc, portal.Config{InsecureCookies: !cfg.PortalCookieSecure, KEK: cfg.KEK, TrustedProxies: cfg.TrustedProxies, Signals: transmitter}, log),
 		transmitter)
@@ -205,8 +207,8 @@ func Serve(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) e
 // Routes is sessiond's HTTP surface: the API, the portal and the Shared
 // Signals transmitter on one router,
 // with the request plumbing and metrics of httpx.NewRouter.
-func Routes(log *slog.Logger, reg prometheus.Registerer, a *api.Handler, p *portal.Portal, t *ssf.Transmitter) http.Handler {
-	r := httpx.NewRouter(log, httpx.NewMetrics(reg, "sessiond"))
+func Routes(log *slog.Logger, reg prometheus.Registerer, o httpx.RouterOptions, a *api.Handler, p *portal.Portal, t *ssf.Transmitter) http.Handler {
+	r := httpx.NewRouter(log, httpx.NewMetrics(reg, "sessiond"), o)
 	a.Mount(r)
 	p.Mount(r)
 	if t != nil { // a test of the API alone runs no transmitter

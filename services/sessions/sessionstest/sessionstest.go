@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/internal/testenv"
 	"github.com/sessionguard/revoke/internal/tokens"
 	"github.com/sessionguard/revoke/services/sessions"
@@ -166,7 +167,7 @@ func NewOn(t testing.TB, pool *pgxpool.Pool, cfg sessions.Config) *Env {
 func (e *Env) Handler(pc portal.Config) http.Handler {
 	reg := prometheus.NewRegistry()
 	ready := func(ctx context.Context) error { return e.Pool.Ping(ctx) }
-	return sessiond.Routes(e.Log, reg, api.NewHandler(e.Svc, e.Receipts, e.Log, reg, nil, ready), portal.New(e.Svc, e.Receipts, pc, e.Log), nil)
+	return sessiond.Routes(e.Log, reg, httpx.RouterOptions{}, api.NewHandler(e.Svc, e.Receipts, e.Log, reg, nil, ready), portal.New(e.Svc, e.Receipts, pc, e.Log), nil)
 }
 
 var emailSeq struct {
