@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/sessionguard/revoke/migrations"
 )
@@ -45,8 +46,15 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 func provider(pool *pgxpool.Pool) (*goose.Provider, func() error, error) {
+	// An advisory lock held for the whole run: several processes may
+	// migrate at once (sessiond's init containers, one per pod of a new
+	// version), and each but the first waits, then finds nothing to do.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(5, 120)) // 10 minutes
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: migrations: %w", err)
+	}
 	db := stdlib.OpenDBFromPool(pool)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
 	if err != nil {
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("postgres: migrations: %w", err)
