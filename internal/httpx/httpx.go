@@ -130,13 +130,14 @@ func RequestIDMiddleware(next http.Handler) http.Handler {
 // [A-Za-z0-9._-]), else a new one, which it sets on r (for a proxied
 // upstream); either way the response carries it.
 func EnsureRequestID(w http.ResponseWriter, r *http.Request) string {
-	id := r.Header.Get(headerRequestID)
-	if !saneID(id) {
-		id = newRequestID()
-		r.Header[headerRequestID] = []string{id}
+	if v := r.Header[headerRequestID]; len(v) > 0 && saneID(v[0]) {
+		w.Header()[headerRequestID] = v[:1:1]
+		return v[0]
 	}
-	w.Header()[headerRequestID] = []string{id}
-	return id
+	v := []string{newRequestID()} // one slice for both: a later Add copies it
+	r.Header[headerRequestID] = v
+	w.Header()[headerRequestID] = v
+	return v[0]
 }
 
 const headerRequestID = "X-Request-Id" // canonical: set without canonicalising

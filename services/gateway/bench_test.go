@@ -13,6 +13,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/sessionguard/revoke/internal/httpx"
 	"github.com/sessionguard/revoke/internal/telemetry"
 )
 
@@ -146,11 +147,13 @@ func BenchmarkDecisionCachedWithOrgRules(b *testing.B) {
 }
 
 // BenchmarkCheckTracing times the forward-auth handler (Check) on a cached
-// token three ways, in turn each iteration so all face the same machine:
+// token four ways, in turn each iteration so all face the same machine:
 // bare, the decision and its answer as Check made them before requests had
-// ids and spans; off, Check untraced (a request id, and a branch); on,
-// Check traced (a sampled server span per decision, exported in batches to
-// an exporter that drops them). It reports each time and the ratios.
+// ids and spans; ids, bare with the request id Check now gives every
+// request; off, Check untraced (ids, and a branch on whether tracing is
+// on); on, Check traced (a sampled server span per decision, exported in
+// batches to an exporter that drops them). It reports each time and the
+// ratios: off/ids is what tracing costs when off.
 //
 //	go test -run '^$' -bench 'CheckTracing' -count 6 ./services/gateway/
 func BenchmarkCheckTracing(b *testing.B) {
@@ -182,7 +185,11 @@ func BenchmarkCheckTracing(b *testing.B) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 	}
-	var tBare, tOff, tOn time.Duration
+	ids := func(w http.ResponseWriter, r *http.Request) {
+		httpx.EnsureRequestID(w, r)
+		bare(w, r)
+	}
+	var tBare, tIDs, tOff, tOn time.Duration
 	run := func(f http.HandlerFunc) time.Duration {
 		w := &discardWriter{h: http.Header{}}
 		r := req.Clone(req.Context())
@@ -198,14 +205,17 @@ func BenchmarkCheckTracing(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		tBare += run(bare)
+		tIDs += run(ids)
 		tOff += run(off.Check)
 		tOn += run(on.Check)
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(tBare.Nanoseconds())/n, "bare-ns/op")
+	b.ReportMetric(float64(tIDs.Nanoseconds())/n, "ids-ns/op")
 	b.ReportMetric(float64(tOff.Nanoseconds())/n, "off-ns/op")
 	b.ReportMetric(float64(tOn.Nanoseconds())/n, "on-ns/op")
-	b.ReportMetric(float64(tOff)/float64(tBare), "off/bare")
+	b.ReportMetric(float64(tIDs)/float64(tBare), "ids/bare")
+	b.ReportMetric(float64(tOff)/float64(tIDs), "off/ids")
 	b.ReportMetric(float64(tOn)/float64(tOff), "on/off")
 }
 
