@@ -231,3 +231,22 @@ func TestRunRefusesPendingMigrations(t *testing.T) {
 type lazy func() string
 
 func (l lazy) String() string { return l() }
+
+// TestAnUnreachableNATSIsNamed: sessiond started while NATS cannot be
+// reached says, in its log, which address it tries and why it fails, not
+// only that a deadline passed.
+func TestAnUnreachableNATSIsNamed(t *testing.T) {
+	natsAddr := freeAddr(t) // nothing listens there
+	env := map[string]string{
+		"DATABASE_URL": testenv.DatabaseURL(t), "NATS_URL": "nats://" + natsAddr, "SESSIOND_ADDR": freeAddr(t),
+		"KEY_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"sessiond"}, func(k string) string { return env[k] }, &out, &out) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		return strings.Contains(out.String(), "not connected to nats://"+natsAddr) && strings.Contains(out.String(), "connection refused")
+	}, "no log line names the NATS address and the failure:\n%s", lazy(out.String))
+}

@@ -29,7 +29,7 @@ func TestAnUnreachableNATSIsNamed(t *testing.T) {
 	defer cancel()
 	<-ctx.Done()
 	got := Explain(nc, ctx.Err()).Error()
-	for _, want := range []string{"context deadline exceeded", addr, "not connected"} {
+	for _, want := range []string{"context deadline exceeded", addr, "not connected", "connection refused"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q does not say %q", got, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,12 +31,20 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// Why the last attempt to (re)connect failed, for Explain: the
+		// connection keeps no error of its own while it retries.
+		nats.ReconnectErrHandler(func(c *nats.Conn, err error) { dialErrors.Store(c, err) }),
+		nats.ClosedHandler(func(c *nats.Conn) { dialErrors.Delete(c) }),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect to %s: %w", url, err)
 	}
 	return nc, nil
 }
+
+// dialErrors holds, for each connection made by Connect, why its last
+// attempt to reach a server failed.
+var dialErrors sync.Map // *nats.Conn → error
 
 // Explain adds to err, when nc is not connected, what it tries to reach and
 // why it cannot: "context deadline exceeded" alone names neither.
@@ -44,7 +53,9 @@ func Explain(nc *nats.Conn, err error) error {
 		return err
 	}
 	why := "no answer yet"
-	if last := nc.LastError(); last != nil {
+	if last, ok := dialErrors.Load(nc); ok {
+		why = last.(error).Error()
+	} else if last := nc.LastError(); last != nil {
 		why = last.Error()
 	}
 	servers := nc.Servers()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sessionguard/revoke/events"
 	"github.com/sessionguard/revoke/internal/loop"
+	"github.com/sessionguard/revoke/internal/natsx"
 )
 
 // Consumer settings.
@@ -64,7 +65,9 @@ func New(svc Eraser, js jetstream.JetStream, reg prometheus.Registerer, log *slo
 // Run consumes erasure requests until ctx ends. It waits for the IDENTITY
 // stream (the relay creates it) and recreates its consumer if needed.
 func (e *Consumer) Run(ctx context.Context) {
-	loop.Restart(ctx, e.log, "erasure consumer", time.Second, 5*time.Second, e.runOnce)
+	loop.Restart(ctx, e.log, "erasure consumer", time.Second, 5*time.Second, func(ctx context.Context) error {
+		return natsx.Explain(e.js.Conn(), e.runOnce(ctx))
+	})
 }
 
 func (e *Consumer) runOnce(ctx context.Context) error {

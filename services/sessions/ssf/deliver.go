@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionguard/revoke/events"
+	"github.com/sessionguard/revoke/internal/natsx"
 )
 
 // Delivery. One replica at a time delivers: the one that holds the
@@ -53,7 +54,7 @@ func consumerName(id, lane string) string {
 func (t *Transmitter) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := t.lead(ctx); err != nil && ctx.Err() == nil {
-			t.log.WarnContext(ctx, "shared signals delivery interrupted; trying again", "error", err.Error())
+			t.log.WarnContext(ctx, "shared signals delivery interrupted; trying again", "error", natsx.Explain(t.js.Conn(), err).Error())
 		}
 		select {
 		case <-ctx.Done():
@@ -203,7 +204,7 @@ func (s *supervisor) sync(ctx context.Context) error {
 			continue
 		}
 		if err := t.ensureConsumers(ctx, st); err != nil {
-			t.log.WarnContext(ctx, "shared signals stream not started", "stream_id", id, "error", err.Error())
+			t.log.WarnContext(ctx, "shared signals stream not started", "stream_id", id, "error", natsx.Explain(t.js.Conn(), err).Error())
 			continue
 		}
 		subs, err := t.choices(ctx, id)
@@ -399,13 +400,13 @@ func (l *worker) run(ctx context.Context) {
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					t.log.WarnContext(ctx, "shared signals lane waits for its consumer", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+					t.log.WarnContext(ctx, "shared signals lane waits for its consumer", "stream_id", l.st.ID, "lane", l.lane, "error", natsx.Explain(t.js.Conn(), err).Error())
 				}
 				backoff.wait(ctx)
 				continue
 			}
 			if msgs, err = c.Messages(jetstream.PullMaxMessages(1)); err != nil {
-				t.log.WarnContext(ctx, "shared signals lane cannot pull", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+				t.log.WarnContext(ctx, "shared signals lane cannot pull", "stream_id", l.st.ID, "lane", l.lane, "error", natsx.Explain(t.js.Conn(), err).Error())
 				msgs = nil
 				backoff.wait(ctx)
 				continue
@@ -421,7 +422,7 @@ func (l *worker) run(ctx context.Context) {
 			l.flush(ctx, false) // idle: the delivery record goes to the row
 			continue
 		case err != nil:
-			t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", err.Error())
+			t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", natsx.Explain(t.js.Conn(), err).Error())
 			giveBack(msgs)
 			msgs = nil
 			backoff.wait(ctx)
