@@ -33,7 +33,13 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 		// Why the last attempt to (re)connect failed, for Explain: the
 		// connection keeps no error of its own while it retries.
-		nats.ReconnectErrHandler(func(c *nats.Conn, err error) { dialErrors.Store(c, err) }),
+		// "no servers available" between rounds says less than the dial
+		// error before it, which is kept.
+		nats.ReconnectErrHandler(func(c *nats.Conn, err error) {
+			if _, known := dialErrors.Load(c); !known || !errors.Is(err, nats.ErrNoServers) {
+				dialErrors.Store(c, err)
+			}
+		}),
 		nats.ClosedHandler(func(c *nats.Conn) { dialErrors.Delete(c) }),
 	)
 	if err != nil {
