@@ -20,21 +20,26 @@ func TestAwaitedRowsAskTheGatewaysToReport(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	r := f.quietRelay(t)
-	// receipted writes n events belonging to one receipt, awaited or not.
+	// receipted commits n events belonging to one receipt, awaited or not,
+	// with the receipt in the same transaction, as the service writes them:
+	// a sweep that takes them before the hand-over sees the receipt too.
 	receipted := func(awaited bool, n int) []Message {
 		t.Helper()
-		msgs := f.commit(t, n)
 		receipt := uuid.NewString()
-		ids := make([]string, n)
-		for i := range msgs {
-			msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = receipt, n, awaited
-			ids[i] = msgs[i].EventID
-		}
-		err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) error {
+		var msgs []Message
+		err := pgx.BeginFunc(t.Context(), f.pool, func(tx pgx.Tx) (err error) {
+			if msgs, err = insertRows(t, tx, n); err != nil {
+				return err
+			}
+			ids := make([]string, n)
+			for i := range msgs {
+				msgs[i].Receipt, msgs[i].ReceiptEvents, msgs[i].Awaited = receipt, n, awaited
+				ids[i] = msgs[i].EventID
+			}
 			if _, err := tx.Exec(t.Context(), `INSERT INTO revocation_receipts (id, reason, events, awaited) VALUES ($1, 'admin_revoke', $2, $3)`, receipt, n, awaited); err != nil {
 				return err
 			}
-			_, err := tx.Exec(t.Context(), `UPDATE outbox SET receipt_id = $1 WHERE event_id = ANY($2::uuid[])`, receipt, ids)
+			_, err = tx.Exec(t.Context(), `UPDATE outbox SET receipt_id = $1 WHERE event_id = ANY($2::uuid[])`, receipt, ids)
 			return err
 		})
 		if err != nil {
