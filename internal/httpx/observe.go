@@ -95,8 +95,20 @@ func AccessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http
 
 // Trace makes every request a server span of tp (named by its method and
 // route pattern once routed), the child of the W3C traceparent it came
-// with. With the no-op provider it only carries an incoming traceparent on.
+// with. Untraced (tp nil or the no-op provider) it makes no span and only
+// carries an incoming traceparent on (the access log's trace_id).
 func Trace(tp trace.TracerProvider) func(http.Handler) http.Handler {
+	if !telemetry.Records(tp) {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, ok := r.Header["Traceparent"]; !ok {
+					next.ServeHTTP(w, r)
+					return
+				}
+				next.ServeHTTP(w, r.WithContext(telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))))
+			})
+		}
+	}
 	tracer := telemetry.Tracer(tp)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
