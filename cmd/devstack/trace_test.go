@@ -56,8 +56,10 @@ func TestARevocationIsOneTrace(t *testing.T) {
 				spans = append(spans, sp)
 			}
 		}
-		return len(named(spans, "apply revocations.v1.session")) == 2
-	}, "the trace never reached both gateways' apply: %s", tree(spans))
+		// The publish span ends at JetStream's ack, which sessiond may read
+		// after the gateways have applied the message.
+		return len(named(spans, "apply revocations.v1.session")) == 2 && len(named(spans, "publish revocations.v1.session")) == 1
+	}, "the trace never reached both gateways' apply and the publish's ack: %s", tree(spans))
 	t.Logf("the trace of one revocation:\n%s", tree(spans))
 
 	server := only(t, spans, "DELETE /v1/sessions/{id}")
