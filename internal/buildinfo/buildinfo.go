@@ -12,8 +12,12 @@ import (
 // Version is the version of the running binary: its module version, or its
 // VCS revision (12 characters), or "dev".
 func Version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	bi, _ := debug.ReadBuildInfo()
+	return version(bi)
+}
+
+func version(bi *debug.BuildInfo) string {
+	if bi == nil {
 		return "dev"
 	}
 	if v := bi.Main.Version; v != "" && v != "(devel)" {
@@ -26,6 +30,9 @@ func Version() string {
 }
 
 func revision(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return ""
+	}
 	for _, s := range bi.Settings {
 		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
 			return s.Value[:12]
@@ -38,13 +45,10 @@ func revision(bi *debug.BuildInfo) string {
 // gauge of 1 whose labels say the version, the VCS revision and the Go
 // version, so that dashboards and alerts can tell which build runs where.
 func Register(reg prometheus.Registerer, name string) {
-	rev := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		rev = revision(bi)
-	}
+	bi, _ := debug.ReadBuildInfo()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: name, Help: "1, with the running build's version, VCS revision and Go version as labels.",
-		ConstLabels: prometheus.Labels{"version": Version(), "revision": rev, "goversion": runtime.Version()},
+		ConstLabels: prometheus.Labels{"version": version(bi), "revision": revision(bi), "goversion": runtime.Version()},
 	})
 	g.Set(1)
 	reg.MustRegister(g)

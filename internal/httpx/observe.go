@@ -61,8 +61,8 @@ func AccessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http
 			if rec.Status == 0 {
 				rec.Status = http.StatusOK
 			}
-			level := slog.LevelInfo
-			switch rt := route(r); {
+			level, rt := slog.LevelInfo, route(r)
+			switch {
 			case rec.Status >= 500:
 				level = slog.LevelError
 			case rt == "/healthz" || rt == "/readyz" || rt == "/metrics":
@@ -74,7 +74,7 @@ func AccessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http
 			attrs := []slog.Attr{
 				slog.String("request_id", RequestID(r.Context())),
 				slog.String("method", r.Method),
-				slog.String("route", route(r)),
+				slog.String("route", rt),
 				slog.String("path", r.URL.Path),
 				slog.Int("status", rec.Status),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
@@ -121,7 +121,7 @@ func Trace(tp trace.TracerProvider) func(http.Handler) http.Handler {
 			if rec.Status == 0 {
 				rec.Status = http.StatusOK
 			}
-			rt := route(r.WithContext(ctx))
+			rt := route(r) // chi's route context is in r's context, filled in by the routing
 			span.SetName(r.Method + " " + rt)
 			span.SetAttributes(semconv.HTTPRoute(rt), semconv.HTTPResponseStatusCode(rec.Status),
 				attribute.String("request.id", RequestID(ctx)))

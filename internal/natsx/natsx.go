@@ -73,6 +73,12 @@ func Explain(nc *nats.Conn, err error) error {
 	return fmt.Errorf("%w (NATS %s, not connected to %s: %s)", err, strings.ToLower(nc.Status().String()), strings.Join(servers, ","), why)
 }
 
+// Explaining is f with its error explained (Explain): a loop.Restart body
+// that talks to NATS.
+func Explaining(nc *nats.Conn, f func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error { return Explain(nc, f(ctx)) }
+}
+
 // StreamConfig turns a contract stream into a JetStream file-stored stream
 // with replicas copies. No count or size limit is set: the only way a message
 // leaves is its max age.

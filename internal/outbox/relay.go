@@ -182,7 +182,6 @@ func (r *Relay) Committed(ctx context.Context, msgs []Message) {
 		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.EventID))
 		if err != nil {
 			endSpan(p.spans, i, 0, err.Error())
-			nilAt(p.spans, i)
 			r.land(m)
 			r.fastPathFailed(ctx, err.Error(), 1)
 			continue
@@ -378,6 +377,9 @@ func (r *Relay) traceMsg(ctx context.Context, msg *nats.Msg, eventID, traceparen
 }
 
 // endSpan ends spans[i] (if traced) at its ack (seq) or its failure (why).
+// A span ends once: a later call on it changes nothing (OpenTelemetry
+// ignores what is done to an ended span), so a batch's spans may all be
+// ended "not acknowledged" at the end, whichever ended before.
 func endSpan(spans []trace.Span, i int, seq uint64, why string) {
 	if spans == nil || spans[i] == nil {
 		return
@@ -469,7 +471,7 @@ func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []
 	if r.traced {
 		spans = make([]trace.Span, len(batch))
 		// Every span ends, whatever ends the wait: the ack, the row's
-		// failure, or the batch given up (a no-op for those ended).
+		// failure, or the batch given up (see endSpan).
 		defer func() {
 			for i := range spans {
 				endSpan(spans, i, 0, "not acknowledged")
@@ -480,12 +482,11 @@ func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []
 	for i, x := range batch {
 		msg := natsMsg(x.subject, x.payload, awaited(i))
 		if r.traced {
-			spans[i] = r.traceMsg(context.WithoutCancel(ctx), msg, x.eventID, x.trace, "sweep")
+			spans[i] = r.traceMsg(ctx, msg, x.eventID, x.trace, "sweep")
 		}
 		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(x.eventID))
 		if err != nil {
 			endSpan(spans, i, 0, err.Error())
-			spans = nilAt(spans, i)
 			errMsg = err.Error()
 			failed = append(failed, x.id)
 			continue
@@ -515,14 +516,12 @@ wait:
 			sent, seqs = append(sent, x.id), append(seqs, int64(ack.Sequence))
 			r.metrics.acked(x.subject, ack.Duplicate, time.Since(x.created))
 			endSpan(spans, i, ack.Sequence, "")
-			spans = nilAt(spans, i)
 			if r.cfg.OnAck != nil {
 				r.cfg.OnAck(Message{EventID: x.eventID, Subject: x.subject, Payload: x.payload, Receipt: x.receipt, ReceiptEvents: x.events, Awaited: x.awaited, Trace: x.trace}, ack.Sequence, x.created)
 			}
 		case err := <-f.Err():
 			errMsg = err.Error()
 			endSpan(spans, i, 0, errMsg)
-			spans = nilAt(spans, i)
 			failed = append(failed, batch[i].id)
 		case <-timeout.C:
 			abandon(i, "timed out waiting for JetStream acks")
@@ -566,14 +565,6 @@ func (r *Relay) markFresh(ctx context.Context) {
 	}
 }
 
-// nilAt forgets spans[i] once it has ended (spans nil: untraced).
-func nilAt(spans []trace.Span, i int) []trace.Span {
-	if spans != nil {
-		spans[i] = nil
-	}
-	return spans
-}
-
 // awaitAcks appends to sent the rows of p that JetStream acknowledged; the
 // others land at once, for the sweep.
 func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Message {
@@ -598,14 +589,12 @@ func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Me
 			sent = append(sent, m)
 			r.metrics.acked(m.Subject, ack.Duplicate, time.Since(p.at))
 			endSpan(p.spans, i, ack.Sequence, "")
-			nilAt(p.spans, i)
 			if r.cfg.OnAck != nil {
 				r.cfg.OnAck(m, ack.Sequence, p.at)
 			}
 		case err := <-f.Err():
 			failed, why = failed+1, err.Error()
 			endSpan(p.spans, i, 0, why)
-			nilAt(p.spans, i)
 			r.land(p.msgs[i])
 		case <-timeout.C:
 			r.land(p.msgs[i:]...)

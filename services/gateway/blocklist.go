@@ -214,20 +214,22 @@ func (b *Blocklist) RuleRevoked(org ID, role string, authTime, now int64) bool {
 }
 
 // Revoked reports whether a token is revoked at now (unix ns): by its jti,
-// its session, or its user's not-before (iat in unix µs).
+// its session, or its user's not-before (iat in unix µs), and which, as the
+// reason of gateway_decisions_total (revoked_token, revoked_session,
+// revoked_user).
 func (b *Blocklist) Revoked(jti, sid, sub ID, iat, now int64) (bool, string) {
 	if exp, ok := b.lookup(jti, func(s *shard) map[ID]int64 { return s.tokens }); ok && exp > now {
-		return true, "token revoked"
+		return true, reasonRevokedToken
 	}
 	if exp, ok := b.lookup(sid, func(s *shard) map[ID]int64 { return s.sessions }); ok && exp > now {
-		return true, "session revoked"
+		return true, reasonRevokedSession
 	}
 	s := b.shard(sub)
 	s.mu.RLock()
 	u, ok := s.users[sub]
 	s.mu.RUnlock()
 	if ok && u.expires > now && iat < u.notBefore {
-		return true, "user revoked"
+		return true, reasonRevokedUser
 	}
 	return false, ""
 }

@@ -147,9 +147,7 @@ func (f *Feed) Current() bool {
 // Run feeds the blocklist until ctx ends. It waits for the stream to exist,
 // and starts over from the first message if the stream is recreated.
 func (f *Feed) Run(ctx context.Context) error {
-	loop.Restart(ctx, f.log, "revocation feed", 250*time.Millisecond, time.Second, func(ctx context.Context) error {
-		return natsx.Explain(f.js.Conn(), f.runOnce(ctx))
-	})
+	loop.Restart(ctx, f.log, "revocation feed", 250*time.Millisecond, time.Second, natsx.Explaining(f.js.Conn(), f.runOnce))
 	return nil
 }
 

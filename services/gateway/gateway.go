@@ -74,7 +74,7 @@ type Decision struct {
 	Identity *Identity
 	// Reason is the error_description of a denial.
 	Reason string
-	// Code is the denial's reason as gateway_requests_total names it
+	// Code is the denial's reason as gateway_decisions_total names it
 	// (expired, revoked_session, ...), or "stale" for a 503.
 	Code string
 }
@@ -127,14 +127,13 @@ func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Tim
 		return Decision{Outcome: Deny, Reason: describe(err), Code: code}
 	}
 	ns := now.UnixNano()
-	if revoked, why := g.bl.Revoked(id.jti, id.sid, id.sub, id.iat, ns); revoked {
-		code := revokedReason[why]
+	if revoked, code := g.bl.Revoked(id.jti, id.sid, id.sub, id.iat, ns); revoked {
 		g.metrics.denied[code].Inc()
-		return Decision{Outcome: Deny, Reason: why, Identity: id, Code: code}
+		return Decision{Outcome: Deny, Reason: revokedDetail[code], Identity: id, Code: code}
 	}
 	if g.bl.RuleRevoked(id.org, id.Role, id.authTime, ns) {
 		g.metrics.denied[reasonRevokedRule].Inc()
-		return Decision{Outcome: Deny, Reason: "org rule", Identity: id, Code: reasonRevokedRule}
+		return Decision{Outcome: Deny, Reason: revokedDetail[reasonRevokedRule], Identity: id, Code: reasonRevokedRule}
 	}
 	if g.activity != nil {
 		g.activity.Seen(id, ns)
@@ -150,7 +149,6 @@ func bearer(h string) (string, bool) {
 	return h[7:], true
 }
 
-// describe turns a verification error into a short, quotable description.
 // invalidReason is the metrics' reason for a token the verifier refused.
 func invalidReason(err error) string {
 	switch {
@@ -172,9 +170,12 @@ func invalidReason(err error) string {
 	return reasonMalformed
 }
 
-// revokedReason is the metrics' reason for what the blocklist said.
-var revokedReason = map[string]string{"token revoked": reasonRevokedToken, "session revoked": reasonRevokedSession, "user revoked": reasonRevokedUser}
+// revokedDetail is the error_description of a revoked token, by the
+// metrics' reason the blocklist names.
+var revokedDetail = map[string]string{reasonRevokedToken: "token revoked", reasonRevokedSession: "session revoked",
+	reasonRevokedUser: "user revoked", reasonRevokedRule: "org rule"}
 
+// describe turns a verification error into a short, quotable description.
 func describe(err error) string {
 	s := err.Error()
 	const prefix = "invalid token: "

@@ -89,7 +89,7 @@ func (g *Gateway) logRefusal(ctx context.Context, r *http.Request, d Decision, r
 }
 
 // refusalsPerSecond bounds the refusal log: a client replaying a revoked
-// token in a loop must not flood it (gateway_requests_total counts them
+// token in a loop must not flood it (gateway_decisions_total counts them
 // all).
 const refusalsPerSecond = 10
 

@@ -65,9 +65,7 @@ func New(svc Eraser, js jetstream.JetStream, reg prometheus.Registerer, log *slo
 // Run consumes erasure requests until ctx ends. It waits for the IDENTITY
 // stream (the relay creates it) and recreates its consumer if needed.
 func (e *Consumer) Run(ctx context.Context) {
-	loop.Restart(ctx, e.log, "erasure consumer", time.Second, 5*time.Second, func(ctx context.Context) error {
-		return natsx.Explain(e.js.Conn(), e.runOnce(ctx))
-	})
+	loop.Restart(ctx, e.log, "erasure consumer", time.Second, 5*time.Second, natsx.Explaining(e.js.Conn(), e.runOnce))
 }
 
 func (e *Consumer) runOnce(ctx context.Context) error {
