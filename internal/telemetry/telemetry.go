@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"time"
 
@@ -48,6 +49,13 @@ func Setup(ctx context.Context, getenv func(string) string, service, version str
 	on, err := enabled(getenv)
 	if err != nil || !on {
 		return off, nothing, err
+	}
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			if u, perr := url.Parse(v); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return off, nothing, fmt.Errorf("%s: %q is not an http(s) URL (e.g. http://otel-collector:4318)", k, v)
+			}
+		}
 	}
 	var exp *otlptrace.Exporter
 	switch p := protocol(getenv); p {
