@@ -191,10 +191,12 @@ func TestBulkRevocationInBatchesAtEveryGateway(t *testing.T) {
 // everywhere, not only in the database: a sign-in past a revoke_oldest cap
 // ends the oldest session, and the refresh of a session idle past the
 // timeout ends it; both are refused at every gateway, while the sessions
-// the policy leaves work on.
+// the policy leaves work on. The gateways report no activity: the test
+// makes a session idle by writing its last_active_at, which the report of
+// its own check of that session at a gateway would otherwise undo.
 func TestSessionPolicyAtTheGateways(t *testing.T) {
 	t.Parallel()
-	s := newSystem(t, 2)
+	s := newSystemWith(t, 2, systemOptions{noActivity: true})
 	org := s.org("governed")
 	s.member(org, "user", "ana@governed.example")
 	if code := s.do("PUT", "/v1/orgs/"+org+"/policy", s.admin, map[string]any{"max_sessions_per_user": 2, "on_limit": "revoke_oldest", "idle_timeout": "10m"}, nil); code != http.StatusOK {

@@ -48,6 +48,7 @@ type system struct {
 	env      map[string]string    // sessiond's environment, for a sessiond run as a process
 	checks   *pgxpool.Pool        // opened on first use by checks that read the database
 	tracer   trace.TracerProvider // of sessiond and every gateway (nil: none)
+	activity time.Duration        // the gateways' ActivityEvery (0: no reports)
 }
 
 type gw struct {
@@ -88,6 +89,10 @@ type systemOptions struct {
 	noSessiond bool
 	// tracer traces sessiond and every gateway (nil: not traced).
 	tracer trace.TracerProvider
+	// noActivity starts gateways that report no activity: a test that
+	// stands in for idle minutes by writing last_active_at would otherwise
+	// see its own requests' reports, a second later, undo it.
+	noActivity bool
 }
 
 func newSystemWith(t testing.TB, gateways int, o systemOptions) *system {
@@ -123,6 +128,9 @@ func newSystemWith(t testing.TB, gateways int, o systemOptions) *system {
 	cfg.Tracer = o.tracer
 	s.sessiond = cfg
 	s.tracer = o.tracer
+	if !o.noActivity {
+		s.activity = 30 * time.Second
+	}
 	ln := listen(t)
 	s.apiLn = ln.Addr().String()
 	s.api = "http://" + s.apiLn
@@ -182,7 +190,7 @@ func (s *system) startGatewayWith(o gwOptions) *gw {
 	u, _ := url.Parse(s.upstream.URL)
 	cfg := gateway.AppConfig{NATSURL: s.natsURL, Upstream: u, Config: gateway.Config{
 		JWKSURL: s.api + "/.well-known/jwks.json", MaxStaleness: o.maxStaleness, Issuer: "http://sessiond.test",
-		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: 30 * time.Second, Now: o.now, Tracer: s.tracer}}
+		Audience: "api", Leeway: 30 * time.Second, CacheSize: 1 << 16, ActivityEvery: s.activity, Now: o.now, Tracer: s.tracer}}
 	lns := gateway.Listeners{Proxy: listen(s.t), Control: listen(s.t)}
 	g := &gw{proxy: "http://" + lns.Proxy.Addr().String(), control: "http://" + lns.Control.Addr().String(), done: make(chan error, 1)}
 	cfg.Name = "gw-" + lns.Control.Addr().String()
