@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
@@ -22,9 +21,7 @@ import (
 // (its context in the NATS message's headers) to each gateway's apply, so
 // an operator sees where a slow revocation spent its time.
 func TestARevocationIsOneTrace(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	tp, exp := testenv.Tracing(t)
 	s := newSystemWith(t, 2, systemOptions{tracer: tp})
 	_, p := s.user()
 	if !s.acceptedEverywhere(p.AccessToken) {

@@ -198,6 +198,24 @@ func (s *StatusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// Code is the status answered: 200 when the handler wrote nothing.
+func (s *StatusRecorder) Code() int {
+	if s.Status == 0 {
+		return http.StatusOK
+	}
+	return s.Status
+}
+
+// recorder is w as a StatusRecorder: w itself when a middleware further out
+// records it already, so that a request's span, log line and metrics share
+// one.
+func recorder(w http.ResponseWriter) *StatusRecorder {
+	if rec, ok := w.(*StatusRecorder); ok {
+		return rec
+	}
+	return &StatusRecorder{ResponseWriter: w}
+}
+
 // Recover turns a panic into a 500 problem response and logs it; the client
 // never sees a stack trace.
 func Recover(log *slog.Logger) func(http.Handler) http.Handler {

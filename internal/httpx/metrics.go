@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -36,16 +35,10 @@ func NewMetrics(reg prometheus.Registerer, prefix string) *Metrics {
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &StatusRecorder{ResponseWriter: w}
+		rec := recorder(w)
 		next.ServeHTTP(rec, r)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		if rec.Status == 0 {
-			rec.Status = http.StatusOK
-		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.Status)).Inc()
-		m.latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		rt := route(r)
+		m.requests.WithLabelValues(rt, r.Method, strconv.Itoa(rec.Code())).Inc()
+		m.latency.WithLabelValues(rt, r.Method).Observe(time.Since(start).Seconds())
 	})
 }

@@ -54,16 +54,13 @@ func AccessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &StatusRecorder{ResponseWriter: w}
+			rec := recorder(w)
 			ri := &requestInfo{}
 			r = r.WithContext(context.WithValue(r.Context(), requestInfoKey, ri))
 			next.ServeHTTP(rec, r)
-			if rec.Status == 0 {
-				rec.Status = http.StatusOK
-			}
-			level, rt := slog.LevelInfo, route(r)
+			status, level, rt := rec.Code(), slog.LevelInfo, route(r)
 			switch {
-			case rec.Status >= 500:
+			case status >= 500:
 				level = slog.LevelError
 			case rt == "/healthz" || rt == "/readyz" || rt == "/metrics":
 				level = slog.LevelDebug
@@ -76,7 +73,7 @@ func AccessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http
 				slog.String("method", r.Method),
 				slog.String("route", rt),
 				slog.String("path", r.URL.Path),
-				slog.Int("status", rec.Status),
+				slog.Int("status", status),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			}
 			if ip := ClientIP(r, trusted); ip.IsValid() {
@@ -116,17 +113,14 @@ func Trace(tp trace.TracerProvider) func(http.Handler) http.Handler {
 			ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path)))
 			defer span.End()
-			rec := &StatusRecorder{ResponseWriter: w}
+			rec := recorder(w)
 			next.ServeHTTP(rec, r.WithContext(ctx))
-			if rec.Status == 0 {
-				rec.Status = http.StatusOK
-			}
-			rt := route(r) // chi's route context is in r's context, filled in by the routing
+			status, rt := rec.Code(), route(r) // chi's route context is in r's context, filled in by the routing
 			span.SetName(r.Method + " " + rt)
-			span.SetAttributes(semconv.HTTPRoute(rt), semconv.HTTPResponseStatusCode(rec.Status),
+			span.SetAttributes(semconv.HTTPRoute(rt), semconv.HTTPResponseStatusCode(status),
 				attribute.String("request.id", RequestID(ctx)))
-			if rec.Status >= 500 {
-				span.SetStatus(codes.Error, strconv.Itoa(rec.Status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, strconv.Itoa(status))
 			}
 		})
 	}

@@ -12,11 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sessionguard/revoke/internal/telemetry"
+	"github.com/sessionguard/revoke/internal/testenv"
 )
 
 // router is NewRouter with a route that identifies its caller and one that
@@ -96,8 +95,7 @@ func TestTheRequestLogLine(t *testing.T) {
 // request came with, named by the route pattern, with its status, and an
 // error for a 5xx.
 func TestEveryRequestIsASpan(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tp, exp := testenv.Tracing(t)
 	var buf bytes.Buffer
 	h := router(t, &buf, tp)
 	parent, caller := tp.Tracer("test").Start(context.Background(), "caller")

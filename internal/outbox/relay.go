@@ -191,9 +191,7 @@ func (r *Relay) Committed(ctx context.Context, msgs []Message) {
 	select {
 	case r.inflight <- p:
 	default: // the acks go unread: the rows stay unsent and the sweep marks them
-		for i := range p.spans {
-			endSpan(p.spans, i, 0, "acks not awaited: left to the sweep")
-		}
+		endSpans(p.spans, "acks not awaited: left to the sweep")
 		r.land(msgs...)
 		signal(r.wake)
 	}
@@ -392,6 +390,13 @@ func endSpan(spans []trace.Span, i int, seq uint64, why string) {
 	spans[i].End()
 }
 
+// endSpans ends every span of a batch not ended already as failed (why).
+func endSpans(spans []trace.Span, why string) {
+	for i := range spans {
+		endSpan(spans, i, 0, why)
+	}
+}
+
 // natsMsg is the message that publishes an outbox row.
 func natsMsg(subject string, payload []byte, awaited bool) *nats.Msg {
 	msg := nats.NewMsg(subject)
@@ -472,11 +477,7 @@ func (r *Relay) publish(ctx context.Context, batch []row) (sent, seqs, failed []
 		spans = make([]trace.Span, len(batch))
 		// Every span ends, whatever ends the wait: the ack, the row's
 		// failure, or the batch given up (see endSpan).
-		defer func() {
-			for i := range spans {
-				endSpan(spans, i, 0, "not acknowledged")
-			}
-		}()
+		defer endSpans(spans, "not acknowledged")
 	}
 	awaited := lastAwaited(len(batch), func(i int) (string, bool) { return batch[i].receipt, batch[i].awaited })
 	for i, x := range batch {
@@ -570,13 +571,7 @@ func (r *Relay) markFresh(ctx context.Context) {
 func (r *Relay) awaitAcks(ctx context.Context, p published, sent []Message) []Message {
 	timeout := time.NewTimer(r.cfg.AckTimeout - time.Since(p.at))
 	defer timeout.Stop()
-	if p.spans != nil {
-		defer func() {
-			for i := range p.spans {
-				endSpan(p.spans, i, 0, "not acknowledged: left to the sweep")
-			}
-		}()
-	}
+	defer endSpans(p.spans, "not acknowledged: left to the sweep")
 	failed, why := 0, ""
 	for i, f := range p.futures {
 		if f == nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
@@ -23,8 +22,7 @@ import (
 // carry the publish's context on. Untraced, no header is added.
 func TestPublishesContinueTheRowsTrace(t *testing.T) {
 	f := newFixture(t)
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tp, exp := testenv.Tracing(t)
 	cfg := DefaultConfig()
 	cfg.Tracer = tp
 	r := New(f.pool, f.js, cfg, prometheus.NewRegistry(), quiet)

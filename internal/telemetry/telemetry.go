@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func Setup(ctx context.Context, getenv func(string) string, service, version str
 	if err != nil || !on {
 		return off, nothing, err
 	}
-	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+	for _, k := range endpointVars {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			if u, perr := url.Parse(v); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return off, nothing, fmt.Errorf("%s: %q is not an http(s) URL (e.g. http://otel-collector:4318)", k, v)
@@ -78,6 +79,9 @@ func Setup(ctx context.Context, getenv func(string) string, service, version str
 	return tp, tp.Shutdown, nil
 }
 
+// endpointVars name the OTLP endpoint; either turns tracing on.
+var endpointVars = []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
+
 // enabled reads whether tracing is configured.
 func enabled(getenv func(string) string) (bool, error) {
 	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
@@ -89,7 +93,7 @@ func enabled(getenv func(string) string) (bool, error) {
 	case "otlp":
 		return true, nil
 	case "":
-		return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "", nil
+		return slices.ContainsFunc(endpointVars, func(k string) bool { return getenv(k) != "" }), nil
 	default:
 		return false, fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not supported (otlp or none)", e)
 	}

@@ -75,7 +75,7 @@ type Decision struct {
 	// Reason is the error_description of a denial.
 	Reason string
 	// Code is the denial's reason as gateway_decisions_total names it
-	// (expired, revoked_session, ...), or "stale" for a 503.
+	// (expired, revoked_session, ...), or reasonStale for a 503.
 	Code string
 }
 
@@ -113,7 +113,7 @@ func (g *Gateway) State() string {
 func (g *Gateway) Decide(ctx context.Context, authorization string, now time.Time) Decision {
 	if g.failingClosed() {
 		g.metrics.stale.Inc()
-		return Decision{Outcome: Unavailable, Reason: "revocation list not current", Code: "stale"}
+		return Decision{Outcome: Unavailable, Reason: "revocation list not current", Code: reasonStale}
 	}
 	raw, ok := bearer(authorization)
 	if !ok {

@@ -37,6 +37,7 @@ var denyReasons = []string{
 }
 
 const (
+	reasonStale          = "stale" // of an unavailable decision (503), not a deny
 	reasonMissing        = "missing"
 	reasonMalformed      = "malformed"
 	reasonExpired        = "expired"
@@ -88,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	m.allowed = m.decisions.WithLabelValues("allow", "valid")
-	m.stale = m.decisions.WithLabelValues("unavailable", "stale")
+	m.stale = m.decisions.WithLabelValues("unavailable", reasonStale)
 	m.denied = make(map[string]prometheus.Counter, len(denyReasons))
 	for _, r := range denyReasons {
 		m.denied[r] = m.decisions.WithLabelValues("deny", r)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
@@ -25,8 +24,7 @@ import (
 // its outcome and reason; the refusal is logged with its reason, request id,
 // session and trace id, and the answer carries the request id.
 func TestTracedDecisionsAndApplies(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tp, exp := testenv.Tracing(t)
 	w := newWorld(t, 5*time.Second)
 	w.start()
 	var logs bytes.Buffer

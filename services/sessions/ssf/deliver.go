@@ -54,7 +54,7 @@ func consumerName(id, lane string) string {
 func (t *Transmitter) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := t.lead(ctx); err != nil && ctx.Err() == nil {
-			t.log.WarnContext(ctx, "shared signals delivery interrupted; trying again", "error", natsx.Explain(t.js.Conn(), err).Error())
+			t.log.WarnContext(ctx, "shared signals delivery interrupted; trying again", "error", t.explain(err))
 		}
 		select {
 		case <-ctx.Done():
@@ -62,6 +62,10 @@ func (t *Transmitter) Run(ctx context.Context) {
 		}
 	}
 }
+
+// explain is err, for a log line, with why NATS cannot be reached when it
+// cannot (natsx.Explain).
+func (t *Transmitter) explain(err error) string { return natsx.Explain(t.js.Conn(), err).Error() }
 
 // lead takes the lock, if it is free, and supervises until ctx ends or the
 // lock's connection fails.
@@ -204,7 +208,7 @@ func (s *supervisor) sync(ctx context.Context) error {
 			continue
 		}
 		if err := t.ensureConsumers(ctx, st); err != nil {
-			t.log.WarnContext(ctx, "shared signals stream not started", "stream_id", id, "error", natsx.Explain(t.js.Conn(), err).Error())
+			t.log.WarnContext(ctx, "shared signals stream not started", "stream_id", id, "error", t.explain(err))
 			continue
 		}
 		subs, err := t.choices(ctx, id)
@@ -400,13 +404,13 @@ func (l *worker) run(ctx context.Context) {
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					t.log.WarnContext(ctx, "shared signals lane waits for its consumer", "stream_id", l.st.ID, "lane", l.lane, "error", natsx.Explain(t.js.Conn(), err).Error())
+					t.log.WarnContext(ctx, "shared signals lane waits for its consumer", "stream_id", l.st.ID, "lane", l.lane, "error", t.explain(err))
 				}
 				backoff.wait(ctx)
 				continue
 			}
 			if msgs, err = c.Messages(jetstream.PullMaxMessages(1)); err != nil {
-				t.log.WarnContext(ctx, "shared signals lane cannot pull", "stream_id", l.st.ID, "lane", l.lane, "error", natsx.Explain(t.js.Conn(), err).Error())
+				t.log.WarnContext(ctx, "shared signals lane cannot pull", "stream_id", l.st.ID, "lane", l.lane, "error", t.explain(err))
 				msgs = nil
 				backoff.wait(ctx)
 				continue
@@ -422,7 +426,7 @@ func (l *worker) run(ctx context.Context) {
 			l.flush(ctx, false) // idle: the delivery record goes to the row
 			continue
 		case err != nil:
-			t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", natsx.Explain(t.js.Conn(), err).Error())
+			t.log.WarnContext(ctx, "shared signals fetch failed", "stream_id", l.st.ID, "lane", l.lane, "error", t.explain(err))
 			giveBack(msgs)
 			msgs = nil
 			backoff.wait(ctx)
